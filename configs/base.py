@@ -1,0 +1,97 @@
+"""Every config key, with its default and meaning. Other configs start from this one.
+
+Override any key from the command line: `--config.train.batch_size=64`. Unknown keys and
+values of the wrong type are errors.
+"""
+
+from ml_collections import ConfigDict
+
+
+def gpt_model():
+    """The `model` section of a GPT config: a char-level GPT that trains in minutes on 2 cores."""
+    return ConfigDict(dict(
+        name="gpt",               # "gpt" or "recurrent"
+        num_layers=4,             # L, Transformer blocks
+        num_heads=4,              # query heads per block
+        num_kv_heads=0,           # key/value heads (grouped-query attention); 0 = num_heads
+        hidden_dim=128,           # D, model width; divisible by num_heads
+        intermediate_dim=0,       # MLP width; 0 = 4 D (8/3 D for swiglu)
+        max_length=64,            # T, context length (training window)
+        position="learned",       # "learned" or "rope"
+        normalization="layer",    # "layer" or "rms"
+        activation="gelu",        # "gelu", "swiglu" or "relu2"
+        dropout=0.0,              # on embeddings, attention and residual branches
+        use_bias=True,            # biases in projections and LayerNorm
+        tie_embeddings=True,      # output projection = transposed token embedding
+    ))
+
+
+def recurrent_model():
+    """The `model` section of a recurrent (LSTM/GRU) config."""
+    return ConfigDict(dict(
+        name="recurrent",
+        cell="lstm",              # "lstm" or "gru"
+        num_layers=2,             # stacked recurrent layers
+        embedding_dim=128,        # E, token embedding width
+        units=384,                # U, recurrent units per layer
+        max_length=128,           # T, training window (truncated backprop length)
+        dropout=0.0,              # on embeddings and between recurrent layers
+    ))
+
+
+def get_config():
+    return ConfigDict(dict(
+        seed=1337,                # model init, data order and dropout
+        deterministic=False,      # TF op determinism (bitwise-reproducible runs, slower)
+        data=dict(
+            source="",            # text file, folder, glob or tfds:<name>; "" = bundled Tiny Shakespeare
+            data_dir="",          # TFDS data_dir for prepared datasets; "" = TFDS default
+            split="train",        # TFDS split to read
+            text_key="",          # TFDS text feature; "" = the only text feature
+            val_fraction=0.1,     # the last fraction of the tokens is the validation split
+            tokenizer="char",     # "char", "byte" or "sentencepiece"
+            vocab_size=1000,      # sentencepiece vocabulary size
+            sp_model_type="bpe",  # sentencepiece model: "bpe" or "unigram"
+        ),
+        model=gpt_model(),
+        train=dict(
+            steps=1000,           # optimizer steps in all (a resumed run continues to this)
+            batch_size=32,        # global batch, in windows of model.max_length tokens
+            grad_accum_steps=1,   # micro-batches per step; divides batch_size
+            optimizer="adamw",    # "adamw", "adam", "sgd", "adagrad" or "rmsprop"
+            learning_rate=2e-3,   # peak learning rate
+            schedule="warmup_cosine",  # "constant", "warmup_cosine", "step" or "exponential"
+            warmup_steps=100,     # linear warm-up steps
+            min_lr_ratio=0.1,     # warmup_cosine: final lr = learning_rate * min_lr_ratio
+            decay_steps=1000,     # step: steps between decays; exponential: steps per decay_rate
+            decay_rate=0.5,       # step / exponential decay factor
+            reduce_on_plateau=False,  # also scale lr by plateau_factor when val loss stalls
+            plateau_factor=0.5,
+            plateau_patience=2,   # evaluations without improvement before reducing
+            weight_decay=0.1,     # adamw decoupled weight decay (not on norms and biases)
+            beta1=0.9,
+            beta2=0.99,
+            epsilon=1e-8,
+            momentum=0.9,         # sgd / rmsprop momentum
+            nesterov=False,       # sgd Nesterov momentum
+            grad_clip=1.0,        # clip gradients by global norm; 0 = off
+            precision="float32",  # "float32", "mixed_bfloat16" or "mixed_float16"
+            xla=True,             # compile the train step with XLA (2x faster here in float32)
+            steps_per_execution=1,  # train steps per compiled call; divides the intervals below
+        ),
+        eval=dict(
+            every=200,            # evaluate on the whole validation split every N steps (and at the end)
+            batch_size=64,        # windows per evaluation batch
+        ),
+        log_every=50,             # metrics.jsonl / TensorBoard / progress line every N steps
+        checkpoint=dict(
+            every=200,            # save a checkpoint every N steps (and at the end)
+            keep=2,               # recent checkpoints kept (the best by val loss is kept apart)
+        ),
+        sample=dict(
+            length=200,           # characters/tokens sampled at the end of training; 0 = none
+            prompt="\n",
+            temperature=0.8,
+            top_k=0,              # 0 = no top-k filtering
+        ),
+    ))

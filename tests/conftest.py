@@ -1,0 +1,19 @@
+"""Shared test set-up: tfllm's Keras (tf_keras), quiet logs, float32 by default."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+import tfllm  # noqa: E402,F401  (sets the environment before TensorFlow loads)
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    """Tests that switch the mixed-precision policy must not leak it into others."""
+    from tfllm._keras import keras
+
+    yield
+    keras.mixed_precision.set_global_policy("float32")

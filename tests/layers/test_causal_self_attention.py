@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import assert_causal, assert_config_round_trip
+from tfllm.layers import CausalSelfAttention
+
+
+@pytest.mark.parametrize("kv_heads,rope", [(4, False), (2, True), (1, True)])
+def test_causal_and_grouped_query_shapes(kv_heads, rope):
+    layer = CausalSelfAttention(num_heads=4, num_kv_heads=kv_heads, use_rope=rope)
+    x = tf.random.normal((2, 6, 16))
+    assert layer(x).shape == (2, 6, 16)
+    assert layer.key.kernel.shape == (16, kv_heads, 4)
+    assert_causal(layer, width=16)
+
+
+@pytest.mark.parametrize("rope", [False, True])
+def test_cached_decode_equals_full_forward(rope):
+    layer = CausalSelfAttention(num_heads=4, num_kv_heads=2, use_rope=rope)
+    x = tf.random.normal((2, 7, 16))
+    full = layer(x)
+    cache = tf.zeros((2, 2, 10, 2, 4))
+    prefix, cache = layer(x[:, :3], cache=cache, cache_index=0)
+    steps = [prefix]
+    for t in range(3, 7):
+        out, cache = layer(x[:, t:t + 1], cache=cache, cache_index=t)
+        steps.append(out)
+    np.testing.assert_allclose(tf.concat(steps, 1).numpy(), full.numpy(), atol=1e-5)
+
+
+def test_head_count_must_divide():
+    with pytest.raises(ValueError, match="multiple of num_kv_heads"):
+        CausalSelfAttention(num_heads=4, num_kv_heads=3)
+    with pytest.raises(ValueError, match="not divisible by num_heads"):
+        CausalSelfAttention(num_heads=3)(tf.zeros((1, 2, 16)))
+
+
+def test_config_round_trip():
+    assert_config_round_trip(CausalSelfAttention(num_heads=2, num_kv_heads=1, use_rope=True,
+                                                 dropout=0.1, use_bias=False),
+                             tf.zeros((1, 3, 8)))

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import policy
+from tfllm._keras import keras
+from tfllm.models import GPT, build_model
+
+
+def tiny_gpt(**overrides):
+    args = dict(vocab_size=10, num_layers=2, num_heads=2, hidden_dim=8, max_length=12)
+    return GPT(**{**args, **overrides})
+
+
+@pytest.mark.parametrize("options", [
+    {}, dict(position="rope", normalization="rms", activation="swiglu", num_kv_heads=1),
+    dict(tie_embeddings=False, use_bias=False, activation="relu2")])
+def test_no_gradient_from_future_tokens(options):
+    model = tiny_gpt(**options)
+    tokens = tf.constant(np.random.randint(0, 10, (2, 8)))
+    embedded = model.token_embedding(tokens)
+
+    for t in range(8):
+        with tf.GradientTape() as tape:
+            tape.watch(embedded)
+            # Run the model from its embedding output so the gradient reaches positions.
+            x = embedded
+            if model.position_embedding is not None:
+                x = model.position_embedding(x)
+            for block in model.blocks:
+                x = block(x)
+            out = model._logits(x)[:, t]
+            target = tf.reduce_sum(out * tf.random.normal(out.shape))
+        grad = tape.gradient(target, embedded).numpy()
+        assert np.all(grad[:, t + 1:] == 0) and np.any(grad[:, :t + 1] != 0)
+
+
+def test_changing_a_future_token_leaves_past_logits():
+    model = tiny_gpt()
+    a = np.random.randint(0, 10, (1, 8))
+    b = a.copy()
+    b[0, 5:] = (b[0, 5:] + 1) % 10
+    np.testing.assert_allclose(model(a)[:, :5], model(b)[:, :5], atol=1e-6)
+
+
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_cached_decode_equals_full_forward(position):
+    model = tiny_gpt(position=position, num_kv_heads=1)
+    tokens = tf.constant(np.random.randint(0, 10, (2, 9)))
+    full = model(tokens)
+    logits, cache = model.call_with_cache(tokens[:, :4], model.init_cache(2, 12), 0)
+    steps = [logits]
+    for t in range(4, 9):
+        logits, cache = model.call_with_cache(tokens[:, t:t + 1], cache, t)
+        steps.append(logits)
+    assert tf.reduce_max(tf.abs(tf.concat(steps, 1) - full)).numpy() <= 1e-4
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny_gpt(position="rope", activation="swiglu")
+    tokens = np.random.randint(0, 10, (2, 6))
+    path = str(tmp_path / "gpt.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, GPT) and loaded.get_config() == model.get_config()
+    np.testing.assert_allclose(loaded(tokens), model(tokens), atol=1e-6)
+
+
+def test_weights_start_different():
+    model = tiny_gpt(num_layers=2)
+    q0, q1 = model.blocks[0].attention.query.kernel, model.blocks[1].attention.query.kernel
+    assert not np.allclose(q0, q1)
+
+
+def test_bfloat16_compute_float32_logits_and_weights():
+    policy("mixed_bfloat16")
+    model = tiny_gpt()
+    assert model.blocks[0].attention.query.kernel.dtype == tf.float32
+    assert model(tf.zeros((1, 4), tf.int32)).dtype == tf.float32
+
+
+def test_user_code_fit_with_tf_keras():
+    """What a user writes: tf.keras optimizer and loss, model.fit on a tf.data pipeline."""
+    text = np.random.RandomState(0).randint(0, 10, 2000)
+    text[1::2] = (text[::2] + 3) % 10  # every second token is predictable
+    windows = np.stack([text[i:i + 9] for i in range(0, 1900, 8)])
+    ds = tf.data.Dataset.from_tensor_slices((windows[:, :-1], windows[:, 1:])).batch(16).repeat()
+    model = build_model("gpt", "nano", vocab_size=10, max_length=8)
+    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3),
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(ds, steps_per_epoch=40, epochs=3, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert isinstance(model, tf.keras.Model)
+
+
+def test_presets_and_errors():
+    assert GPT.from_preset("tiny", vocab_size=65).count_params() > 0
+    with pytest.raises(ValueError, match="nano"):
+        GPT.from_preset("huge", vocab_size=65)
+    with pytest.raises(ValueError, match="divisible"):
+        tiny_gpt(hidden_dim=10, num_heads=4)

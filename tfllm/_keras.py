@@ -1,0 +1,28 @@
+"""The one place tfllm imports Keras.
+
+tfllm is built on tf_keras (the Keras 2 API): tensorflow-model-optimization's
+quantization-aware training and DTensor layout maps with `model.fit` work only
+there today. `tfllm/__init__.py` sets TF_USE_LEGACY_KERAS before TensorFlow is
+imported, which makes `tf.keras` *be* tf_keras, so user code written against
+`tf.keras` composes with tfllm layers and models. A later move to another Keras
+changes this file, not the package.
+"""
+
+import tf_keras as keras
+
+# Dropout draws from a tf.random.Generator whose state is a tracked object, so
+# it is saved in checkpoints and a resumed run continues the same random stream.
+keras.backend.experimental.enable_tf_random_generator()
+
+register = keras.saving.register_keras_serializable
+
+
+def fresh_initializer(initializer):
+    """A new instance of `initializer` (name, config or instance).
+
+    tf_keras returns the same values every time one unseeded initializer instance is
+    called, so each weight gets its own instance: no two weights start correlated.
+    """
+    return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(initializer)))
+
+__all__ = ["keras", "register", "fresh_initializer"]

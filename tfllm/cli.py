@@ -1,0 +1,83 @@
+"""What every tfllm command shares: config lookup by name, one-line errors, exit codes.
+
+A user mistake (bad flag, config key or value, missing file) prints one line,
+`<command>: error: <what is wrong and how to fix it>`, to stderr and exits 2; there is
+no traceback. Anything else is a bug and keeps its traceback.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from tfllm.errors import UserError  # noqa: F401  (re-exported for the commands)
+
+def packaged_configs():
+    import tfllm.configs
+
+    directory = os.path.dirname(tfllm.configs.__file__)
+    return sorted(f[:-3] for f in os.listdir(directory)
+                  if f.endswith(".py") and not f.startswith("_") and f != "base.py")
+
+
+def config_path(name_or_path):
+    """A config file path for `--config`: a path as is, or a packaged config's name."""
+    if os.path.exists(name_or_path.split(":")[0]) or "/" in name_or_path:
+        return name_or_path
+    import tfllm.configs
+
+    path = os.path.join(os.path.dirname(tfllm.configs.__file__), name_or_path + ".py")
+    if not os.path.exists(path):
+        fail(f"no config {name_or_path!r}; pass a config file or one of {packaged_configs()}.")
+    return path
+
+
+def default_config_path(name="default"):
+    import tfllm.configs
+
+    return os.path.join(os.path.dirname(tfllm.configs.__file__), name + ".py")
+
+
+def fail(message, code=2):
+    print(f"{_command_name()}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _command_name():
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec is not None else "tfllm"
+
+
+def _resolve_config_flag(argv):
+    """Rewrites `--config=<name>` to the packaged config file of that name."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--config="):
+            arg = "--config=" + config_path(arg[len("--config="):])
+        out.append(arg)
+    return out
+
+
+def _parse(argv):
+    try:
+        return flags.FLAGS(_resolve_config_flag(argv))
+    except flags.Error as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        fail(f"{message}; run with --helpfull to see the flags.")
+    except (KeyError, AttributeError, TypeError, ValueError) as e:
+        # ml_collections reports bad `--config.x.y=` overrides with these.
+        fail(f"bad config override: {e}; see configs/base.py for every key and its type.")
+
+
+def run(main):
+    """absl's app.run with one-line errors for user mistakes."""
+
+    def guarded(argv):
+        logging.set_verbosity(logging.ERROR)  # Keras and checkpoint chatter; progress is ours
+        try:
+            main(argv)
+        except UserError as e:
+            fail(str(e))
+
+    app.run(guarded, flags_parser=_parse)

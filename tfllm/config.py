@@ -1,0 +1,95 @@
+"""Checks a resolved config before any work starts. No TensorFlow import here, so a bad
+value is reported in a fraction of a second."""
+
+from tfllm.errors import UserError
+
+CHOICES = {
+    "data.tokenizer": ("char", "byte", "sentencepiece"),
+    "data.sp_model_type": ("bpe", "unigram"),
+    "model.name": ("gpt", "recurrent"),
+    "model.position": ("learned", "rope"),
+    "model.normalization": ("layer", "rms"),
+    "model.activation": ("gelu", "swiglu", "relu2"),
+    "model.cell": ("lstm", "gru"),
+    "train.optimizer": ("adamw", "adam", "sgd", "adagrad", "rmsprop"),
+    "train.schedule": ("constant", "warmup_cosine", "step", "exponential"),
+    "train.precision": ("float32", "mixed_bfloat16", "mixed_float16"),
+}
+POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.max_length",
+            "model.embedding_dim", "model.units", "train.steps", "train.batch_size",
+            "train.grad_accum_steps", "train.learning_rate", "train.steps_per_execution",
+            "train.decay_steps", "eval.every", "eval.batch_size", "log_every", "checkpoint.every",
+            "checkpoint.keep", "data.vocab_size")
+NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
+                "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.momentum",
+                "sample.length", "train.min_lr_ratio")
+# The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
+# resumed with the same values.
+RUN_IDENTITY = ("seed", "data", "model", "train.batch_size")
+
+
+def _get(config, dotted):
+    node = config
+    for part in dotted.split("."):
+        if part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _fail(key, value, allowed):
+    raise UserError(f"--config.{key}={value!r} is not allowed: {allowed}.")
+
+
+def validate(config):
+    """Raises UserError naming the first bad key, its value and what is allowed."""
+    for key, choices in CHOICES.items():
+        value = _get(config, key)
+        if value is not None and value not in choices:
+            _fail(key, value, "use one of " + ", ".join(choices))
+    for key in POSITIVE:
+        value = _get(config, key)
+        if value is not None and not value > 0:
+            _fail(key, value, "it must be > 0")
+    for key in NON_NEGATIVE:
+        value = _get(config, key)
+        if value is not None and value < 0:
+            _fail(key, value, "it must be >= 0")
+    m, t = config.model, config.train
+    if not 0 < config.data.val_fraction < 1:
+        _fail("data.val_fraction", config.data.val_fraction, "it must be between 0 and 1")
+    if m.get("dropout", 0) >= 1:
+        _fail("model.dropout", m.dropout, "it must be < 1")
+    if m.name == "gpt":
+        if m.hidden_dim % m.num_heads:
+            _fail("model.hidden_dim", m.hidden_dim,
+                  f"it must be divisible by model.num_heads={m.num_heads}")
+        if m.num_kv_heads and m.num_heads % m.num_kv_heads:
+            _fail("model.num_kv_heads", m.num_kv_heads,
+                  f"it must divide model.num_heads={m.num_heads}")
+        if m.position == "rope" and (m.hidden_dim // m.num_heads) % 2:
+            _fail("model.num_heads", m.num_heads, "RoPE needs an even head size hidden_dim/num_heads")
+    if t.batch_size % t.grad_accum_steps:
+        _fail("train.grad_accum_steps", t.grad_accum_steps,
+              f"it must divide train.batch_size={t.batch_size}")
+    for key in ("log_every", "eval.every", "checkpoint.every"):
+        if _get(config, key) % t.steps_per_execution:
+            _fail(key, _get(config, key),
+                  f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
+    if t.steps % t.steps_per_execution:
+        _fail("train.steps", t.steps,
+              f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
+    return config
+
+
+def identity_mismatch(saved, current):
+    """The first RUN_IDENTITY key whose value differs between two configs (as dicts), or None."""
+    for key in RUN_IDENTITY:
+        a, b = _get(saved, key), _get(current, key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(set(a) | set(b)):
+                if a.get(sub) != b.get(sub):
+                    return f"{key}.{sub}", a.get(sub), b.get(sub)
+        elif a != b:
+            return key, a, b
+    return None

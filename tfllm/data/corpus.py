@@ -1,0 +1,90 @@
+"""Reading a text corpus: a file, a folder, a glob, or a TFDS dataset by name."""
+
+import glob
+import os
+
+from tfllm.errors import UserError
+
+DEFAULT_CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tinyshakespeare.txt")
+TFDS_PREFIX = "tfds:"
+
+
+class CorpusError(UserError):
+    """The corpus cannot be read; the message says why and what to do."""
+
+
+def corpus_files(source):
+    """The files a path, folder or glob names, sorted; raises CorpusError if none."""
+    if os.path.isdir(source):
+        files = sorted(os.path.join(root, name)
+                       for root, _, names in os.walk(source) for name in names
+                       if not name.startswith("."))
+    elif os.path.isfile(source):
+        files = [source]
+    else:
+        files = sorted(f for f in glob.glob(source, recursive=True) if os.path.isfile(f))
+    if not files:
+        raise CorpusError(f"corpus {source!r} names no file; pass an existing text file, folder "
+                          "or glob as --config.data.source, or tfds:<name> for a TFDS dataset.")
+    return files
+
+
+def read_corpus(source, data_dir=None, split="train", text_key=None):
+    """The corpus as one string. Files are joined with a newline.
+
+    Args:
+        source: a text file, a folder (every file under it), a glob, or
+            "tfds:<name>[/<config>]" for a prepared TFDS dataset.
+        data_dir: where TFDS datasets are prepared (TFDS's default when None).
+        split: the TFDS split to read.
+        text_key: the TFDS feature holding text; found automatically when the dataset
+            has exactly one text feature.
+    """
+    if source.startswith(TFDS_PREFIX):
+        text = _read_tfds(source[len(TFDS_PREFIX):], data_dir, split, text_key)
+    else:
+        parts = []
+        for path in corpus_files(source):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    parts.append(f.read())
+            except UnicodeDecodeError:
+                raise CorpusError(f"corpus file {path} is not UTF-8 text; convert it or leave it "
+                                  "out of --config.data.source.") from None
+        text = "\n".join(parts)
+    if not text.strip():
+        raise CorpusError(f"corpus {source!r} is empty; point --config.data.source at text.")
+    return text
+
+
+def _read_tfds(name, data_dir, split, text_key):
+    import tensorflow_datasets as tfds  # only TFDS users pay for the import
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # TFDS raises several types for unknown names and configs
+        raise CorpusError(f"TFDS dataset {name!r} not found ({type(e).__name__}); check the name "
+                          "with `tfds.list_builders()`.") from None
+    if not builder.is_prepared():
+        raise CorpusError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; prepare it "
+                          "with `tfds build` (tfllm downloads nothing) or set --config.data.data_dir.")
+    features = builder.info.features
+    text_keys = [k for k, v in features.items() if isinstance(v, tfds.features.Text)]
+    key = text_key or (text_keys[0] if len(text_keys) == 1 else None)
+    if key not in features:
+        raise CorpusError(f"TFDS dataset {name!r}: choose its text feature with "
+                          f"--config.data.text_key (text features: {text_keys}).")
+    if split not in builder.info.splits:
+        raise CorpusError(f"TFDS dataset {name!r} has no split {split!r}; "
+                          f"use one of {sorted(builder.info.splits)}.")
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    docs = (example[key].decode("utf-8") for example in tfds.as_numpy(dataset))
+    return "\n".join(docs)
+
+
+def describe_source(source, data_dir=None, split="train"):
+    """A string that changes when the corpus does (paths, sizes, mtimes), for the token cache."""
+    if source.startswith(TFDS_PREFIX):
+        return f"{source}|{data_dir}|{split}"
+    return "|".join(f"{os.path.abspath(p)}:{os.path.getsize(p)}:{os.path.getmtime(p)}"
+                    for p in corpus_files(source))

@@ -1,0 +1,64 @@
+"""Evaluate a trained run: `python -m tfllm.evaluate --run_dir=DIR [--data=SOURCE] [--split=val]`.
+
+Prints the loss, perplexity and bits per token over every token of the split (by default
+the run's own validation split; with --data, the last data.val_fraction of that corpus,
+or all of it with --split=all).
+"""
+
+import json
+import math
+
+from absl import flags
+
+from tfllm import cli
+
+flags.DEFINE_string("run_dir", None, "Run directory of a training run.", required=True)
+flags.DEFINE_string("checkpoint", None, "A checkpoint prefix; default the run's newest.")
+flags.DEFINE_string("data", None, "Corpus to evaluate on (file, folder, glob, tfds:<name>); "
+                    "default the run's own corpus.")
+flags.DEFINE_enum("split", "val", ["val", "train", "all"], "Which part of the corpus.")
+flags.DEFINE_integer("batch_size", 64, "Windows per batch.", lower_bound=1)
+flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
+FLAGS = flags.FLAGS
+
+
+def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64):
+    """{"loss", "perplexity", "bits_per_token", "tokens"} of a run on a split."""
+    import numpy as np
+
+    from tfllm.data import DEFAULT_CORPUS, TokenStore, eval_dataset, read_corpus
+    from tfllm.errors import UserError
+    from tfllm.training.run_directory import load_run
+    from tfllm.training.training_model import TrainingModel
+
+    config, tokenizer, model = load_run(run_dir, checkpoint)
+    d = config.data
+    source = data or d.source or DEFAULT_CORPUS
+    text = read_corpus(source, d.data_dir or None, d.split, d.text_key or None)
+    try:
+        store = TokenStore(tokenizer.encode_to_array(text, np.int32), d.val_fraction)
+    except ValueError as e:
+        raise UserError(f"the corpus does not fit the run's tokenizer: {e}") from None
+    tokens = {"val": store.val, "train": store.train, "all": store.tokens}[split]
+    task = TrainingModel(model)
+    task.compile(weighted_metrics=[])
+    loss = task.evaluate(eval_dataset(tokens, config.model.max_length, batch_size), verbose=0,
+                         return_dict=True)["loss"]
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
+            "bits_per_token": loss / math.log(2), "tokens": int(len(tokens) - 1)}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
+    result = evaluate_run(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.data, FLAGS.split,
+                          FLAGS.batch_size)
+    if FLAGS.json:
+        print(json.dumps(result))
+    else:
+        print(f"loss {result['loss']:.4f} | perplexity {result['perplexity']:.3f} | "
+              f"bits/token {result['bits_per_token']:.4f} | {result['tokens']:,} tokens")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,152 @@
+"""Causal multi-head self-attention with grouped-query heads and a KV cache.
+
+Dimensions: B batch, T query positions, S key positions (T, or the cache length),
+D model width, H query heads, K key/value heads (H % K == 0), G = H // K query
+heads per key/value head, hs head size.
+"""
+
+import tensorflow as tf
+
+from tfllm._keras import fresh_initializer, keras, register
+from tfllm.layers.rotary_embedding import RotaryEmbedding
+
+
+@register("tfllm")
+class CausalSelfAttention(keras.layers.Layer):
+    """Self-attention in which position t attends to positions <= t only.
+
+    Projections are separate EinsumDense sublayers named by role (`query`, `key`,
+    `value`, `attention_output`) with an explicit head axis, so quantization can wrap
+    them and a layout map can split heads across devices.
+
+    Args:
+        num_heads: H, query heads.
+        head_dim: hs; defaults to D // H.
+        num_kv_heads: K, key/value heads; H for multi-head, 1 for multi-query.
+        use_rope: rotate queries and keys by position (RoPE).
+        rope_max_wavelength: RoPE frequency base.
+        dropout: on attention probabilities.
+        use_bias: biases on the projections.
+        kernel_initializer: of the query/key/value projections.
+        output_kernel_initializer: of the output projection.
+
+    Call args:
+        x: (B, T, D).
+        cache: optional (B, 2, S, K, hs) keys and values of earlier positions; when
+            given, the new keys/values are written at `cache_index` and the call
+            returns `(output, cache)`.
+        cache_index: position of x[:, 0] within the cache (scalar int).
+
+    Example:
+        >>> attn = CausalSelfAttention(num_heads=4, num_kv_heads=2)
+        >>> attn(tf.zeros((2, 16, 64))).shape
+        TensorShape([2, 16, 64])
+    """
+
+    def __init__(self, num_heads, head_dim=None, num_kv_heads=None, use_rope=False,
+                 rope_max_wavelength=10000, dropout=0.0, use_bias=True,
+                 kernel_initializer="glorot_uniform", output_kernel_initializer="glorot_uniform",
+                 **kwargs):
+        super().__init__(**kwargs)
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_heads={num_heads} must be a multiple of "
+                             f"num_kv_heads={num_kv_heads}.")
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.num_kv_heads = num_kv_heads
+        self.use_rope = use_rope
+        self.rope_max_wavelength = rope_max_wavelength
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.output_kernel_initializer = keras.initializers.get(output_kernel_initializer)
+
+    def build(self, input_shape):
+        width = input_shape[-1]
+        if self.head_dim is None and width % self.num_heads:
+            raise ValueError(f"Width {width} is not divisible by num_heads={self.num_heads}.")
+        hs = self.head_dim or width // self.num_heads
+        self._hs = hs
+
+        def projection(name, equation, output_shape, bias_axes, initializer):
+            return keras.layers.EinsumDense(
+                equation, output_shape=output_shape, bias_axes=bias_axes if self.use_bias else None,
+                kernel_initializer=fresh_initializer(initializer),
+                dtype=self.dtype_policy, name=name)
+
+        self.query = projection("query", "btd,dnh->btnh", (None, self.num_heads, hs), "nh",
+                                self.kernel_initializer)
+        self.key = projection("key", "btd,dkh->btkh", (None, self.num_kv_heads, hs), "kh",
+                              self.kernel_initializer)
+        self.value = projection("value", "btd,dkh->btkh", (None, self.num_kv_heads, hs), "kh",
+                                self.kernel_initializer)
+        self.attention_output = projection("attention_output", "btnh,nhd->btd", (None, width), "d",
+                                           self.output_kernel_initializer)
+        self.query.build(input_shape)
+        self.key.build(input_shape)
+        self.value.build(input_shape)
+        self.attention_output.build(tuple(input_shape[:-1]) + (self.num_heads, hs))
+        self.rotary = (RotaryEmbedding(self.rope_max_wavelength, dtype=self.dtype_policy, name="rotary")
+                       if self.use_rope else None)
+        self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy,
+                                                      name="attention_dropout")
+        super().build(input_shape)
+
+    def call(self, x, cache=None, cache_index=None, training=None):
+        start = 0 if cache is None else cache_index
+        q = self.query(x)   # (B, T, H, hs)
+        k = self.key(x)     # (B, T, K, hs)
+        v = self.value(x)   # (B, T, K, hs)
+        if self.rotary is not None:
+            q = self.rotary(q, start_index=start)
+            k = self.rotary(k, start_index=start)
+        if cache is not None:
+            # Write the new positions into the fixed-size cache: (B, 2, S, K, hs).
+            cache = _write_cache(cache, tf.stack([k, v], axis=1), cache_index)
+            k, v = cache[:, 0], cache[:, 1]
+        out = self._attend(q, k, v, start, training)
+        out = self.attention_output(out)  # (B, T, D)
+        return out if cache is None else (out, cache)
+
+    def _attend(self, q, k, v, start, training):
+        batch, q_len = tf.shape(q)[0], tf.shape(q)[1]
+        k_len = tf.shape(k)[1]
+        groups = self.num_heads // self.num_kv_heads
+        q = tf.reshape(q, [batch, q_len, self.num_kv_heads, groups, self._hs])  # (B, T, K, G, hs)
+        q = q * tf.cast(self._hs ** -0.5, q.dtype)
+        scores = tf.einsum("btkgh,bskh->bkgts", q, k)  # (B, K, G, T, S)
+        # Softmax in float32: exp of bf16 scores loses the small probabilities.
+        scores = tf.cast(scores, tf.float32)
+        q_pos = tf.range(q_len) + start
+        allowed = tf.range(k_len)[tf.newaxis, :] <= q_pos[:, tf.newaxis]  # (T, S)
+        scores = tf.where(allowed, scores, tf.constant(-1e9, tf.float32))
+        probs = tf.nn.softmax(scores, axis=-1)
+        probs = self.attention_dropout(tf.cast(probs, self.compute_dtype), training=training)
+        out = tf.einsum("bkgts,bskh->btkgh", probs, v)  # (B, T, K, G, hs)
+        return tf.reshape(out, [batch, q_len, self.num_heads, self._hs])  # (B, T, H, hs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads, head_dim=self.head_dim, num_kv_heads=self.num_kv_heads,
+            use_rope=self.use_rope, rope_max_wavelength=self.rope_max_wavelength,
+            dropout=self.dropout, use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
+        )
+        return config
+
+
+def _write_cache(cache, kv_new, cache_index):
+    """Writes kv_new (B, 2, T, K, hs) into cache (B, 2, S, K, hs) at [cache_index, cache_index + T).
+
+    A pad and a select rather than a scatter: shapes stay static, so a decode loop
+    over a fixed-size cache compiles once (and under XLA).
+    """
+    cache_len, new_len = tf.shape(cache)[2], tf.shape(kv_new)[2]
+    padded = tf.pad(kv_new, [[0, 0], [0, 0], [cache_index, cache_len - cache_index - new_len],
+                             [0, 0], [0, 0]])
+    positions = tf.range(cache_len)
+    fresh = (positions >= cache_index) & (positions < cache_index + new_len)  # (S,)
+    return tf.where(fresh[tf.newaxis, tf.newaxis, :, tf.newaxis, tf.newaxis], padded, cache)

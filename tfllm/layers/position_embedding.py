@@ -1,0 +1,45 @@
+"""Learned absolute position embedding."""
+
+import tensorflow as tf
+
+from tfllm._keras import fresh_initializer, keras, register
+
+
+@register("tfllm")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned vector per position to a sequence of embeddings.
+
+    Args:
+        max_length: the longest sequence it can embed.
+        initializer: initializer of the (max_length, D) table.
+
+    Call args:
+        x: (B, T, D) embeddings.
+        start_index: position of x[:, 0]; scalar int (non-zero when decoding with a cache).
+
+    Example:
+        >>> PositionEmbedding(max_length=64)(tf.zeros((2, 10, 32))).shape
+        TensorShape([2, 10, 32])
+    """
+
+    def __init__(self, max_length, initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+        self.initializer = keras.initializers.get(initializer)
+
+    def build(self, input_shape):
+        self.position_embeddings = self.add_weight(
+            "embeddings", shape=(self.max_length, input_shape[-1]), initializer=fresh_initializer(self.initializer))
+        super().build(input_shape)
+
+    def call(self, x, start_index=0):
+        seq_len = tf.shape(x)[1]
+        table = tf.cast(self.position_embeddings, self.compute_dtype)
+        positions = tf.slice(table, [start_index, 0], [seq_len, -1])  # (T, D)
+        return x + positions[tf.newaxis]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_length=self.max_length,
+                      initializer=keras.initializers.serialize(self.initializer))
+        return config

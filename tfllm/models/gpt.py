@@ -1,0 +1,176 @@
+"""GPT-style decoder-only Transformer language model.
+
+Dimensions: B batch, T positions, D width, V vocabulary, L layers, S cache length.
+"""
+
+import math
+
+import tensorflow as tf
+
+from tfllm._keras import fresh_initializer, keras, register
+from tfllm.layers.position_embedding import PositionEmbedding
+from tfllm.layers.token_embedding import TokenEmbedding
+from tfllm.layers.transformer_block import TransformerBlock, make_normalization
+
+
+@register("tfllm")
+class GPT(keras.Model):
+    """Token ids (B, T) -> next-token logits (B, T, V), float32.
+
+    A Keras model like any other: compile it with a sparse categorical cross-entropy
+    from logits and `fit` it on (inputs, targets) windows; save and load it with
+    `model.save("m.keras")` / `keras.models.load_model`. `call_with_cache` decodes
+    incrementally with a fixed-size key/value cache.
+
+    Args:
+        vocab_size: V.
+        num_layers: L.
+        num_heads: query heads per layer.
+        hidden_dim: D.
+        max_length: the longest context (size of the learned position table).
+        intermediate_dim: MLP width; defaults to 4 D (8/3 D rounded up to 64 for SwiGLU).
+        num_kv_heads: key/value heads (grouped-query attention); defaults to num_heads.
+        position: "learned" or "rope".
+        normalization: "layer" or "rms".
+        activation: "gelu", "swiglu" or "relu2".
+        dropout: on embeddings, attention and residual branches.
+        use_bias: biases in projections and LayerNorm.
+        tie_embeddings: the output projection is the transposed token embedding.
+        rope_max_wavelength: RoPE frequency base.
+        init_std: std of the normal initializers; projections into the residual stream
+            use init_std / sqrt(2 L) (GPT-2).
+
+    Example:
+        >>> model = GPT.from_preset("nano", vocab_size=65)
+        >>> model(tf.zeros((2, 16), tf.int32)).shape
+        TensorShape([2, 16, 65])
+    """
+
+    presets = {
+        "nano": dict(num_layers=2, num_heads=2, hidden_dim=64, max_length=64),
+        "tiny": dict(num_layers=4, num_heads=4, hidden_dim=128, max_length=64),
+        "small": dict(num_layers=6, num_heads=6, hidden_dim=384, max_length=256),
+        "gpt2": dict(num_layers=12, num_heads=12, hidden_dim=768, max_length=1024),
+    }
+
+    def __init__(self, vocab_size, num_layers, num_heads, hidden_dim, max_length,
+                 intermediate_dim=None, num_kv_heads=None, position="learned",
+                 normalization="layer", activation="gelu", dropout=0.0, use_bias=True,
+                 tie_embeddings=True, rope_max_wavelength=10000, init_std=0.02, **kwargs):
+        super().__init__(**kwargs)
+        if position not in ("learned", "rope"):
+            raise ValueError(f"Unknown position {position!r}; use 'learned' or 'rope'.")
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}.")
+        if intermediate_dim is None:
+            intermediate_dim = (64 * math.ceil(8 * hidden_dim / 3 / 64) if activation == "swiglu"
+                                else 4 * hidden_dim)
+        self.vocab_size = vocab_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.max_length = max_length
+        self.intermediate_dim = intermediate_dim
+        self.num_kv_heads = num_kv_heads or num_heads
+        self.position = position
+        self.normalization = normalization
+        self.activation = activation
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.tie_embeddings = tie_embeddings
+        self.rope_max_wavelength = rope_max_wavelength
+        self.init_std = init_std
+
+        policy = self.dtype_policy
+        init = keras.initializers.RandomNormal(stddev=init_std)
+        residual_init = keras.initializers.RandomNormal(stddev=init_std / math.sqrt(2 * num_layers))
+        self.token_embedding = TokenEmbedding(vocab_size, hidden_dim, embeddings_initializer=init,
+                                              dtype=policy, name="token_embedding")
+        self.position_embedding = (PositionEmbedding(max_length, initializer=init, dtype=policy,
+                                                     name="position_embedding")
+                                   if position == "learned" else None)
+        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy, name="embedding_dropout")
+        self.blocks = [
+            TransformerBlock(
+                num_heads=num_heads, intermediate_dim=intermediate_dim,
+                num_kv_heads=self.num_kv_heads, use_rope=position == "rope",
+                rope_max_wavelength=rope_max_wavelength, activation=activation,
+                normalization=normalization, dropout=dropout, use_bias=use_bias,
+                kernel_initializer=init, output_kernel_initializer=residual_init,
+                dtype=policy, name=f"block_{i}")
+            for i in range(num_layers)
+        ]
+        self.final_norm = make_normalization(normalization, 1e-5, use_bias, policy, "final_norm")
+        self.lm_head = (None if tie_embeddings else
+                        keras.layers.Dense(vocab_size, use_bias=False, kernel_initializer=fresh_initializer(init),
+                                           dtype=policy, name="lm_head"))
+        self.build((None, None))
+
+    @classmethod
+    def from_preset(cls, preset, vocab_size, **overrides):
+        """A model of the named size (`GPT.presets`), with any argument overridden."""
+        if preset not in cls.presets:
+            raise ValueError(f"Unknown GPT preset {preset!r}; use one of {sorted(cls.presets)}.")
+        return cls(vocab_size=vocab_size, **{**cls.presets[preset], **overrides})
+
+    def build(self, input_shape):
+        hidden_shape = (None, None, self.hidden_dim)
+        self.token_embedding.build(input_shape)
+        if self.position_embedding is not None:
+            self.position_embedding.build(hidden_shape)
+        for block in self.blocks:
+            block.build(hidden_shape)
+        self.final_norm.build(hidden_shape)
+        if self.lm_head is not None:
+            self.lm_head.build(hidden_shape)
+        super().build(input_shape)
+
+    def call(self, token_ids, training=None):
+        x = self._embed(token_ids, 0, training)  # (B, T, D)
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self._logits(x)  # (B, T, V)
+
+    def init_cache(self, batch_size, length):
+        """A zero cache (L, B, 2, S, K, hs) for decoding up to `length` positions."""
+        head_dim = self.hidden_dim // self.num_heads
+        return tf.zeros((self.num_layers, batch_size, 2, length, self.num_kv_heads, head_dim),
+                        self.compute_dtype)
+
+    def call_with_cache(self, token_ids, cache, cache_index):
+        """Logits for `token_ids` (B, t) at positions [cache_index, cache_index + t).
+
+        Returns (logits (B, t, V), updated cache). Prefill with the whole prompt at
+        cache_index 0, then feed one token at a time.
+        """
+        x = self._embed(token_ids, cache_index, training=False)
+        layer_caches = []
+        for i, block in enumerate(self.blocks):
+            x, layer_cache = block(x, cache=cache[i], cache_index=cache_index, training=False)
+            layer_caches.append(layer_cache)
+        return self._logits(x), tf.stack(layer_caches)
+
+    def _embed(self, token_ids, start_index, training):
+        x = self.token_embedding(token_ids)
+        if self.position_embedding is not None:
+            x = self.position_embedding(x, start_index=start_index)
+        return self.embedding_dropout(x, training=training)
+
+    def _logits(self, x):
+        x = self.final_norm(x)
+        if self.lm_head is None:
+            return self.token_embedding.attend(x)
+        # float32 logits: the softmax over V is sensitive to rounding.
+        return tf.cast(self.lm_head(x), tf.float32)
+
+    def get_config(self):
+        return {
+            "name": self.name, "vocab_size": self.vocab_size, "num_layers": self.num_layers,
+            "num_heads": self.num_heads, "hidden_dim": self.hidden_dim,
+            "max_length": self.max_length, "intermediate_dim": self.intermediate_dim,
+            "num_kv_heads": self.num_kv_heads, "position": self.position,
+            "normalization": self.normalization, "activation": self.activation,
+            "dropout": self.dropout, "use_bias": self.use_bias,
+            "tie_embeddings": self.tie_embeddings,
+            "rope_max_wavelength": self.rope_max_wavelength, "init_std": self.init_std,
+        }

@@ -1,0 +1,42 @@
+"""Train a language model: `python -m tfllm.train [--config=NAME|FILE] [--config.x.y=V] [--run_dir=DIR]`.
+
+With no flags it trains the default char-level GPT on the bundled Tiny Shakespeare corpus
+into runs/default. Rerunning the same command on the same run directory resumes it.
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from tfllm import cli
+
+config_flags.DEFINE_config_file(
+    "config", cli.default_config_path(),
+    "Config file (or the name of a packaged config: default, lstm, ...). Override keys with "
+    "--config.<section>.<key>=<value>; configs/base.py lists every key.", lock_config=True)
+flags.DEFINE_string("run_dir", None, "Run directory; default runs/<config name>. An existing run "
+                    "directory is resumed.")
+flags.DEFINE_string("init_from", None, "Start from the weights of this run directory or "
+                    "checkpoint (fine-tuning), with its tokenizer.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
+    import os
+
+    from tfllm.config import validate
+
+    config = validate(FLAGS.config)
+    config_name = os.path.splitext(os.path.basename(config_flags.get_config_filename(FLAGS["config"])))[0]
+    run_dir = FLAGS.run_dir or os.path.join("runs", config_name)
+    from tfllm.training import Trainer  # TensorFlow loads only once the config is valid
+
+    summary = Trainer(config, run_dir, init_from=FLAGS.init_from).train()
+    if summary["final_val_loss"] is not None:
+        print(f"done: step {summary['step']}, val_loss {summary['final_val_loss']:.4f}, "
+              f"best {summary['best_val_loss']:.4f}; run directory {run_dir}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

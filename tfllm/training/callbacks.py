@@ -1,0 +1,153 @@
+"""Callbacks of the training loop: evaluation, logging, checkpoints, plateau.
+
+They act on optimizer steps (not epochs), so a run resumed from any checkpoint
+evaluates, logs and saves at the same steps as an uninterrupted one. Each reads the
+step from the batch index Keras passes, which avoids a device sync per step.
+Callbacks earlier in the list add entries to `logs` (e.g. `val_loss`) that later ones read.
+"""
+
+import json
+import math
+import os
+import time
+
+import tensorflow as tf
+
+from tfllm._keras import keras
+
+
+class StepCallback(keras.callbacks.Callback):
+    """Knows the global step: the optimizer step at the start of fit plus batches done."""
+
+    def __init__(self, every, total_steps):
+        super().__init__()
+        self.every = every
+        self.total_steps = total_steps
+        self.start_step = 0
+
+    def on_train_begin(self, logs=None):
+        self.start_step = int(self.model.optimizer.iterations.numpy())
+
+    def step_of(self, batch):
+        return self.start_step + batch + 1
+
+    def due(self, step):
+        return step % self.every == 0 or step == self.total_steps
+
+
+class Evaluator(StepCallback):
+    """Evaluates on a whole split every `every` steps; adds `val_loss`, `val_perplexity`
+    and `val_bits_per_token` to the logs (and `eval_seconds`, the time it took)."""
+
+    def __init__(self, dataset, every, total_steps):
+        super().__init__(every, total_steps)
+        self.dataset = dataset
+        self.history = []  # (step, val_loss)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step_of(batch)
+        if not self.due(step):
+            return
+        start = time.perf_counter()
+        val_loss = self.model.evaluate(self.dataset, verbose=0, return_dict=True)["loss"]
+        logs.update(val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 50.0)),
+                    val_bits_per_token=val_loss / math.log(2),
+                    eval_seconds=time.perf_counter() - start)
+        self.history.append((step, val_loss))
+
+
+class ReduceLROnPlateau(StepCallback):
+    """Multiplies a learning-rate scale variable by `factor` after `patience` evaluations
+    without a new best val_loss (the evaluation-step analogue of Keras's callback)."""
+
+    def __init__(self, scale, factor, patience, total_steps):
+        super().__init__(1, total_steps)
+        self.scale, self.factor, self.patience = scale, factor, patience
+        self.best, self.wait = math.inf, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if "val_loss" not in logs:
+            return
+        if logs["val_loss"] < self.best:
+            self.best, self.wait = logs["val_loss"], 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.scale.assign(self.scale * self.factor)
+            self.wait = 0
+
+
+class MetricsLogger(StepCallback):
+    """Every `every` steps (and at evaluations): one JSON record in `metrics.jsonl`,
+    TensorBoard scalars and a progress line.
+
+    Records: step, elapsed_s (since `process_start`), loss (mean over the steps since the
+    last record), lr, tokens_per_s (training only, evaluation time excluded), and
+    val_loss, val_perplexity, val_bits_per_token at evaluation steps.
+    """
+
+    def __init__(self, run_dir, every, total_steps, tokens_per_step, lr_fn, process_start,
+                 print_fn=print, write=True):
+        super().__init__(every, total_steps)
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.tokens_per_step = tokens_per_step
+        self.lr_fn = lr_fn
+        self.process_start = process_start
+        self.print_fn = print_fn
+        self.write = write
+        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard")) if write else None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.last_step, self.last_time, self.eval_time = self.start_step, time.perf_counter(), 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step_of(batch)
+        if not (self.due(step) or "val_loss" in logs):
+            return
+        now = time.perf_counter()
+        self.eval_time += logs.get("eval_seconds", 0.0)
+        train_seconds = max(now - self.last_time - self.eval_time, 1e-9)
+        record = {
+            "step": step,
+            "elapsed_s": round(time.time() - self.process_start, 3),
+            "loss": float(logs["loss"]),
+            "lr": float(self.lr_fn(step)),
+            "tokens_per_s": round((step - self.last_step) * self.tokens_per_step / train_seconds, 1),
+        }
+        for key in ("val_loss", "val_perplexity", "val_bits_per_token"):
+            if key in logs:
+                record[key] = float(logs[key])
+        self.model.train_loss.reset_state()
+        self.last_step, self.last_time, self.eval_time = step, now, 0.0
+        if self.write:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            with self.writer.as_default(step=step):
+                for key, value in record.items():
+                    if key not in ("step", "elapsed_s"):
+                        tf.summary.scalar(key, value)
+            self.writer.flush()
+        line = (f"step {step:>6}/{self.total_steps} ({100 * step / self.total_steps:5.1f}%) | "
+                f"loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
+                f"{record['tokens_per_s']:,.0f} tok/s | {record['elapsed_s']:.0f}s")
+        if "val_loss" in record:
+            line += f" | val_loss {record['val_loss']:.4f} (ppl {record['val_perplexity']:.2f})"
+        self.print_fn(line)
+
+
+class CheckpointSaver(StepCallback):
+    """Saves the training state every `every` steps and at the end (`manager`), and
+    separately whenever val_loss improves (`best_manager`, with `best_val_loss`)."""
+
+    def __init__(self, manager, best_manager, best_val_loss, every, total_steps):
+        super().__init__(every, total_steps)
+        self.manager, self.best_manager, self.best_val_loss = manager, best_manager, best_val_loss
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step_of(batch)
+        if "val_loss" in logs and logs["val_loss"] < float(self.best_val_loss.numpy()):
+            self.best_val_loss.assign(logs["val_loss"])
+            self.best_manager.save(checkpoint_number=step)
+        if self.due(step):
+            self.manager.save(checkpoint_number=step)

@@ -1,0 +1,20 @@
+"""Builds a model from the `model` section of a config."""
+
+from tfllm.models import GPT, RecurrentLM
+
+
+def build_model(model_cfg, vocab_size):
+    """The GPT or RecurrentLM a `model` config section describes, for `vocab_size` tokens."""
+    m = model_cfg
+    if m.name == "gpt":
+        return GPT(vocab_size=vocab_size, num_layers=m.num_layers, num_heads=m.num_heads,
+                   hidden_dim=m.hidden_dim, max_length=m.max_length,
+                   intermediate_dim=m.intermediate_dim or None,
+                   num_kv_heads=m.num_kv_heads or None, position=m.position,
+                   normalization=m.normalization, activation=m.activation, dropout=m.dropout,
+                   use_bias=m.use_bias, tie_embeddings=m.tie_embeddings, name="gpt")
+    if m.name == "recurrent":
+        return RecurrentLM(vocab_size=vocab_size, embedding_dim=m.embedding_dim, units=m.units,
+                           num_layers=m.num_layers, cell=m.cell, dropout=m.dropout,
+                           max_length=m.max_length, name="recurrent_lm")
+    raise ValueError(f"unknown model {m.name!r}")

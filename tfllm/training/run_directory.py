@@ -1,0 +1,78 @@
+"""A run directory: resolved config, tokenizer, token cache, checkpoints and metrics.
+
+    run_dir/
+      config.json        the resolved config (rebuilds the model with the checkpoint alone)
+      tokenizer.json     (+ sentencepiece.model)
+      tokens.npy         the tokenized corpus (+ tokens.npy.json: what it was made from)
+      checkpoints/       the last `checkpoint.keep` training states
+      best/              the state with the best validation loss
+      metrics.jsonl      one record per log step
+      tensorboard/
+"""
+
+import json
+import os
+
+import tensorflow as tf
+from ml_collections import ConfigDict
+
+from tfllm.errors import UserError
+from tfllm.tokenizers import load_tokenizer
+
+CONFIG_FILE = "config.json"
+
+
+def check_writable(run_dir):
+    """Raises UserError if `run_dir` can be neither used nor created."""
+    path = os.path.abspath(run_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"run directory {run_dir} is a file; pass a directory as --run_dir.")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise UserError(f"run directory {run_dir} cannot be created ({parent} is not a writable "
+                        "directory); pass a writable --run_dir.")
+
+
+def write_json(path, data):
+    """Writes JSON atomically (a reader never sees half a file)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+    os.replace(path + ".tmp", path)
+
+
+def load_config(run_dir):
+    """The resolved config saved in `run_dir`, or None if it holds no run."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return ConfigDict(json.load(f))
+
+
+def latest_checkpoint(path):
+    """The newest checkpoint in a run directory (or the path itself if it is a checkpoint
+    prefix), or None."""
+    if os.path.isdir(path):
+        return tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
+    return path if tf.io.gfile.exists(path + ".index") else None
+
+
+def load_run(run_dir, checkpoint=None):
+    """(config, tokenizer, model) of a trained run, weights restored from its newest
+    checkpoint (or `checkpoint`). For evaluation and generation."""
+    from tfllm.training.model_factory import build_model
+
+    config = load_config(run_dir)
+    if config is None:
+        raise UserError(f"{run_dir} holds no tfllm run (no {CONFIG_FILE}); pass the --run_dir "
+                        "of a training run.")
+    path = checkpoint or latest_checkpoint(run_dir)
+    if path is None:
+        raise UserError(f"{run_dir} has no checkpoint yet; train it longer with tfllm.train "
+                        "(checkpoints are saved every checkpoint.every steps).")
+    tokenizer = load_tokenizer(run_dir)
+    model = build_model(config.model, tokenizer.vocab_size)
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    return config, tokenizer, model

@@ -1,0 +1,203 @@
+"""Runs a config: data, model, optimizer, checkpoints, callbacks, `fit`."""
+
+import json
+import math
+import os
+import shutil
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfllm import config as config_lib
+from tfllm._keras import keras
+from tfllm.data import DEFAULT_CORPUS, TokenStore, describe_source, eval_dataset, read_corpus, train_dataset
+from tfllm.errors import UserError
+from tfllm.inference import generate
+from tfllm.tokenizers import load_tokenizer, train_tokenizer
+from tfllm.training import callbacks as cb
+from tfllm.training import run_directory
+from tfllm.training.model_factory import build_model
+from tfllm.training.optimizers import build_optimizer
+from tfllm.training.schedules import Scaled, build_schedule
+from tfllm.training.training_model import TrainingModel
+
+PROCESS_START = time.time()
+
+
+class Trainer:
+    """Trains the model a config describes in `run_dir`, resuming whatever is there.
+
+    Everything a user can get wrong (config, corpus, run directory, resume compatibility,
+    tokenizer match) is checked before anything is written; a fresh run directory that
+    fails before its first checkpoint is removed again.
+
+    Example:
+        >>> from tfllm.configs import default
+        >>> summary = Trainer(default.get_config(), "runs/demo").train()
+    """
+
+    def __init__(self, config, run_dir, init_from=None, print_fn=print):
+        self.config = config_lib.validate(config)
+        self.run_dir = run_dir
+        self.init_from = init_from
+        self.print_fn = print_fn
+
+    def train(self):
+        cfg, run_dir = self.config, self.run_dir
+        run_directory.check_writable(run_dir)
+        saved = run_directory.load_config(run_dir)
+        resuming = saved is not None
+        if resuming:
+            mismatch = config_lib.identity_mismatch(saved.to_dict(), cfg.to_dict())
+            if mismatch:
+                key, old, new = mismatch
+                raise UserError(f"{run_dir} holds a run with {key}={old!r}, not {new!r}; rerun with "
+                                "the same config to resume, or pass a new --run_dir.")
+        created = not os.path.exists(run_dir)
+        try:
+            tokenizer, store = self._prepare_data(resuming)
+            self._check_lengths(store)
+            os.makedirs(run_dir, exist_ok=True)
+            return self._run(tokenizer, store, resuming)
+        except BaseException:
+            if created and run_directory.latest_checkpoint(run_dir) is None:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+    def _prepare_data(self, resuming):
+        d = self.config.data
+        source = d.source or DEFAULT_CORPUS
+        read = lambda: read_corpus(source, d.data_dir or None, d.split, d.text_key or None)
+        if resuming:
+            tokenizer = load_tokenizer(self.run_dir)
+        elif self.init_from:
+            tokenizer = load_tokenizer(self._init_dir())
+            if tokenizer.name != d.tokenizer:
+                raise UserError(f"--init_from run uses a {tokenizer.name} tokenizer, the config "
+                                f"asks for {d.tokenizer}; set --config.data.tokenizer={tokenizer.name}.")
+        else:
+            tokenizer = train_tokenizer(d.tokenizer, read(), vocab_size=d.vocab_size,
+                                        model_type=d.sp_model_type)
+        self._cache_key = TokenStore.cache_key(describe_source(source, d.data_dir, d.split),
+                                               tokenizer)
+        store = TokenStore.load(self._tokens_path(), self._cache_key, d.val_fraction)
+        if store is None:
+            try:
+                store = TokenStore(tokenizer.encode_to_array(read(), np.int32), d.val_fraction)
+            except ValueError as e:
+                raise UserError(f"the corpus does not fit the run's tokenizer: {e}") from None
+        return tokenizer, store
+
+    def _tokens_path(self):
+        return os.path.join(self.run_dir, "tokens.npy")
+
+    def _init_dir(self):
+        path = self.init_from
+        return path if os.path.isdir(path) else os.path.dirname(os.path.dirname(path))
+
+    def _check_lengths(self, store):
+        window = self.config.model.max_length + 1
+        if len(store.train) <= window:
+            raise UserError(f"the corpus gives {len(store.train)} training tokens, fewer than one "
+                            f"window of {window}; use a longer corpus or a smaller "
+                            "--config.model.max_length.")
+        if len(store.val) < 2:
+            raise UserError("the validation split is empty; use a longer corpus or a larger "
+                            "--config.data.val_fraction.")
+
+    def _write_run_files(self, tokenizer, store):
+        run_directory.write_json(os.path.join(self.run_dir, run_directory.CONFIG_FILE),
+                                 self.config.to_dict())
+        tokenizer.save(self.run_dir)
+        store.save(self._tokens_path(), self._cache_key)
+
+    def _run(self, tokenizer, store, resuming):
+        cfg, t = self.config, self.config.train
+        if not resuming:
+            self._write_run_files(tokenizer, store)
+        elif not os.path.exists(self._tokens_path()):
+            store.save(self._tokens_path(), self._cache_key)
+        keras.utils.set_random_seed(cfg.seed)
+        if cfg.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.mixed_precision.set_global_policy(t.precision)
+        strategy = tf.distribute.get_strategy()
+
+        with strategy.scope():
+            model = build_model(cfg.model, tokenizer.vocab_size)
+            lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
+            schedule = Scaled(build_schedule(t, t.steps), lr_scale)
+            optimizer = build_optimizer(t, schedule)
+            if t.precision == "mixed_float16":
+                optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+            task = TrainingModel(model, t.grad_accum_steps)
+            task.compile(optimizer=optimizer, jit_compile=t.xla, weighted_metrics=[],
+                         steps_per_execution=t.steps_per_execution)
+            optimizer.build(model.trainable_variables)
+            best_val_loss = tf.Variable(math.inf, trainable=False, name="best_val_loss")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, lr_scale=lr_scale,
+                                         best_val_loss=best_val_loss)
+        manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"),
+                                             max_to_keep=cfg.checkpoint.keep)
+        best_manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "best"),
+                                                  max_to_keep=1)
+        if manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        elif self.init_from:
+            path = run_directory.latest_checkpoint(self.init_from)
+            if path is None:
+                raise UserError(f"--init_from={self.init_from} has no checkpoint; pass a trained "
+                                "run directory or a checkpoint prefix.")
+            tf.train.Checkpoint(model=model).restore(path).expect_partial()
+        start_step = int(optimizer.iterations.numpy())
+        self._truncate_metrics(start_step)
+        if start_step >= t.steps:
+            self.print_fn(f"{self.run_dir} is already trained to step {start_step} "
+                          f"(train.steps={t.steps}); raise --config.train.steps to train further.")
+            return self._summary(model, tokenizer, start_step, [], best_val_loss)
+        if start_step:
+            self.print_fn(f"resuming {self.run_dir} from step {start_step}")
+
+        seq_len = cfg.model.max_length
+        train_ds = train_dataset(store.train, seq_len, t.batch_size, cfg.seed, start_step)
+        val_ds = eval_dataset(store.val, seq_len, cfg.eval.batch_size)
+        evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps)
+        callbacks = [evaluator]
+        if t.reduce_on_plateau:
+            callbacks.append(cb.ReduceLROnPlateau(lr_scale, t.plateau_factor, t.plateau_patience,
+                                                  t.steps))
+        callbacks += [
+            cb.MetricsLogger(self.run_dir, cfg.log_every, t.steps, t.batch_size * seq_len,
+                             lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn),
+            cb.CheckpointSaver(manager, best_manager, best_val_loss, cfg.checkpoint.every, t.steps),
+        ]
+        task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step, callbacks=callbacks,
+                 verbose=0)
+        return self._summary(model, tokenizer, t.steps, evaluator.history, best_val_loss)
+
+    def _truncate_metrics(self, step):
+        """Drops records after the restored step: the resumed run logs those steps again."""
+        path = os.path.join(self.run_dir, "metrics.jsonl")
+        if not os.path.exists(path):
+            return
+        with open(path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+
+    def _summary(self, model, tokenizer, step, history, best_val_loss):
+        s = self.config.sample
+        summary = {"step": step, "run_dir": self.run_dir,
+                   "final_val_loss": history[-1][1] if history else None,
+                   "best_val_loss": float(best_val_loss.numpy())}
+        if s.length:
+            prompt = tokenizer.encode(s.prompt)
+            limit = model.max_length - len(prompt)
+            length = s.length if self.config.model.name == "recurrent" else min(s.length, limit)
+            ids = generate(model, prompt, length, temperature=s.temperature, top_k=s.top_k,
+                           seed=self.config.seed)
+            summary["sample"] = s.prompt + tokenizer.decode(ids[0])
+            self.print_fn("sample:\n" + summary["sample"])
+        return summary

@@ -1,0 +1,78 @@
+"""The compiled training step that `tfllm.train`, the benchmark and user code all run."""
+
+import tensorflow as tf
+
+from tfllm._keras import keras
+
+
+def token_cross_entropy(targets, logits):
+    """Per-token cross-entropy (B, T) in float32, from float32 logits (B, T, V)."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(targets, tf.int32), logits=tf.cast(logits, tf.float32))
+
+
+class TrainingModel(keras.Model):
+    """Wraps a language model with the step tfllm trains it with.
+
+    - The loss is the mean next-token cross-entropy over every token of the *global*
+      batch, whatever the number of replicas, so a strategy changes nothing about it.
+    - `grad_accum_steps` splits each batch into that many micro-batches whose gradients
+      are summed before one optimizer update (one step = one update = one batch).
+    - Clipping is the optimizer's `global_clipnorm`; float16 uses a LossScaleOptimizer.
+    - Evaluation (`test_step`) takes (inputs, targets, weights) and reports the
+      token-weighted mean loss, exact over a whole split.
+
+    Args:
+        lm: a Keras model mapping token ids (B, T) to logits (B, T, V).
+        grad_accum_steps: micro-batches per step.
+    """
+
+    def __init__(self, lm, grad_accum_steps=1, **kwargs):
+        super().__init__(**kwargs)
+        self.lm = lm
+        self.grad_accum_steps = grad_accum_steps
+        # Mean of the step losses since the last log (the logger resets it).
+        self.train_loss = keras.metrics.Mean("loss")
+        self.eval_loss = keras.metrics.Mean("loss")
+
+    @property
+    def metrics(self):
+        # Only the evaluation metric is reset by Keras (at each evaluate); the train loss
+        # is reset by the logger, so an evaluation inside fit does not disturb it.
+        return [self.eval_loss]
+
+    def call(self, token_ids, training=None):
+        return self.lm(token_ids, training=training)
+
+    def train_step(self, data):
+        inputs, targets = data[0], data[1]
+        context = tf.distribute.get_replica_context()
+        # Normalize by the global token count: summing replica gradients gives the mean.
+        global_tokens = tf.cast(tf.size(targets) * context.num_replicas_in_sync, tf.float32)
+        scaled_loss = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
+        variables = self.lm.trainable_variables
+        micro_inputs = tf.split(inputs, self.grad_accum_steps, axis=0)
+        micro_targets = tf.split(targets, self.grad_accum_steps, axis=0)
+        grads, loss = None, 0.0
+        # Python loop: unrolled in the graph; accumulation counts are small (<= 16).
+        for x, y in zip(micro_inputs, micro_targets):
+            with tf.GradientTape() as tape:
+                micro_loss = tf.reduce_sum(token_cross_entropy(y, self.lm(x, training=True)))
+                micro_loss = micro_loss / global_tokens
+                to_differentiate = (self.optimizer.get_scaled_loss(micro_loss) if scaled_loss
+                                    else micro_loss)
+            micro_grads = tape.gradient(to_differentiate, variables)
+            grads = micro_grads if grads is None else [g + m for g, m in zip(grads, micro_grads)]
+            loss += micro_loss
+        if scaled_loss:
+            grads = self.optimizer.get_unscaled_gradients(grads)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        loss = context.all_reduce(tf.distribute.ReduceOp.SUM, loss)
+        self.train_loss.update_state(loss)
+        return {"loss": self.train_loss.result()}
+
+    def test_step(self, data):
+        inputs, targets, weights = data
+        losses = token_cross_entropy(targets, self.lm(inputs, training=False))
+        self.eval_loss.update_state(losses, sample_weight=weights)
+        return {"loss": self.eval_loss.result()}
