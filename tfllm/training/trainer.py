@@ -19,6 +19,7 @@ from tfllm.training import callbacks as cb
 from tfllm.training import run_directory
 from tfllm.training.model_factory import build_model
 from tfllm.training.optimizers import build_optimizer
+from tfllm.training.rng import dropout_generators
 from tfllm.training.schedules import Scaled, build_schedule
 from tfllm.training.training_model import TrainingModel
 
@@ -136,8 +137,11 @@ class Trainer:
                          steps_per_execution=t.steps_per_execution)
             optimizer.build(model.trainable_variables)
             best_val_loss = tf.Variable(math.inf, trainable=False, name="best_val_loss")
+            generators = dropout_generators(model)
+        # The data position is the optimizer step (batches are a function of it), so the
+        # optimizer's `iterations` restores it; the dropout RNG streams are saved explicitly.
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, lr_scale=lr_scale,
-                                         best_val_loss=best_val_loss)
+                                         best_val_loss=best_val_loss, rng=generators)
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"),
                                              max_to_keep=cfg.checkpoint.keep)
         best_manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "best"),

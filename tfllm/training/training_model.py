@@ -37,9 +37,14 @@ class TrainingModel(keras.Model):
 
     @property
     def metrics(self):
-        # Only the evaluation metric is reset by Keras (at each evaluate); the train loss
-        # is reset by the logger, so an evaluation inside fit does not disturb it.
-        return [self.eval_loss]
+        # Keras would report (and reset) listed metrics in place of the step logs; the
+        # steps below already return exact global values, so nothing is listed.
+        return []
+
+    def reset_metrics(self):
+        # Called by Keras at the start of evaluate (and of each fit epoch). The train loss
+        # is reset by the logger instead, so an evaluation inside fit leaves it alone.
+        self.eval_loss.reset_state()
 
     def call(self, token_ids, training=None):
         return self.lm(token_ids, training=training)
@@ -73,6 +78,11 @@ class TrainingModel(keras.Model):
 
     def test_step(self, data):
         inputs, targets, weights = data
+        weights = tf.cast(weights, tf.float32)
         losses = token_cross_entropy(targets, self.lm(inputs, training=False))
-        self.eval_loss.update_state(losses, sample_weight=weights)
+        # Global sums over replicas: every replica's tracker then holds the same exact totals.
+        context = tf.distribute.get_replica_context()
+        total, count = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                          [tf.reduce_sum(losses * weights), tf.reduce_sum(weights)])
+        self.eval_loss.update_state(total / tf.maximum(count, 1.0), sample_weight=count)
         return {"loss": self.eval_loss.result()}

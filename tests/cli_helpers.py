@@ -1,0 +1,32 @@
+"""Running tfllm's commands as a user does: a subprocess, its exit code and output."""
+
+import os
+import subprocess
+import sys
+
+NOISE = ("cudart_stub", "absl::InitializeLog", "cuda_platform", "cpu_feature_guard",
+         "rebuild TensorFlow", "To enable the following instructions")
+
+
+def run(module, *args, cwd=None, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+def error_lines(proc):
+    """stderr without TensorFlow's start-up chatter."""
+    return [line for line in proc.stderr.splitlines()
+            if line.strip() and not any(n in line for n in NOISE)]
+
+
+def assert_one_line_error(proc, *phrases):
+    lines = error_lines(proc)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("tfllm."), lines
+    assert ": error: " in lines[0], lines
+    for phrase in phrases:
+        assert phrase in lines[0], (phrase, lines[0])

@@ -1,0 +1,171 @@
+"""`python -m tfllm.train` end to end: outputs, bad input, resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.cli_helpers import assert_one_line_error, run
+
+TINY = ["--config=tiny_test"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
+    proc = run("tfllm.train", *TINY, f"--run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def read_metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_run_directory_holds_everything_a_run_needs(trained):
+    run_dir, proc = trained
+    for name in ("config.json", "tokenizer.json", "tokens.npy", "checkpoints/checkpoint",
+                 "best/checkpoint", "tensorboard"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    records = read_metrics(run_dir)
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    for r in records:
+        assert {"step", "elapsed_s", "loss", "lr", "tokens_per_s"} <= set(r)
+    assert "val_loss" in records[1] and "val_loss" in records[3]
+    assert records[-1]["val_loss"] < records[1]["val_loss"] < np.log(65) + 0.2
+    assert "sample:" in proc.stdout and "done: step 20" in proc.stdout
+
+
+def test_rerun_of_a_finished_run_trains_nothing(trained):
+    run_dir, _ = trained
+    proc = run("tfllm.train", *TINY, f"--run_dir={run_dir}")
+    assert proc.returncode == 0 and "already trained to step 20" in proc.stdout
+    assert len(read_metrics(run_dir)) == 4
+
+
+def test_evaluate_matches_the_final_validation_loss(trained):
+    run_dir, _ = trained
+    proc = run("tfllm.evaluate", f"--run_dir={run_dir}", "--json", "--batch_size=16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["tokens"] == 111_539
+    np.testing.assert_allclose(result["loss"], read_metrics(run_dir)[-1]["val_loss"], rtol=1e-4)
+    np.testing.assert_allclose(result["perplexity"], np.exp(result["loss"]), rtol=1e-6)
+
+
+def test_generate_is_reproducible_by_seed(trained):
+    run_dir, _ = trained
+    args = (f"--run_dir={run_dir}", "--prompt=ROMEO:", "--max_new_tokens=8", "--seed=3")
+    a, b = run("tfllm.generate", *args), run("tfllm.generate", *args)
+    assert a.returncode == 0, a.stderr[-2000:]
+    assert a.stdout == b.stdout and a.stdout.startswith("ROMEO:")
+
+
+def test_fine_tune_from_a_run_on_a_new_corpus(trained, tmp_path):
+    run_dir, _ = trained
+    corpus = tmp_path / "new.txt"
+    corpus.write_text("KING HENRY:\nOnce more unto the breach, dear friends, once more.\n" * 60)
+    proc = run("tfllm.train", *TINY, f"--run_dir={tmp_path / 'ft'}", f"--init_from={run_dir}",
+               f"--config.data.source={corpus}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    corpus.write_text("Zebra \u00e9 " * 500)  # é is not in the Shakespeare vocabulary
+    proc = run("tfllm.train", *TINY, f"--run_dir={tmp_path / 'ft2'}", f"--init_from={run_dir}",
+               f"--config.data.source={corpus}")
+    assert_one_line_error(proc, "does not fit the run's tokenizer")
+    assert not os.path.exists(tmp_path / "ft2")
+
+
+def bad_inputs(tmp):
+    empty = tmp / "empty.txt"
+    empty.write_text("\n\n")
+    short = tmp / "short.txt"
+    short.write_text("too short")
+    blocker = tmp / "a_file"
+    blocker.write_text("x")
+    return {
+        "unknown flag": (["--epochs=3"], "Unknown command line flag 'epochs'"),
+        "unknown config key": (["--config.train.epochs=3"], "epochs"),
+        "wrong type": (["--config.train.batch_size=lots"], "batch_size"),
+        "batch size 0": (["--config.train.batch_size=0"], "--config.train.batch_size=0 is not allowed: it must be > 0"),
+        "width not divisible by heads": (["--config.model.hidden_dim=33"],
+                                         "divisible by model.num_heads=2"),
+        "unknown choice": (["--config.train.optimizer=lamb"], "adamw"),
+        "missing corpus": ([f"--config.data.source={tmp / 'missing.txt'}"], "names no file"),
+        "empty corpus": ([f"--config.data.source={empty}"], "is empty"),
+        "corpus shorter than a window": ([f"--config.data.source={short}"], "fewer than one window"),
+        "unwritable run directory": ([f"--run_dir={blocker / 'run'}"], "cannot be created"),
+        "unknown config name": (["--config=nonesuch"], "no config 'nonesuch'"),
+    }
+
+
+BAD_INPUTS = ["unknown flag", "unknown config key", "wrong type", "batch size 0",
+              "width not divisible by heads", "unknown choice", "missing corpus", "empty corpus",
+              "corpus shorter than a window", "unwritable run directory", "unknown config name"]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path):
+    args, phrase = bad_inputs(tmp_path)[case]
+    run_dir = tmp_path / "run"
+    if not any(a.startswith("--run_dir") for a in args):
+        args = args + [f"--run_dir={run_dir}"]
+    if not any(a.startswith("--config=") for a in args):
+        args = TINY + args
+    proc = run("tfllm.train", *args)
+    assert_one_line_error(proc, phrase)
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("override,phrase", [
+    ("--config.model.hidden_dim=64", "model.hidden_dim=32, not 64"),
+    ("--config.data.tokenizer=byte", "data.tokenizer='char', not 'byte'"),
+])
+def test_resuming_with_an_incompatible_config_is_refused(trained, override, phrase):
+    run_dir, _ = trained
+    before = sorted(os.listdir(os.path.join(run_dir, "checkpoints")))
+    proc = run("tfllm.train", *TINY, f"--run_dir={run_dir}", override)
+    assert_one_line_error(proc, phrase)
+    assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == before
+
+
+RESUME_ARGS = TINY + ["--config.deterministic=True", "--config.train.steps=120",
+                      "--config.checkpoint.every=20", "--config.eval.every=40",
+                      "--config.log_every=5", "--config.model.dropout=0.1",
+                      "--config.sample.length=0"]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
+    reference = tmp_path / "reference"
+    proc = run("tfllm.train", *RESUME_ARGS, f"--run_dir={reference}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "tfllm.train", *RESUME_ARGS, f"--run_dir={killed}"]
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = killed / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if metrics.exists() and any(json.loads(l)["step"] >= 50 for l in metrics.read_text().splitlines()):
+            break
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    steps_before = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
+    assert 50 <= steps_before[-1] < 120, "the kill must land mid-run"
+
+    proc = run("tfllm.train", *RESUME_ARGS, f"--run_dir={killed}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming" in proc.stdout
+    expected, got = read_metrics(reference), read_metrics(killed)
+    assert [r["step"] for r in got] == [r["step"] for r in expected]
+    for a, b in zip(expected, got):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=0), a["step"]
+        if "val_loss" in a:
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6, abs=0)
