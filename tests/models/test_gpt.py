@@ -96,7 +96,7 @@ def test_user_code_fit_with_tf_keras():
 
 def test_presets_and_errors():
     assert GPT.from_preset("tiny", vocab_size=65).count_params() > 0
-    with pytest.raises(ValueError, match="nano"):
+    with pytest.raises(ValueError, match="Unknown GPT preset .huge.; use one of"):
         GPT.from_preset("huge", vocab_size=65)
     with pytest.raises(ValueError, match="divisible"):
         tiny_gpt(hidden_dim=10, num_heads=4)

@@ -11,10 +11,11 @@ from tfllm._keras import fresh_initializer, keras, register
 from tfllm.layers.position_embedding import PositionEmbedding
 from tfllm.layers.token_embedding import TokenEmbedding
 from tfllm.layers.transformer_block import TransformerBlock, make_normalization
+from tfllm.models.presets import PresetMixin
 
 
 @register("tfllm")
-class GPT(keras.Model):
+class GPT(PresetMixin, keras.Model):
     """Token ids (B, T) -> next-token logits (B, T, V), float32.
 
     A Keras model like any other: compile it with a sparse categorical cross-entropy
@@ -105,13 +106,6 @@ class GPT(keras.Model):
                         keras.layers.Dense(vocab_size, use_bias=False, kernel_initializer=fresh_initializer(init),
                                            dtype=policy, name="lm_head"))
         self.build((None, None))
-
-    @classmethod
-    def from_preset(cls, preset, vocab_size, **overrides):
-        """A model of the named size (`GPT.presets`), with any argument overridden."""
-        if preset not in cls.presets:
-            raise ValueError(f"Unknown GPT preset {preset!r}; use one of {sorted(cls.presets)}.")
-        return cls(vocab_size=vocab_size, **{**cls.presets[preset], **overrides})
 
     def build(self, input_shape):
         hidden_shape = (None, None, self.hidden_dim)

@@ -8,10 +8,11 @@ import tensorflow as tf
 from tfllm._keras import keras, register
 from tfllm.layers.recurrent_block import RecurrentBlock
 from tfllm.layers.token_embedding import TokenEmbedding
+from tfllm.models.presets import PresetMixin
 
 
 @register("tfllm")
-class RecurrentLM(keras.Model):
+class RecurrentLM(PresetMixin, keras.Model):
     """Token ids (B, T) -> next-token logits (B, T, V), float32, through stacked LSTM/GRU.
 
     `call_with_state` continues from carried states, one step or many at a time.
@@ -57,14 +58,6 @@ class RecurrentLM(keras.Model):
                                         dtype=policy, name="recurrent")
         self.lm_head = keras.layers.Dense(vocab_size, dtype=policy, name="lm_head")
         self.build((None, None))
-
-    @classmethod
-    def from_preset(cls, preset, vocab_size, **overrides):
-        """A model of the named size (`RecurrentLM.presets`), with any argument overridden."""
-        if preset not in cls.presets:
-            raise ValueError(f"Unknown RecurrentLM preset {preset!r}; "
-                             f"use one of {sorted(cls.presets)}.")
-        return cls(vocab_size=vocab_size, **{**cls.presets[preset], **overrides})
 
     def build(self, input_shape):
         self.token_embedding.build(input_shape)
