@@ -101,12 +101,14 @@ def bad_inputs(tmp):
         "corpus shorter than a window": ([f"--config.data.source={short}"], "fewer than one window"),
         "unwritable run directory": ([f"--run_dir={blocker / 'run'}"], "cannot be created"),
         "unknown config name": (["--config=nonesuch"], "no config 'nonesuch'"),
+        "config file missing": ([f"--config={tmp / 'nope.py'}"], "cannot load the config"),
     }
 
 
 BAD_INPUTS = ["unknown flag", "unknown config key", "wrong type", "batch size 0",
               "width not divisible by heads", "unknown choice", "missing corpus", "empty corpus",
-              "corpus shorter than a window", "unwritable run directory", "unknown config name"]
+              "corpus shorter than a window", "unwritable run directory", "unknown config name",
+              "config file missing"]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)

@@ -22,7 +22,8 @@ def packaged_configs():
 
 def config_path(name_or_path):
     """A config file path for `--config`: a path as is, or a packaged config's name."""
-    if os.path.exists(name_or_path.split(":")[0]) or "/" in name_or_path:
+    path = name_or_path.split(":")[0]
+    if os.path.isfile(path) or path.endswith(".py") or "/" in path:
         return name_or_path
     import tfllm.configs
 
@@ -61,7 +62,14 @@ def _resolve_config_flag(argv):
 
 def _parse(argv):
     try:
-        return flags.FLAGS(_resolve_config_flag(argv))
+        argv = flags.FLAGS(_resolve_config_flag(argv))
+        if "config" in flags.FLAGS:
+            list(flags.FLAGS.config.keys())  # config files load lazily: surface errors here
+        return argv
+    except OSError as e:
+        reason = str(e).strip().splitlines()[-1].strip()  # ml_collections' last line says why
+        fail(f"cannot load the config: {reason}; pass a config file or one of "
+             f"{packaged_configs()}.")
     except flags.Error as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         fail(f"{message}; run with --helpfull to see the flags.")
