@@ -78,10 +78,15 @@ def get_config():
             precision="float32",  # "float32", "mixed_bfloat16" or "mixed_float16"
             xla=True,             # compile the train step with XLA (2x faster here in float32)
             steps_per_execution=1,  # train steps per compiled call; divides the intervals below
+            inter_op_threads=1,   # TensorFlow inter-op threads; 0 = TF's default (1 is faster on 2 cores)
+            intra_op_threads=0,   # TensorFlow intra-op (matmul) threads; 0 = one per core
         ),
         eval=dict(
             every=200,            # evaluate on the whole validation split every N steps (and at the end)
             batch_size=64,        # windows per evaluation batch
+            seq_len=0,            # evaluation window; 0 = model.max_length. Each window starts from
+                                  # an empty context; a recurrent model may read longer windows
+                                  # than it trains on (every token is still predicted once)
         ),
         log_every=50,             # metrics.jsonl / TensorBoard / progress line every N steps
         checkpoint=dict(

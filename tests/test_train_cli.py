@@ -36,10 +36,12 @@ def test_run_directory_holds_everything_a_run_needs(trained):
     records = read_metrics(run_dir)
     assert [r["step"] for r in records] == [5, 10, 15, 20]
     for r in records:
-        assert {"step", "elapsed_s", "loss", "lr", "tokens_per_s"} <= set(r)
+        assert {"step", "elapsed_s", "loss", "lr", "tokens_per_s", "mfu"} <= set(r)
+        assert 0 < r["mfu"] < 1.5
     assert "val_loss" in records[1] and "val_loss" in records[3]
     assert records[-1]["val_loss"] < records[1]["val_loss"] < np.log(65) + 0.2
     assert "sample:" in proc.stdout and "done: step 20" in proc.stdout
+    assert "MFU " in proc.stdout
 
 
 def test_rerun_of_a_finished_run_trains_nothing(trained):
@@ -96,6 +98,8 @@ def bad_inputs(tmp):
         "width not divisible by heads": (["--config.model.hidden_dim=33"],
                                          "divisible by model.num_heads=2"),
         "unknown choice": (["--config.train.optimizer=lamb"], "adamw"),
+        "eval window beyond a GPT's context": (["--config.eval.seq_len=17"],
+                                               "a GPT reads at most model.max_length=16"),
         "missing corpus": ([f"--config.data.source={tmp / 'missing.txt'}"], "names no file"),
         "empty corpus": ([f"--config.data.source={empty}"], "is empty"),
         "corpus shorter than a window": ([f"--config.data.source={short}"], "fewer than one window"),
@@ -106,7 +110,8 @@ def bad_inputs(tmp):
 
 
 BAD_INPUTS = ["unknown flag", "unknown config key", "wrong type", "batch size 0",
-              "width not divisible by heads", "unknown choice", "missing corpus", "empty corpus",
+              "width not divisible by heads", "unknown choice", "eval window beyond a GPT's context",
+              "missing corpus", "empty corpus",
               "corpus shorter than a window", "unwritable run directory", "unknown config name",
               "config file missing"]
 

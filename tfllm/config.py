@@ -22,7 +22,8 @@ POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.ma
             "checkpoint.keep", "data.vocab_size")
 NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.momentum",
-                "sample.length", "train.min_lr_ratio")
+                "sample.length", "train.min_lr_ratio", "train.inter_op_threads",
+                "train.intra_op_threads", "eval.seq_len")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values.
 RUN_IDENTITY = ("seed", "data", "model", "train.batch_size")
@@ -67,6 +68,9 @@ def validate(config):
         if m.num_kv_heads and m.num_heads % m.num_kv_heads:
             _fail("model.num_kv_heads", m.num_kv_heads,
                   f"it must divide model.num_heads={m.num_heads}")
+        if config.eval.seq_len > m.max_length:
+            _fail("eval.seq_len", config.eval.seq_len,
+                  f"a GPT reads at most model.max_length={m.max_length} tokens; use 0 or less")
         if m.position == "rope" and (m.hidden_dim // m.num_heads) % 2:
             _fail("model.num_heads", m.num_heads, "RoPE needs an even head size hidden_dim/num_heads")
     if t.batch_size % t.grad_accum_steps:

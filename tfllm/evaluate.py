@@ -18,20 +18,28 @@ flags.DEFINE_string("data", None, "Corpus to evaluate on (file, folder, glob, tf
                     "default the run's own corpus.")
 flags.DEFINE_enum("split", "val", ["val", "train", "all"], "Which part of the corpus.")
 flags.DEFINE_integer("batch_size", 64, "Windows per batch.", lower_bound=1)
+flags.DEFINE_integer("seq_len", 0, "Evaluation window (each starts from an empty context); "
+                     "0 = the run's eval.seq_len, else its training context.", lower_bound=0)
 flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
 FLAGS = flags.FLAGS
 
 
-def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64):
-    """{"loss", "perplexity", "bits_per_token", "tokens"} of a run on a split."""
+def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64, seq_len=0):
+    """{"loss", "perplexity", "bits_per_token", "tokens"} of a run on a split, read in
+    windows of `seq_len` tokens (0: the run's own evaluation window)."""
     import numpy as np
 
     from tfllm.data import DEFAULT_CORPUS, TokenStore, eval_dataset, read_corpus
     from tfllm.errors import UserError
     from tfllm.training.run_directory import load_run
     from tfllm.training.training_model import TrainingModel
+    from tfllm.training.training_setup import eval_length
 
     config, tokenizer, model = load_run(run_dir, checkpoint)
+    window = seq_len or eval_length(config)
+    if config.model.name == "gpt" and window > config.model.max_length:
+        raise UserError(f"--seq_len={window} exceeds the GPT's context of "
+                        f"{config.model.max_length}; use --seq_len={config.model.max_length} or less.")
     d = config.data
     source = data or d.source or DEFAULT_CORPUS
     text = read_corpus(source, d.data_dir or None, d.split, d.text_key or None)
@@ -42,7 +50,7 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
     tokens = {"val": store.val, "train": store.train, "all": store.tokens}[split]
     task = TrainingModel(model)
     task.compile(weighted_metrics=[])
-    loss = task.evaluate(eval_dataset(tokens, config.model.max_length, batch_size), verbose=0,
+    loss = task.evaluate(eval_dataset(tokens, window, batch_size), verbose=0,
                          return_dict=True)["loss"]
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
             "bits_per_token": loss / math.log(2), "tokens": int(len(tokens) - 1)}
@@ -52,7 +60,7 @@ def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     result = evaluate_run(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.data, FLAGS.split,
-                          FLAGS.batch_size)
+                          FLAGS.batch_size, FLAGS.seq_len)
     if FLAGS.json:
         print(json.dumps(result))
     else:

@@ -2,6 +2,7 @@
 
 from tfllm.layers.causal_self_attention import CausalSelfAttention
 from tfllm.layers.feed_forward import FeedForward
+from tfllm.layers.fused_lstm import FusedLSTM
 from tfllm.layers.layer_normalization import LayerNormalization
 from tfllm.layers.position_embedding import PositionEmbedding
 from tfllm.layers.recurrent_block import RecurrentBlock
@@ -11,6 +12,6 @@ from tfllm.layers.token_embedding import TokenEmbedding
 from tfllm.layers.transformer_block import TransformerBlock
 
 __all__ = [
-    "CausalSelfAttention", "FeedForward", "LayerNormalization", "PositionEmbedding",
+    "CausalSelfAttention", "FeedForward", "FusedLSTM", "LayerNormalization", "PositionEmbedding",
     "RecurrentBlock", "RMSNormalization", "RotaryEmbedding", "TokenEmbedding", "TransformerBlock",
 ]

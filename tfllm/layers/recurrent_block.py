@@ -6,15 +6,17 @@ Dimensions: B batch, T time steps, D input width, U units per layer, L layers.
 import tensorflow as tf
 
 from tfllm._keras import keras, register
+from tfllm.layers.fused_lstm import FusedLSTM
 
-CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+CELLS = ("lstm", "gru")
 
 
 @register("tfllm")
 class RecurrentBlock(keras.layers.Layer):
     """L stacked recurrent layers (B, T, D) -> (B, T, U), optionally carrying state.
 
-    Each layer is a Keras LSTM or GRU named `rnn_{i}`, so quantization can wrap it.
+    Each layer is named `rnn_{i}`: a FusedLSTM (Keras's LSTM math, a faster loop) or a
+    Keras GRU. Their kernels are what quantization wraps.
 
     Args:
         cell: "lstm" or "gru".
@@ -37,7 +39,7 @@ class RecurrentBlock(keras.layers.Layer):
     def __init__(self, cell="lstm", units=256, num_layers=1, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         if cell not in CELLS:
-            raise ValueError(f"Unknown recurrent cell {cell!r}; use one of {sorted(CELLS)}.")
+            raise ValueError(f"Unknown recurrent cell {cell!r}; use one of {CELLS}.")
         self.cell = cell
         self.units = units
         self.num_layers = num_layers
@@ -47,8 +49,11 @@ class RecurrentBlock(keras.layers.Layer):
         self.rnn_layers = []
         shape = input_shape
         for i in range(self.num_layers):
-            layer = CELLS[self.cell](self.units, return_sequences=True, return_state=True,
-                                     dtype=self.dtype_policy, name=f"rnn_{i}")
+            if self.cell == "lstm":
+                layer = FusedLSTM(self.units, dtype=self.dtype_policy, name=f"rnn_{i}")
+            else:
+                layer = keras.layers.GRU(self.units, return_sequences=True, return_state=True,
+                                         dtype=self.dtype_policy, name=f"rnn_{i}")
             layer.build(shape)
             self.rnn_layers.append(layer)
             shape = tuple(shape[:-1]) + (self.units,)

@@ -82,13 +82,16 @@ class MetricsLogger(StepCallback):
     TensorBoard scalars and a progress line.
 
     Records: step, elapsed_s (since `process_start`), loss (mean over the steps since the
-    last record), lr, tokens_per_s (training only, evaluation time excluded), and
-    val_loss, val_perplexity, val_bits_per_token at evaluation steps.
+    last record), lr, tokens_per_s (training only, evaluation time excluded), mfu (when
+    `flops_per_token` and `peak_flops` are given: tokens_per_s * flops_per_token /
+    peak_flops, see tfllm/training/mfu.py), and val_loss, val_perplexity,
+    val_bits_per_token at evaluation steps.
     """
 
     def __init__(self, run_dir, every, total_steps, tokens_per_step, lr_fn, process_start,
-                 print_fn=print, write=True):
+                 print_fn=print, write=True, flops_per_token=None, peak_flops=None):
         super().__init__(every, total_steps)
+        self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         self.path = os.path.join(run_dir, "metrics.jsonl")
         self.tokens_per_step = tokens_per_step
         self.lr_fn = lr_fn
@@ -115,6 +118,8 @@ class MetricsLogger(StepCallback):
             "lr": float(self.lr_fn(step)),
             "tokens_per_s": round((step - self.last_step) * self.tokens_per_step / train_seconds, 1),
         }
+        if self.flops_per_token and self.peak_flops:
+            record["mfu"] = round(record["tokens_per_s"] * self.flops_per_token / self.peak_flops, 4)
         for key in ("val_loss", "val_perplexity", "val_bits_per_token"):
             if key in logs:
                 record[key] = float(logs[key])
@@ -130,7 +135,9 @@ class MetricsLogger(StepCallback):
             self.writer.flush()
         line = (f"step {step:>6}/{self.total_steps} ({100 * step / self.total_steps:5.1f}%) | "
                 f"loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
-                f"{record['tokens_per_s']:,.0f} tok/s | {record['elapsed_s']:.0f}s")
+                f"{record['tokens_per_s']:,.0f} tok/s | "
+                + (f"MFU {100 * record['mfu']:.1f}% | " if "mfu" in record else "")
+                + f"{record['elapsed_s']:.0f}s")
         if "val_loss" in record:
             line += f" | val_loss {record['val_loss']:.4f} (ppl {record['val_perplexity']:.2f})"
         self.print_fn(line)

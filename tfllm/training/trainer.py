@@ -10,18 +10,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfllm import config as config_lib
-from tfllm._keras import keras
 from tfllm.data import DEFAULT_CORPUS, TokenStore, describe_source, eval_dataset, read_corpus, train_dataset
 from tfllm.errors import UserError
 from tfllm.inference import generate
 from tfllm.tokenizers import load_tokenizer, train_tokenizer
 from tfllm.training import callbacks as cb
+from tfllm.training import mfu
 from tfllm.training import run_directory
-from tfllm.training.model_factory import build_model
-from tfllm.training.optimizers import build_optimizer
 from tfllm.training.rng import dropout_generators
-from tfllm.training.schedules import Scaled, build_schedule
-from tfllm.training.training_model import TrainingModel
+from tfllm.training.training_setup import (apply_runtime_settings, build_training_setup,
+                                           eval_length)
 
 PROCESS_START = time.time()
 
@@ -119,28 +117,16 @@ class Trainer:
             self._write_run_files(tokenizer, store)
         elif not os.path.exists(self._tokens_path()):
             store.save(self._tokens_path(), self._cache_key)
-        keras.utils.set_random_seed(cfg.seed)
-        if cfg.deterministic:
-            tf.config.experimental.enable_op_determinism()
-        keras.mixed_precision.set_global_policy(t.precision)
+        apply_runtime_settings(cfg)
         strategy = tf.distribute.get_strategy()
-
+        setup = build_training_setup(cfg, tokenizer.vocab_size, strategy)
+        model, optimizer, schedule = setup.model, setup.optimizer, setup.schedule
         with strategy.scope():
-            model = build_model(cfg.model, tokenizer.vocab_size)
-            lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
-            schedule = Scaled(build_schedule(t, t.steps), lr_scale)
-            optimizer = build_optimizer(t, schedule)
-            if t.precision == "mixed_float16":
-                optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-            task = TrainingModel(model, t.grad_accum_steps)
-            task.compile(optimizer=optimizer, jit_compile=t.xla, weighted_metrics=[],
-                         steps_per_execution=t.steps_per_execution)
-            optimizer.build(model.trainable_variables)
             best_val_loss = tf.Variable(math.inf, trainable=False, name="best_val_loss")
             generators = dropout_generators(model)
         # The data position is the optimizer step (batches are a function of it), so the
         # optimizer's `iterations` restores it; the dropout RNG streams are saved explicitly.
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, lr_scale=lr_scale,
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, lr_scale=setup.lr_scale,
                                          best_val_loss=best_val_loss, rng=generators)
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"),
                                              max_to_keep=cfg.checkpoint.keep)
@@ -165,19 +151,21 @@ class Trainer:
 
         seq_len = cfg.model.max_length
         train_ds = train_dataset(store.train, seq_len, t.batch_size, cfg.seed, start_step)
-        val_ds = eval_dataset(store.val, seq_len, cfg.eval.batch_size)
+        val_ds = eval_dataset(store.val, eval_length(cfg), cfg.eval.batch_size)
         evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps)
         callbacks = [evaluator]
         if t.reduce_on_plateau:
-            callbacks.append(cb.ReduceLROnPlateau(lr_scale, t.plateau_factor, t.plateau_patience,
-                                                  t.steps))
+            callbacks.append(cb.ReduceLROnPlateau(setup.lr_scale, t.plateau_factor,
+                                                  t.plateau_patience, t.steps))
         callbacks += [
             cb.MetricsLogger(self.run_dir, cfg.log_every, t.steps, t.batch_size * seq_len,
-                             lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn),
+                             lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn,
+                             flops_per_token=mfu.flops_per_token(model),
+                             peak_flops=mfu.matmul_peak(mfu.POLICY_DTYPES[t.precision])["flops_per_s"]),
             cb.CheckpointSaver(manager, best_manager, best_val_loss, cfg.checkpoint.every, t.steps),
         ]
-        task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step, callbacks=callbacks,
-                 verbose=0)
+        setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
+                       callbacks=callbacks, verbose=0)
         return self._summary(model, tokenizer, t.steps, evaluator.history, best_val_loss)
 
     def _truncate_metrics(self, step):

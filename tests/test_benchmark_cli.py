@@ -1,0 +1,23 @@
+"""`python -m tfllm.benchmark` as a user runs it."""
+
+import json
+
+from tests.cli_helpers import assert_one_line_error, run
+
+
+def test_benchmark_json_report():
+    proc = run("tfllm.benchmark", "--config=tiny_test", "--steps=3", "--warmup=1",
+               "--peak_sizes=256", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result["peaks"]) == {"float32", "bfloat16"}
+    assert result["peaks"]["float32"]["size"] == 256
+    for key in ("tokens_per_s", "step_ms", "flops_per_token", "mfu", "input_wait",
+                "peak_rss_mb", "machine", "date"):
+        assert key in result, key
+    assert 0 < result["mfu"] < 1.5
+
+
+def test_benchmark_bad_peak_sizes_is_one_line():
+    proc = run("tfllm.benchmark", "--config=tiny_test", "--peak_sizes=big")
+    assert_one_line_error(proc, "--peak_sizes=big must be whole numbers")

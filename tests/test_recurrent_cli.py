@@ -1,0 +1,40 @@
+"""The LSTM language model through the commands: train, evaluate, generate."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.cli_helpers import run
+
+TINY_LSTM = ["--config=lstm", "--config.model.units=16", "--config.model.embedding_dim=8",
+             "--config.model.max_length=16", "--config.train.steps=10",
+             "--config.train.batch_size=4", "--config.train.warmup_steps=2",
+             "--config.eval.every=10", "--config.eval.seq_len=512", "--config.eval.batch_size=16",
+             "--config.checkpoint.every=10", "--config.log_every=5", "--config.sample.length=20"]
+
+
+@pytest.fixture(scope="module")
+def lstm_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("runs") / "lstm")
+    proc = run("tfllm.train", *TINY_LSTM, f"--run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_evaluate_reads_the_long_windows_the_run_evaluated_with(lstm_run):
+    with open(os.path.join(lstm_run, "metrics.jsonl")) as f:
+        val_loss = [json.loads(line) for line in f][-1]["val_loss"]
+    proc = run("tfllm.evaluate", f"--run_dir={lstm_run}", "--json", "--batch_size=16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["tokens"] == 111_539  # every validation character predicted once
+    np.testing.assert_allclose(result["loss"], val_loss, rtol=1e-4)
+
+
+def test_generate_goes_past_the_training_window(lstm_run):
+    proc = run("tfllm.generate", f"--run_dir={lstm_run}", "--prompt=KING:",
+               "--max_new_tokens=40", "--seed=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("KING:") and len(proc.stdout.rstrip("\n")) >= 40

@@ -1,0 +1,99 @@
+"""Timing the training step exactly as `tfllm.train` runs it.
+
+The step is `TrainingModel.fit` over `train_dataset`, built by `build_training_setup`
+from the same config, so what is timed here is what a training run does per step
+(model, optimizer, precision, XLA, input pipeline and Keras's per-step loop).
+"""
+
+import resource
+import time
+
+import numpy as np
+
+from tfllm._keras import keras
+from tfllm.data import DEFAULT_CORPUS, TokenStore, read_corpus, train_dataset
+from tfllm.tokenizers import train_tokenizer
+from tfllm.training.mfu import POLICY_DTYPES, flops_per_token
+from tfllm.training.training_setup import apply_runtime_settings, build_training_setup
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Records the wall time at the end of every step (Keras syncs on the step's logs)."""
+
+    def on_train_begin(self, logs=None):
+        self.ends = [time.perf_counter()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+    def step_times(self, skip):
+        """Durations of the steps after the first `skip` (compilation, warm-up)."""
+        return np.diff(self.ends)[skip:]
+
+
+def _timed_fit(task, dataset, warmup, steps):
+    timer = StepTimer()
+    task.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
+    return timer.step_times(warmup)
+
+
+def _input_ms_per_batch(dataset, batches=50):
+    """Milliseconds the pipeline takes to produce one batch when nothing else runs."""
+    iterator = iter(dataset)
+    for _ in range(5):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return 1e3 * (time.perf_counter() - start) / batches
+
+
+def benchmark_training(cfg, steps=30, warmup=5, peaks=None):
+    """Times `steps` training steps of `cfg` after `warmup` steps.
+
+    Args:
+        cfg: a validated config.
+        steps, warmup: measured and discarded steps.
+        peaks: {dtype: peak dict of `measure_matmul_peak`}; MFU is reported against the
+            peak of the dtype the precision policy computes in, when given.
+
+    Returns a dict: tokens_per_s, step_ms (median, p10, p90), flops_per_token, mfu,
+    input_ms (time the input pipeline takes to make one batch), input_wait (input_ms as
+    a share of the median step: an upper bound on the time a step waits for input, since
+    the pipeline prefetches on its own thread while the step runs), params, and the
+    settings timed.
+    """
+    d, t = cfg.data, cfg.train
+    text = read_corpus(d.source or DEFAULT_CORPUS, d.data_dir or None, d.split, d.text_key or None)
+    tokenizer = train_tokenizer(d.tokenizer, text, vocab_size=d.vocab_size,
+                                model_type=d.sp_model_type)
+    tokens = TokenStore(tokenizer.encode_to_array(text, np.int32), d.val_fraction).train
+    apply_runtime_settings(cfg)
+    setup = build_training_setup(cfg, tokenizer.vocab_size)
+    seq_len = cfg.model.max_length
+    tokens_per_step = t.batch_size * seq_len
+    dataset = train_dataset(tokens, seq_len, t.batch_size, cfg.seed)
+
+    times = _timed_fit(setup.task, dataset, warmup, steps)
+    median = float(np.median(times))
+    input_ms = _input_ms_per_batch(dataset)
+    fpt = flops_per_token(setup.model)
+    result = {
+        "config": {"model": cfg.model.name, "precision": t.precision, "xla": t.xla,
+                   "batch_size": t.batch_size, "seq_len": seq_len,
+                   "optimizer": t.optimizer, "grad_accum_steps": t.grad_accum_steps},
+        "params": int(setup.model.count_params()),
+        "steps": steps,
+        "step_ms": {"median": 1e3 * median, "p10": 1e3 * float(np.percentile(times, 10)),
+                    "p90": 1e3 * float(np.percentile(times, 90))},
+        "tokens_per_s": tokens_per_step / median,
+        "flops_per_token": fpt,
+        "input_ms": input_ms,
+        "input_wait": input_ms / (1e3 * median),
+    }
+    peak = (peaks or {}).get(POLICY_DTYPES[t.precision])
+    if peak:
+        result["mfu"] = fpt * result["tokens_per_s"] / peak["flops_per_s"]
+        result["peak_dtype"] = peak["dtype"]
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result

@@ -1,0 +1,100 @@
+"""Builds what a training run steps: model, schedule, optimizer and the compiled step.
+
+`tfllm.train`, `tfllm.benchmark` and the speedrun all call `build_training_setup`, so
+the step a benchmark times is the step a training run takes.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from tfllm._keras import keras
+from tfllm.training.model_factory import build_model
+from tfllm.training.optimizers import build_optimizer
+from tfllm.training.schedules import Scaled, build_schedule
+from tfllm.training.training_model import TrainingModel
+
+
+@dataclasses.dataclass
+class TrainingSetup:
+    """The objects of one training run (all created in the strategy's scope).
+
+    Attributes:
+        model: the language model (GPT or RecurrentLM).
+        task: the compiled TrainingModel wrapping it; `task.fit` runs the steps.
+        optimizer: the Keras optimizer (a LossScaleOptimizer under float16).
+        schedule: the learning rate as a function of the step (includes `lr_scale`).
+        lr_scale: the variable reduce-on-plateau lowers; checkpointed with the run.
+    """
+
+    model: keras.Model
+    task: TrainingModel
+    optimizer: keras.optimizers.Optimizer
+    schedule: keras.optimizers.schedules.LearningRateSchedule
+    lr_scale: tf.Variable
+
+
+def apply_thread_settings(cfg):
+    """TensorFlow's thread pools as `cfg.train` sets them (0 keeps TensorFlow's default).
+
+    They can only be set before TensorFlow runs its first op, so call this first.
+    One inter-op thread measured faster on 2 cores: independent ops no longer compete
+    with the intra-op (matmul) threads for the same cores (docs/benchmarks.md).
+    """
+    threading = tf.config.threading
+    for value, getter, setter in (
+            (cfg.train.inter_op_threads, threading.get_inter_op_parallelism_threads,
+             threading.set_inter_op_parallelism_threads),
+            (cfg.train.intra_op_threads, threading.get_intra_op_parallelism_threads,
+             threading.set_intra_op_parallelism_threads)):
+        if value and getter() != value:
+            try:
+                setter(value)
+            except RuntimeError:  # TensorFlow already ran ops in this process (e.g. a test)
+                pass
+
+
+def apply_runtime_settings(cfg):
+    """Threads, seeds, op determinism and the mixed-precision policy a config asks for.
+
+    Call before building the model: the policy decides the dtypes its layers compute in.
+    """
+    apply_thread_settings(cfg)
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(cfg.train.precision)
+
+
+def eval_length(cfg):
+    """The evaluation window of a config: eval.seq_len, or the training context when 0
+    (or when the config predates eval.seq_len)."""
+    return cfg.eval.get("seq_len", 0) or cfg.model.max_length
+
+
+def build_training_setup(cfg, vocab_size, strategy=None):
+    """Builds and compiles the training objects of `cfg` for a `vocab_size` vocabulary.
+
+    Args:
+        cfg: a validated config (see configs/base.py).
+        vocab_size: V of the run's tokenizer.
+        strategy: the tf.distribute strategy; the default strategy when None.
+
+    Example:
+        >>> setup = build_training_setup(config, tokenizer.vocab_size)
+        >>> setup.task.fit(train_dataset(...), steps_per_epoch=100)
+    """
+    t = cfg.train
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build_model(cfg.model, vocab_size)
+        lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
+        schedule = Scaled(build_schedule(t, t.steps), lr_scale)
+        optimizer = build_optimizer(t, schedule)
+        if t.precision == "mixed_float16":
+            optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+        task = TrainingModel(model, t.grad_accum_steps)
+        task.compile(optimizer=optimizer, jit_compile=t.xla, weighted_metrics=[],
+                     steps_per_execution=t.steps_per_execution)
+        optimizer.build(model.trainable_variables)
+    return TrainingSetup(model, task, optimizer, schedule, lr_scale)
