@@ -58,11 +58,15 @@ def get_config():
             steps=1000,           # optimizer steps in all (a resumed run continues to this)
             batch_size=32,        # global batch, in windows of model.max_length tokens
             grad_accum_steps=1,   # micro-batches per step; divides batch_size
-            optimizer="adamw",    # "adamw", "adam", "sgd", "adagrad" or "rmsprop"
+            optimizer="adamw",    # "adamw", "adam", "lion", "sgd", "adagrad" or "rmsprop"
             learning_rate=2e-3,   # peak learning rate
-            schedule="warmup_cosine",  # "constant", "warmup_cosine", "step" or "exponential"
+            schedule="warmup_cosine",  # "constant", "warmup_cosine", "wsd" (warmup-stable-decay),
+                                       # "one_cycle", "step" or "exponential"
             warmup_steps=100,     # linear warm-up steps
-            min_lr_ratio=0.1,     # warmup_cosine: final lr = learning_rate * min_lr_ratio
+            min_lr_ratio=0.1,     # warmup_cosine, wsd, one_cycle: final lr = lr * min_lr_ratio
+            decay_fraction=0.2,   # wsd: the last fraction of the steps decays linearly
+            pct_start=0.3,        # one_cycle: the first fraction of the steps rises to the peak
+            div_factor=25.0,      # one_cycle: the rise starts at learning_rate / div_factor
             decay_steps=1000,     # step: steps between decays; exponential: steps per decay_rate
             decay_rate=0.5,       # step / exponential decay factor
             reduce_on_plateau=False,  # also scale lr by plateau_factor when val loss stalls

@@ -11,8 +11,8 @@ CHOICES = {
     "model.normalization": ("layer", "rms"),
     "model.activation": ("gelu", "swiglu", "relu2"),
     "model.cell": ("lstm", "gru"),
-    "train.optimizer": ("adamw", "adam", "sgd", "adagrad", "rmsprop"),
-    "train.schedule": ("constant", "warmup_cosine", "step", "exponential"),
+    "train.optimizer": ("adamw", "adam", "lion", "sgd", "adagrad", "rmsprop"),
+    "train.schedule": ("constant", "warmup_cosine", "wsd", "one_cycle", "step", "exponential"),
     "train.precision": ("float32", "mixed_bfloat16", "mixed_float16"),
 }
 POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.max_length",
@@ -57,6 +57,11 @@ def validate(config):
         if value is not None and value < 0:
             _fail(key, value, "it must be >= 0")
     m, t = config.model, config.train
+    for key in ("train.decay_fraction", "train.pct_start"):
+        if not 0 < _get(config, key) < 1:
+            _fail(key, _get(config, key), "it must be between 0 and 1")
+    if config.train.div_factor < 1:
+        _fail("train.div_factor", config.train.div_factor, "it must be >= 1")
     if not 0 < config.data.val_fraction < 1:
         _fail("data.val_fraction", config.data.val_fraction, "it must be between 0 and 1")
     if m.get("dropout", 0) >= 1:

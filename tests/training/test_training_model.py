@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfllm._keras import keras
-from tfllm.models import GPT
+from tfllm.models import GPT, RecurrentLM
 from tfllm.training import TrainingModel, token_cross_entropy
 
 
@@ -47,3 +48,26 @@ def test_evaluation_is_the_exact_token_weighted_mean():
     ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(4)  # uneven batches on purpose
     result = task.evaluate(ds, verbose=0, return_dict=True)["loss"]
     np.testing.assert_allclose(result, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model_name", ["gpt", "recurrent"])
+def test_xla_step_equals_the_plain_step(model_name):
+    """The compiled (XLA) step, as tfllm.train runs it by default, updates the weights
+    exactly as the plain TensorFlow graph does."""
+    x = np.random.RandomState(4).randint(0, 11, (4, 8))
+    y = np.roll(x, -1, axis=1)
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat(3)
+    results = []
+    for xla in (False, True):
+        keras.utils.set_random_seed(0)
+        lm = (GPT(vocab_size=11, num_layers=1, num_heads=2, hidden_dim=8, max_length=8)
+              if model_name == "gpt" else
+              RecurrentLM(vocab_size=11, embedding_dim=4, units=8, num_layers=2))
+        task = TrainingModel(lm)
+        task.compile(keras.optimizers.AdamW(1e-2), jit_compile=xla)
+        loss = task.fit(ds, verbose=0).history["loss"][0]
+        results.append((loss, [w.numpy() for w in lm.weights]))
+    (plain_loss, plain_weights), (xla_loss, xla_weights) = results
+    np.testing.assert_allclose(xla_loss, plain_loss, rtol=1e-5)
+    for a, b in zip(plain_weights, xla_weights):
+        np.testing.assert_allclose(b, a, atol=1e-5)

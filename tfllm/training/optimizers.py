@@ -2,7 +2,7 @@
 
 from tfllm._keras import keras
 
-OPTIMIZERS = ("adamw", "adam", "sgd", "adagrad", "rmsprop")
+OPTIMIZERS = ("adamw", "adam", "lion", "sgd", "adagrad", "rmsprop")
 
 # Variables whose names contain one of these are not weight-decayed: gains and shifts of
 # normalizations and biases (decaying them only fights the normalization).
@@ -21,6 +21,13 @@ def build_optimizer(cfg, learning_rate):
     if name == "adamw":
         opt = keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay, beta_1=cfg.beta1,
                                      beta_2=cfg.beta2, epsilon=cfg.epsilon, global_clipnorm=clip)
+        opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+        return opt
+    if name == "lion":
+        # Lion (Chen et al. 2023), tf_keras's own: sign updates, so it wants a learning rate
+        # 3-10x below AdamW's and a weight decay as much larger.
+        opt = keras.optimizers.Lion(learning_rate, beta_1=cfg.beta1, beta_2=cfg.beta2,
+                                    weight_decay=cfg.weight_decay, global_clipnorm=clip)
         opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
         return opt
     if name == "adam":

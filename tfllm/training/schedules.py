@@ -91,7 +91,53 @@ class Exponential(_Schedule):
         return self.peak_lr * decay * _warmup_factor(step, self.warmup_steps)
 
 
-SCHEDULES = ("constant", "warmup_cosine", "step", "exponential")
+@register("tfllm")
+class WarmupStableDecay(_Schedule):
+    """Warm-up, a constant peak, then a linear decay to peak * min_ratio over the last
+    `decay_fraction` of `total_steps` (the WSD schedule of MiniCPM, Hu et al. 2024).
+
+    lr(s) = peak for warmup <= s < D, D = total - round(decay_fraction * total);
+    lr(s) = peak * (1 - (1 - min_ratio) * (s - D) / (total - D)) for s >= D.
+    """
+
+    def __init__(self, peak_lr, warmup_steps, total_steps, decay_fraction=0.2, min_ratio=0.0):
+        super().__init__(peak_lr=peak_lr, warmup_steps=warmup_steps, total_steps=total_steps,
+                         decay_fraction=decay_fraction, min_ratio=min_ratio)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        decay_start = self.total_steps - round(self.decay_fraction * self.total_steps)
+        progress = tf.clip_by_value(
+            (step - decay_start) / max(1, self.total_steps - decay_start), 0.0, 1.0)
+        return (self.peak_lr * _warmup_factor(step, self.warmup_steps)
+                * (1.0 - (1.0 - self.min_ratio) * progress))
+
+
+@register("tfllm")
+class OneCycle(_Schedule):
+    """One cycle (Smith & Topin 2017): a cosine rise from peak / div_factor to peak over the
+    first `pct_start` of `total_steps`, then a cosine fall to peak * min_ratio.
+
+    With u = round(pct_start * total): lr(s) = peak + (peak / div - peak) (1 + cos(pi s / u)) / 2
+    for s < u, and lr(s) = low + (peak - low) (1 + cos(pi p)) / 2, p = (s - u) / (total - u),
+    low = peak * min_ratio, after.
+    """
+
+    def __init__(self, peak_lr, total_steps, pct_start=0.3, div_factor=25.0, min_ratio=1e-3):
+        super().__init__(peak_lr=peak_lr, total_steps=total_steps, pct_start=pct_start,
+                         div_factor=div_factor, min_ratio=min_ratio)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        up = max(1, round(self.pct_start * self.total_steps))
+        start, low = self.peak_lr / self.div_factor, self.peak_lr * self.min_ratio
+        rise = self.peak_lr + (start - self.peak_lr) * 0.5 * (1.0 + tf.cos(math.pi * step / up))
+        progress = tf.clip_by_value((step - up) / max(1, self.total_steps - up), 0.0, 1.0)
+        fall = low + (self.peak_lr - low) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+        return tf.where(step < up, rise, fall)
+
+
+SCHEDULES = ("constant", "warmup_cosine", "wsd", "one_cycle", "step", "exponential")
 
 
 def build_schedule(cfg, total_steps):
@@ -101,6 +147,10 @@ def build_schedule(cfg, total_steps):
         return Constant(peak, warmup)
     if cfg.schedule == "warmup_cosine":
         return WarmupCosine(peak, warmup, total_steps, cfg.min_lr_ratio)
+    if cfg.schedule == "wsd":
+        return WarmupStableDecay(peak, warmup, total_steps, cfg.decay_fraction, cfg.min_lr_ratio)
+    if cfg.schedule == "one_cycle":
+        return OneCycle(peak, total_steps, cfg.pct_start, cfg.div_factor, cfg.min_lr_ratio)
     if cfg.schedule == "step":
         return StepDecay(peak, cfg.decay_steps, cfg.decay_rate, warmup)
     if cfg.schedule == "exponential":
