@@ -176,3 +176,17 @@ def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=0), a["step"]
         if "val_loss" in a:
             assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6, abs=0)
+
+
+def test_resume_after_the_corpus_changed_rewrites_the_token_cache(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("To be, or not to be, that is the question.\n" * 400)
+    args = TINY + [f"--run_dir={tmp_path / 'run'}", f"--config.data.source={corpus}",
+                   "--config.sample.length=0"]
+    assert run("tfllm.train", *args, "--config.train.steps=10").returncode == 0
+    corpus.write_text("To be, or not to be, that is the question.\n" * 500)
+    proc = run("tfllm.train", *args, "--config.train.steps=20")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    key = json.loads((tmp_path / "run" / "tokens.npy.json").read_text())
+    assert f":{corpus.stat().st_size}:" in key["source"]  # made from the corpus as it is now
+    assert len(np.load(tmp_path / "run" / "tokens.npy")) == corpus.stat().st_size

@@ -81,6 +81,7 @@ class Trainer:
         self._cache_key = TokenStore.cache_key(describe_source(source, d.data_dir, d.split),
                                                tokenizer)
         store = TokenStore.load(self._tokens_path(), self._cache_key, d.val_fraction)
+        self._tokenized = store is None  # the cache is missing or stale: rewrite it in _run
         if store is None:
             try:
                 store = TokenStore(tokenizer.encode_to_array(read(), np.int32), d.val_fraction)
@@ -115,7 +116,7 @@ class Trainer:
         cfg, t = self.config, self.config.train
         if not resuming:
             self._write_run_files(tokenizer, store)
-        elif not os.path.exists(self._tokens_path()):
+        elif self._tokenized:
             store.save(self._tokens_path(), self._cache_key)
         apply_runtime_settings(cfg)
         strategy = tf.distribute.get_strategy()
