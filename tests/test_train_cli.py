@@ -190,3 +190,25 @@ def test_resume_after_the_corpus_changed_rewrites_the_token_cache(tmp_path):
     key = json.loads((tmp_path / "run" / "tokens.npy.json").read_text())
     assert f":{corpus.stat().st_size}:" in key["source"]  # made from the corpus as it is now
     assert len(np.load(tmp_path / "run" / "tokens.npy")) == corpus.stat().st_size
+
+
+@pytest.mark.parametrize("case", ["empty prompt", "character outside the vocabulary",
+                                  "beyond the learned context", "top_p outside (0, 1]",
+                                  "no checkpoint"])
+def test_generate_bad_input_is_one_line(trained, case, tmp_path):
+    run_dir, _ = trained
+    untrained = tmp_path / "untrained"
+    untrained.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (untrained / name).write_text(open(os.path.join(run_dir, name)).read())
+    args, phrase = {
+        "empty prompt": (["--prompt="], "the prompt is empty"),
+        "character outside the vocabulary": (["--prompt=Zebra \u00e9"], "does not fit the run's tokenizer"),
+        "beyond the learned context": (["--prompt=ROMEO:", "--max_new_tokens=100"],
+                                       "exceeds the model's context of 16 learned positions"),
+        "top_p outside (0, 1]": (["--top_p=1.5"], "top_p=1.5 is outside (0, 1]"),
+        "no checkpoint": ([f"--run_dir={untrained}"], "has no checkpoint yet"),
+    }[case]
+    if not any(a.startswith("--run_dir") for a in args):
+        args = [f"--run_dir={run_dir}"] + args
+    assert_one_line_error(run("tfllm.generate", *args), phrase)

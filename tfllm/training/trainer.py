@@ -158,11 +158,12 @@ class Trainer:
         if t.reduce_on_plateau:
             callbacks.append(cb.ReduceLROnPlateau(setup.lr_scale, t.plateau_factor,
                                                   t.plateau_patience, t.steps))
+        peak = mfu.matmul_peak(mfu.POLICY_DTYPES[t.precision])  # cached after a machine's first run
         callbacks += [
             cb.MetricsLogger(self.run_dir, cfg.log_every, t.steps, t.batch_size * seq_len,
                              lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn,
                              flops_per_token=mfu.flops_per_token(model),
-                             peak_flops=mfu.matmul_peak(mfu.POLICY_DTYPES[t.precision])["flops_per_s"]),
+                             peak_flops=peak["flops_per_s"]),
             cb.CheckpointSaver(manager, best_manager, best_val_loss, cfg.checkpoint.every, t.steps),
         ]
         setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
