@@ -56,6 +56,7 @@ def get_config():
         model=gpt_model(),
         train=dict(
             steps=1000,           # optimizer steps in all (a resumed run continues to this)
+            target_val_loss=0.0,  # stop at the first evaluation with val_loss <= this; 0 = off
             batch_size=32,        # global batch, in windows of model.max_length tokens
             grad_accum_steps=1,   # micro-batches per step; divides batch_size
             optimizer="adamw",    # "adamw", "adam", "lion", "sgd", "adagrad" or "rmsprop"

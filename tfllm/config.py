@@ -23,7 +23,7 @@ POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.ma
 NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.momentum",
                 "sample.length", "train.min_lr_ratio", "train.inter_op_threads",
-                "train.intra_op_threads", "eval.seq_len")
+                "train.intra_op_threads", "eval.seq_len", "train.target_val_loss")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values.
 RUN_IDENTITY = ("seed", "data", "model", "train.batch_size")

@@ -37,11 +37,13 @@ class StepCallback(keras.callbacks.Callback):
 
 class Evaluator(StepCallback):
     """Evaluates on a whole split every `every` steps; adds `val_loss`, `val_perplexity`
-    and `val_bits_per_token` to the logs (and `eval_seconds`, the time it took)."""
+    and `val_bits_per_token` to the logs (and `eval_seconds`, the time it took). With a
+    `target` val_loss, stops training at the first evaluation at or below it."""
 
-    def __init__(self, dataset, every, total_steps):
+    def __init__(self, dataset, every, total_steps, target=0.0):
         super().__init__(every, total_steps)
         self.dataset = dataset
+        self.target = target
         self.history = []  # (step, val_loss)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -54,6 +56,8 @@ class Evaluator(StepCallback):
                     val_bits_per_token=val_loss / math.log(2),
                     eval_seconds=time.perf_counter() - start)
         self.history.append((step, val_loss))
+        if self.target and val_loss <= self.target:
+            self.model.stop_training = True  # Keras stops after this step's callbacks
 
 
 class ReduceLROnPlateau(StepCallback):
@@ -144,8 +148,9 @@ class MetricsLogger(StepCallback):
 
 
 class CheckpointSaver(StepCallback):
-    """Saves the training state every `every` steps and at the end (`manager`), and
-    separately whenever val_loss improves (`best_manager`, with `best_val_loss`)."""
+    """Saves the training state every `every` steps, at the end and when training stops
+    early (`manager`), and separately whenever val_loss improves (`best_manager`, with
+    `best_val_loss`)."""
 
     def __init__(self, manager, best_manager, best_val_loss, every, total_steps):
         super().__init__(every, total_steps)
@@ -156,5 +161,5 @@ class CheckpointSaver(StepCallback):
         if "val_loss" in logs and logs["val_loss"] < float(self.best_val_loss.numpy()):
             self.best_val_loss.assign(logs["val_loss"])
             self.best_manager.save(checkpoint_number=step)
-        if self.due(step):
+        if self.due(step) or self.model.stop_training:
             self.manager.save(checkpoint_number=step)

@@ -21,7 +21,22 @@ from tfllm.training.rng import dropout_generators
 from tfllm.training.training_setup import (apply_runtime_settings, build_training_setup,
                                            eval_length)
 
-PROCESS_START = time.time()
+
+def process_start_time():
+    """Wall-clock time at which this process started, read from /proc on Linux, so times
+    "from process start" include the interpreter's and TensorFlow's start-up. Where /proc
+    is missing, the time this module is imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # fields from the 3rd (state) on
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - uptime + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # starttime
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+PROCESS_START = process_start_time()
 
 
 class Trainer:
@@ -153,7 +168,7 @@ class Trainer:
         seq_len = cfg.model.max_length
         train_ds = train_dataset(store.train, seq_len, t.batch_size, cfg.seed, start_step)
         val_ds = eval_dataset(store.val, eval_length(cfg), cfg.eval.batch_size)
-        evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps)
+        evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss)
         callbacks = [evaluator]
         if t.reduce_on_plateau:
             callbacks.append(cb.ReduceLROnPlateau(setup.lr_scale, t.plateau_factor,
@@ -168,7 +183,12 @@ class Trainer:
         ]
         setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
                        callbacks=callbacks, verbose=0)
-        return self._summary(model, tokenizer, t.steps, evaluator.history, best_val_loss)
+        step = int(optimizer.iterations.numpy())
+        if step < t.steps:
+            self.print_fn(f"reached val_loss {evaluator.history[-1][1]:.4f} <= "
+                          f"train.target_val_loss={t.target_val_loss} at step {step}, "
+                          f"{time.time() - PROCESS_START:.1f} s from process start")
+        return self._summary(model, tokenizer, step, evaluator.history, best_val_loss)
 
     def _truncate_metrics(self, step):
         """Drops records after the restored step: the resumed run logs those steps again."""

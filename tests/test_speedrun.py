@@ -1,0 +1,35 @@
+"""tools/speedrun.py: time to a target validation loss, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def speedrun(tmp_path, *args):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "speedrun.py"), "--config=tiny_test",
+         f"--run_root={tmp_path}", "--json", *args],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+def test_stops_at_the_first_evaluation_at_or_below_the_target(tmp_path):
+    # tiny_test evaluates every 10 steps from ln(65) = 4.17; 4.1 is passed at step 10.
+    proc = speedrun(tmp_path, "--target=4.1", "--set=checkpoint.every=20")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads(proc.stdout.strip().splitlines()[-1])["runs"][0]
+    assert run["reached"] and run["step"] == 10 and run["val_loss"] <= 4.1
+    assert run["tokens"] == 10 * 4 * 16  # steps x batch x context of tiny_test
+    assert run["seconds"] > 1.0  # counts start-up: interpreter, TensorFlow, compilation
+    with open(tmp_path / "repeat_0" / "metrics.jsonl") as f:
+        assert max(json.loads(line)["step"] for line in f) == 10  # training stopped there
+    assert os.path.exists(tmp_path / "repeat_0" / "checkpoints" / "ckpt-10.index")
+
+
+def test_a_missed_target_exits_1_with_the_best_result(tmp_path):
+    proc = speedrun(tmp_path, "--target=0.5", "--set=train.steps=10")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not summary["all_reached"] and summary["runs"][0]["step"] == 10

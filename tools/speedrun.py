@@ -1,0 +1,80 @@
+"""Time to a target validation loss.
+
+    python tools/speedrun.py --config=speedrun_shakespeare_char --target=1.88 --repeats=3
+
+Each repeat runs `python -m tfllm.train` in a fresh run directory with
+train.target_val_loss set, so training stops at the first evaluation at or below the
+target. Reported per repeat, from the train process's metrics.jsonl: the wall time from
+that process's start (interpreter, TensorFlow import, compilation, data preparation and
+every evaluation included) to the end of that evaluation, the steps and the tokens seen;
+then the median over the repeats. Exits 1 if any repeat misses the target.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_string("config", "speedrun_shakespeare_char", "Config name or file, as tfllm.train takes it.")
+flags.DEFINE_float("target", 1.88, "Whole-validation-split loss to reach.", lower_bound=0.0)
+flags.DEFINE_integer("repeats", 1, "Independent runs (the median is reported).", lower_bound=1)
+flags.DEFINE_string("run_root", "runs/speedrun", "Run directories go here (replaced each repeat).")
+flags.DEFINE_multi_string("set", [], "Config overrides, key=value (e.g. --set=train.steps=600).")
+flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
+FLAGS = flags.FLAGS
+
+
+def one_run(run_dir):
+    """(result dict, train stdout) of one training run to the target."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cmd = [sys.executable, "-m", "tfllm.train", f"--config={FLAGS.config}", f"--run_dir={run_dir}",
+           f"--config.train.target_val_loss={FLAGS.target}", "--config.sample.length=0"]
+    cmd += [f"--config.{override}" for override in FLAGS.set]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or ["no output"]
+        print(f"speedrun: error: tfllm.train failed: {lines[-1]}", file=sys.stderr)
+        sys.exit(2)
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        evals = [r for r in map(json.loads, f) if "val_loss" in r]
+    tokens_per_step = config["train"]["batch_size"] * config["model"]["max_length"]
+    hit = next((r for r in evals if r["val_loss"] <= FLAGS.target), None)
+    best = min(evals, key=lambda r: r["val_loss"])
+    record = hit or best
+    return {"reached": hit is not None, "seconds": record["elapsed_s"], "step": record["step"],
+            "tokens": record["step"] * tokens_per_step, "val_loss": record["val_loss"],
+            "evaluations": len(evals)}
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"speedrun: error: unexpected arguments {argv[1:]}; flags look like --name=value.",
+              file=sys.stderr)
+        sys.exit(2)
+    runs = [one_run(os.path.join(FLAGS.run_root, f"repeat_{i}")) for i in range(FLAGS.repeats)]
+    reached = all(r["reached"] for r in runs)
+    summary = {"config": FLAGS.config, "target": FLAGS.target, "overrides": FLAGS.set,
+               "runs": runs, "all_reached": reached,
+               "median_seconds": statistics.median(r["seconds"] for r in runs)}
+    if FLAGS.json:
+        print(json.dumps(summary))
+    else:
+        for i, r in enumerate(runs):
+            verdict = "reached" if r["reached"] else "NOT reached; best"
+            print(f"repeat {i}: {verdict} val_loss {r['val_loss']:.4f} at {r['seconds']:.1f} s, "
+                  f"step {r['step']}, {r['tokens']:,} tokens")
+        what = (f"to val_loss <= {FLAGS.target}" if reached else
+                f"to the best val_loss; the target {FLAGS.target} was missed")
+        print(f"median {summary['median_seconds']:.1f} s {what} "
+              f"({FLAGS.config}{' ' + ' '.join(FLAGS.set) if FLAGS.set else ''})")
+    sys.exit(0 if reached else 1)
+
+
+if __name__ == "__main__":
+    app.run(main)
