@@ -1,0 +1,19 @@
+"""Every config tfllm ships is one a user can run: it loads and passes validation."""
+
+import importlib
+
+import pytest
+
+from tfllm.cli import packaged_configs
+from tfllm.config import validate
+
+
+@pytest.mark.parametrize("name", packaged_configs())
+def test_packaged_config_validates(name):
+    config = importlib.import_module(f"tfllm.configs.{name}").get_config()
+    assert validate(config) is config
+
+
+def test_the_configs_the_docs_name_are_packaged():
+    assert {"default", "lstm", "bench_tiny", "bench_small", "bench_lstm",
+            "speedrun_shakespeare_char", "tiny_test"} <= set(packaged_configs())
