@@ -1,7 +1,7 @@
 """A 2-layer LSTM (384 units) language model on the bundled Tiny Shakespeare corpus.
 
 Trains in under 5 minutes on 2 CPU cores (docs/training.md). The LSTM is tfllm's
-FusedLSTM, compiled with XLA (2.7x the throughput of Keras's LSTM here). Evaluation reads
+FusedLSTM, compiled with XLA (2.3x the throughput of Keras's LSTM at its best here). Evaluation reads
 the validation split in windows of 2048 characters, as char-rnn does with carried state:
 every character is still predicted exactly once.
 """

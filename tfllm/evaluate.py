@@ -29,7 +29,7 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
     windows of `seq_len` tokens (0: the run's own evaluation window)."""
     import numpy as np
 
-    from tfllm.data import DEFAULT_CORPUS, TokenStore, eval_dataset, read_corpus
+    from tfllm.data import TokenStore, eval_dataset, read_configured_corpus
     from tfllm.errors import UserError
     from tfllm.training.run_directory import load_run
     from tfllm.training.training_model import TrainingModel
@@ -41,8 +41,7 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
         raise UserError(f"--seq_len={window} exceeds the GPT's context of "
                         f"{config.model.max_length}; use --seq_len={config.model.max_length} or less.")
     d = config.data
-    source = data or d.source or DEFAULT_CORPUS
-    text = read_corpus(source, d.data_dir or None, d.split, d.text_key or None)
+    text = read_configured_corpus(d, data)
     try:
         store = TokenStore(tokenizer.encode_to_array(text, np.int32), d.val_fraction)
     except ValueError as e:

@@ -1,8 +1,10 @@
 """Corpora, token caches and tf.data pipelines."""
 
-from tfllm.data.corpus import DEFAULT_CORPUS, CorpusError, describe_source, read_corpus
+from tfllm.data.corpus import (DEFAULT_CORPUS, CorpusError, describe_source, read_configured_corpus,
+                               read_corpus)
 from tfllm.data.pipeline import eval_dataset, eval_windows, train_dataset, window_starts
 from tfllm.data.token_store import TokenStore
 
-__all__ = ["DEFAULT_CORPUS", "CorpusError", "describe_source", "read_corpus", "eval_dataset",
-           "eval_windows", "train_dataset", "window_starts", "TokenStore"]
+__all__ = ["DEFAULT_CORPUS", "CorpusError", "describe_source", "read_configured_corpus",
+           "read_corpus", "eval_dataset", "eval_windows", "train_dataset", "window_starts",
+           "TokenStore"]

@@ -57,6 +57,13 @@ def read_corpus(source, data_dir=None, split="train", text_key=None):
     return text
 
 
+def read_configured_corpus(data, source=None):
+    """The corpus a `data` config section names (its source, else the bundled corpus), or
+    `source` read with that section's TFDS settings."""
+    return read_corpus(source or data.source or DEFAULT_CORPUS, data.data_dir or None,
+                       data.split, data.text_key or None)
+
+
 def _read_tfds(name, data_dir, split, text_key):
     import tensorflow_datasets as tfds  # only TFDS users pay for the import
 

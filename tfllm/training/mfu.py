@@ -113,7 +113,7 @@ def remember_peak(peak):
 
 
 def matmul_peak(dtype="float32"):
-    """This machine's peak for `dtype`: the cached measurement, else measured now (~1-2 s)."""
+    """This machine's peak for `dtype`: the cached measurement, else measured now (a few seconds)."""
     cached = _read_cache().get(f"{machine_id()} | {dtype}")
     if cached:
         return cached

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from tfllm._keras import keras
-from tfllm.data import DEFAULT_CORPUS, TokenStore, read_corpus, train_dataset
+from tfllm.data import TokenStore, read_configured_corpus, train_dataset
 from tfllm.tokenizers import train_tokenizer
 from tfllm.training.mfu import POLICY_DTYPES, flops_per_token
 from tfllm.training.training_setup import apply_runtime_settings, build_training_setup
@@ -64,7 +64,7 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None):
     settings timed.
     """
     d, t = cfg.data, cfg.train
-    text = read_corpus(d.source or DEFAULT_CORPUS, d.data_dir or None, d.split, d.text_key or None)
+    text = read_configured_corpus(d)
     tokenizer = train_tokenizer(d.tokenizer, text, vocab_size=d.vocab_size,
                                 model_type=d.sp_model_type)
     tokens = TokenStore(tokenizer.encode_to_array(text, np.int32), d.val_fraction).train

@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfllm import config as config_lib
-from tfllm.data import DEFAULT_CORPUS, TokenStore, describe_source, eval_dataset, read_corpus, train_dataset
+from tfllm.data import (DEFAULT_CORPUS, TokenStore, describe_source, eval_dataset,
+                        read_configured_corpus, train_dataset)
 from tfllm.errors import UserError
 from tfllm.inference import generate
 from tfllm.tokenizers import load_tokenizer, train_tokenizer
@@ -82,7 +83,7 @@ class Trainer:
     def _prepare_data(self, resuming):
         d = self.config.data
         source = d.source or DEFAULT_CORPUS
-        read = lambda: read_corpus(source, d.data_dir or None, d.split, d.text_key or None)
+        read = lambda: read_configured_corpus(d)
         if resuming:
             tokenizer = load_tokenizer(self.run_dir)
         elif self.init_from:
