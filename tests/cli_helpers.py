@@ -30,3 +30,12 @@ def assert_one_line_error(proc, *phrases):
     assert ": error: " in lines[0], lines
     for phrase in phrases:
         assert phrase in lines[0], (phrase, lines[0])
+
+
+def train_run(tmp_path_factory, *args, name="run"):
+    """(run_dir, process) of a `tfllm.train` run with `args` in a fresh directory; fails
+    the test if training fails."""
+    run_dir = str(tmp_path_factory.mktemp("runs") / name)
+    proc = run("tfllm.train", *args, f"--run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc

@@ -4,6 +4,13 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tests (and the commands they start) keep their caches (the measured matmul peak)
+# out of the user's ~/.cache: a peak measured on tiny sizes would skew tfllm.train's MFU.
+if "TFLLM_TEST_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["TFLLM_TEST_CACHE"] = os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(
+        prefix="tfllm-test-cache-")
 
 import pytest  # noqa: E402
 

@@ -7,7 +7,7 @@ from tests.cli_helpers import assert_one_line_error, run
 
 def test_benchmark_json_report():
     proc = run("tfllm.benchmark", "--config=tiny_test", "--steps=3", "--warmup=1",
-               "--peak_sizes=256", "--json")
+               "--peak_sizes=256", "--generate_tokens=40", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result["peaks"]) == {"float32", "bfloat16"}
@@ -16,6 +16,10 @@ def test_benchmark_json_report():
                 "peak_rss_mb", "machine", "date"):
         assert key in result, key
     assert 0 < result["mfu"] < 1.5
+    g = result["generation"]
+    assert g["new_tokens"] == 15  # tiny_test's 16 learned positions, after a 1-token prompt
+    assert g["cached_tokens_per_s"] > 0 and g["naive_tokens_per_s"] > 0
+    assert abs(g["speedup"] - g["cached_tokens_per_s"] / g["naive_tokens_per_s"]) < 1e-9
 
 
 def test_benchmark_bad_peak_sizes_is_one_line():

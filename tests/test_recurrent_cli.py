@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.cli_helpers import run
+from tests.cli_helpers import run, train_run
 
 TINY_LSTM = ["--config=lstm", "--config.model.units=16", "--config.model.embedding_dim=8",
              "--config.model.max_length=16", "--config.train.steps=10",
@@ -17,10 +17,7 @@ TINY_LSTM = ["--config=lstm", "--config.model.units=16", "--config.model.embeddi
 
 @pytest.fixture(scope="module")
 def lstm_run(tmp_path_factory):
-    run_dir = str(tmp_path_factory.mktemp("runs") / "lstm")
-    proc = run("tfllm.train", *TINY_LSTM, f"--run_dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+    return train_run(tmp_path_factory, *TINY_LSTM, name="lstm")[0]
 
 
 def test_evaluate_reads_the_long_windows_the_run_evaluated_with(lstm_run):

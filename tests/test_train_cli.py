@@ -10,17 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from tests.cli_helpers import assert_one_line_error, run
+from tests.cli_helpers import assert_one_line_error, run, train_run
 
 TINY = ["--config=tiny_test"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    run_dir = str(tmp_path_factory.mktemp("runs") / "tiny")
-    proc = run("tfllm.train", *TINY, f"--run_dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir, proc
+    return train_run(tmp_path_factory, *TINY)
 
 
 def read_metrics(run_dir):
@@ -212,3 +209,22 @@ def test_generate_bad_input_is_one_line(trained, case, tmp_path):
     if not any(a.startswith("--run_dir") for a in args):
         args = [f"--run_dir={run_dir}"] + args
     assert_one_line_error(run("tfllm.generate", *args), phrase)
+
+
+def test_generate_streams_the_same_text_and_honours_sampler_and_stop(trained):
+    run_dir, _ = trained
+    base = (f"--run_dir={run_dir}", "--max_new_tokens=12", "--seed=4")
+    streamed = run("tfllm.generate", *base, "--prompt=RO", "--stream_chunk=3")
+    whole = run("tfllm.generate", *base, "--prompt=RO", "--stream_chunk=0")
+    assert streamed.returncode == 0, streamed.stderr[-2000:]
+    assert streamed.stdout == whole.stdout and len(whole.stdout) == len("RO") + 12 + 1
+    greedy = run("tfllm.generate", *base, "--prompt=RO", "--sampler=greedy", "--temperature=0.9")
+    assert greedy.stdout == run("tfllm.generate", *base, "--prompt=RO", "--temperature=0").stdout
+    text = whole.stdout[2:-1]
+    stop = text[3]
+    stopped = run("tfllm.generate", *base, "--prompt=RO", f"--stop_at={stop}")
+    assert stopped.stdout == "RO" + text[:text.index(stop) + 1] + "\n"
+    piped = subprocess.run([sys.executable, "-m", "tfllm.generate", *base, "--prompt_file=-",
+                            "--stream_chunk=0"], input="RO", capture_output=True, text=True)
+    assert piped.stdout == whole.stdout
+    assert_one_line_error(run("tfllm.generate", *base, "--stop_at=ab"), "is not a single token")

@@ -4,6 +4,9 @@ In one run: measures this machine's matmul peak (float32 and bfloat16), then tim
 training step of the config exactly as `tfllm.train` runs it, and reports tokens/s,
 step time (median, p10, p90), model FLOPs per token, MFU against the measured peak of
 the dtype in use, the share of step time spent waiting for input, and peak memory.
+Then it times generation from the same model: --generate_tokens new tokens of one
+sample with the KV cache / carried state, and (GPT) with the naive loop that recomputes
+the whole context every step.
 """
 
 import datetime
@@ -22,6 +25,8 @@ flags.DEFINE_integer("steps", 50, "Measured training steps.", lower_bound=3)
 flags.DEFINE_integer("warmup", 5, "Steps run before measuring (compilation, caches).",
                      lower_bound=1)
 flags.DEFINE_list("peak_sizes", ["1024", "2048", "3072"], "Square matmul sizes for the peak.")
+flags.DEFINE_integer("generate_tokens", 256, "New tokens to time generation over; 0 = skip.",
+                     lower_bound=0)
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
 FLAGS = flags.FLAGS
 
@@ -50,6 +55,14 @@ def report(result):
         f"(the pipeline makes a batch in {result['input_ms']:.2f} ms)",
         f"peak memory  {result['peak_rss_mb']:,.0f} MB resident",
     ]
+    g = result.get("generation")
+    if g:
+        line = (f"generation   {g['new_tokens']} new tokens, 1 sample: cached "
+                f"{g['cached_tokens_per_s']:,.0f} tokens/s")
+        if g["naive_tokens_per_s"]:
+            line += (f", naive recompute {g['naive_tokens_per_s']:,.0f} tokens/s "
+                     f"({g['speedup']:.1f}x faster per token cached)")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -75,8 +88,10 @@ def main(argv):
     peaks = {}
     for dtype in dtypes:
         peaks[dtype] = mfu.measure_matmul_peak(dtype, sizes)
-        mfu.remember_peak(peaks[dtype])
-    result = throughput.benchmark_training(config, FLAGS.steps, FLAGS.warmup, peaks)
+        if set(mfu.PEAK_SIZES) <= set(sizes):  # never cache a peak of smaller sizes than train's
+            mfu.remember_peak(peaks[dtype])
+    result = throughput.benchmark_training(config, FLAGS.steps, FLAGS.warmup, peaks,
+                                           FLAGS.generate_tokens)
     result.update(machine=mfu.machine_id(), peaks=peaks,
                   date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     print(json.dumps(result) if FLAGS.json else report(result))

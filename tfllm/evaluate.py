@@ -2,11 +2,13 @@
 
 Prints the loss, perplexity and bits per token over every token of the split (by default
 the run's own validation split; with --data, the last data.val_fraction of that corpus,
-or all of it with --split=all).
+or all of it with --split=all). With --tflite=FILE it evaluates an exported TFLite model
+(its own window) on the same tokens.
 """
 
 import json
 import math
+import os
 
 from absl import flags
 
@@ -20,13 +22,17 @@ flags.DEFINE_enum("split", "val", ["val", "train", "all"], "Which part of the co
 flags.DEFINE_integer("batch_size", 64, "Windows per batch.", lower_bound=1)
 flags.DEFINE_integer("seq_len", 0, "Evaluation window (each starts from an empty context); "
                      "0 = the run's eval.seq_len, else its training context.", lower_bound=0)
+flags.DEFINE_string("tflite", None, "Evaluate this exported .tflite model (tfllm.export) "
+                    "in place of the run's checkpoint; the run gives tokenizer and corpus.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
 FLAGS = flags.FLAGS
 
 
-def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64, seq_len=0):
+def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64, seq_len=0,
+                 tflite=None):
     """{"loss", "perplexity", "bits_per_token", "tokens"} of a run on a split, read in
-    windows of `seq_len` tokens (0: the run's own evaluation window)."""
+    windows of `seq_len` tokens (0: the run's own evaluation window, or the TFLite
+    model's). With `tflite`, that exported model is evaluated instead of the checkpoint."""
     import numpy as np
 
     from tfllm.data import TokenStore, eval_dataset, read_configured_corpus
@@ -36,6 +42,8 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
     from tfllm.training.training_setup import eval_length
 
     config, tokenizer, model = load_run(run_dir, checkpoint)
+    if tflite is not None:
+        seq_len = seq_len or _tflite_window(tflite)
     window = seq_len or eval_length(config)
     if config.model.name == "gpt" and window > config.model.max_length:
         raise UserError(f"--seq_len={window} exceeds the GPT's context of "
@@ -47,10 +55,35 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
     except ValueError as e:
         raise UserError(f"the corpus does not fit the run's tokenizer: {e}") from None
     tokens = {"val": store.val, "train": store.train, "all": store.tokens}[split]
+    if tflite is not None:
+        from tfllm.data.pipeline import eval_windows
+        from tfllm.inference.exporting import tflite_loss
+
+        loss = tflite_loss(tflite, *eval_windows(tokens, window, batch_size), batch_size=batch_size)
+        return _result(loss, tokens)
     task = TrainingModel(model)
     task.compile(weighted_metrics=[])
     loss = task.evaluate(eval_dataset(tokens, window, batch_size), verbose=0,
                          return_dict=True)["loss"]
+    return _result(loss, tokens)
+
+
+def _tflite_window(path):
+    from tfllm.errors import UserError
+    from tfllm.inference.exporting import tflite_interpreter
+
+    if not os.path.isfile(path):
+        raise UserError(f"--tflite={path} is not a file; pass a .tflite file written by tfllm.export.")
+    try:
+        interpreter = tflite_interpreter(path)
+    except ValueError as e:
+        reason = " ".join(str(e).split()).rstrip(".")
+        raise UserError(f"--tflite={path} is not a TFLite model ({reason}); pass a file written by "
+                        "tfllm.export --format=tflite.") from None
+    return int(interpreter.get_input_details()[0]["shape_signature"][1])
+
+
+def _result(loss, tokens):
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
             "bits_per_token": loss / math.log(2), "tokens": int(len(tokens) - 1)}
 
@@ -59,7 +92,7 @@ def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     result = evaluate_run(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.data, FLAGS.split,
-                          FLAGS.batch_size, FLAGS.seq_len)
+                          FLAGS.batch_size, FLAGS.seq_len, FLAGS.tflite)
     if FLAGS.json:
         print(json.dumps(result))
     else:

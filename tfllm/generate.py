@@ -1,5 +1,10 @@
 """Sample text from a trained run:
 `python -m tfllm.generate --run_dir=DIR --prompt="ROMEO:" [--max_new_tokens=200] [--temperature=0.8]`.
+
+The prompt comes from --prompt, --prompt_file or stdin (--prompt_file=-). One sample is
+printed as it is generated (in chunks of --stream_chunk tokens); several are printed
+one after another. The sampler is any mix of temperature (0 = greedy), top-k and top-p,
+or a named one (--sampler=greedy|temperature|top_k|top_p) that switches the others off.
 """
 
 import sys
@@ -18,6 +23,12 @@ flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0 = all
 flags.DEFINE_float("top_p", 1.0, "Sample among the most likely tokens whose mass reaches p.")
 flags.DEFINE_integer("seed", 0, "Sampling seed: the same seed gives the same text.")
 flags.DEFINE_integer("num_samples", 1, "Independent samples.", lower_bound=1)
+flags.DEFINE_enum("sampler", None, ["greedy", "temperature", "top_k", "top_p"],
+                  "A named sampler; default: temperature, top_k and top_p as given.")
+flags.DEFINE_string("stop_at", None, "End a sample when it generates this token (e.g. a "
+                    "newline); it must be one token of the run's tokenizer.")
+flags.DEFINE_integer("stream_chunk", 8, "Tokens per streamed chunk of a single sample; "
+                     "0 = print the sample when it is complete.", lower_bound=0)
 FLAGS = flags.FLAGS
 
 
@@ -39,7 +50,11 @@ def main(argv):
     prompt = read_prompt()
     if not prompt:
         raise cli.UserError("the prompt is empty; pass --prompt=<text> (or leave it out for a newline).")
-    from tfllm.inference import generate
+    from tfllm.inference import generate, sampler_settings
+
+    temperature, top_k, top_p = FLAGS.temperature, FLAGS.top_k, FLAGS.top_p
+    if FLAGS.sampler:
+        temperature, top_k, top_p = sampler_settings(FLAGS.sampler, temperature, top_k, top_p)
     from tfllm.training.run_directory import load_run
 
     _, tokenizer, model = load_run(FLAGS.run_dir, FLAGS.checkpoint)
@@ -47,12 +62,62 @@ def main(argv):
         prompt_ids = tokenizer.encode(prompt)
     except ValueError as e:
         raise cli.UserError(f"the prompt does not fit the run's tokenizer: {e}") from None
-    ids = generate(model, prompt_ids, FLAGS.max_new_tokens, FLAGS.temperature, FLAGS.top_k,
-                   FLAGS.top_p, FLAGS.seed, FLAGS.num_samples)
-    for i, sample in enumerate(ids):
+    end_token = None
+    if FLAGS.stop_at is not None:
+        stop_ids = _encode_or_none(tokenizer, FLAGS.stop_at)
+        if stop_ids is None or len(stop_ids) != 1:
+            raise cli.UserError(f"--stop_at={FLAGS.stop_at!r} is not a single token of the run's "
+                                "tokenizer; pass one character (char tokenizer) or one piece.")
+        end_token = int(stop_ids[0])
+    streaming = FLAGS.num_samples == 1 and FLAGS.stream_chunk > 0
+    printer = StreamPrinter(tokenizer, prompt) if streaming else None
+    samples = generate(model, prompt_ids, FLAGS.max_new_tokens, temperature, top_k, top_p,
+                       FLAGS.seed, FLAGS.num_samples, end_token=end_token,
+                       stream=printer, chunk_size=max(FLAGS.stream_chunk, 1))
+    if streaming:
+        printer.finish(samples[0])
+        return
+    for i, sample in enumerate(samples):
         if FLAGS.num_samples > 1:
             print(f"--- sample {i}")
         print(prompt + tokenizer.decode(sample))
+
+
+class StreamPrinter:
+    """Prints one sample's text as its tokens arrive (called with each chunk of ids)."""
+
+    def __init__(self, tokenizer, prompt):
+        self.tokenizer = tokenizer
+        self.ids = []
+        self.printed = ""
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+
+    def __call__(self, chunk):
+        self.ids.extend(int(i) for i in chunk[0])
+        text = self.tokenizer.decode(self.ids)
+        # Hold back a character a later token may still complete (a partial UTF-8 byte sequence).
+        if text.endswith("\ufffd"):
+            text = text[:-1]
+        self._emit(text)
+
+    def finish(self, sample):
+        self._emit(self.tokenizer.decode(sample))
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+    def _emit(self, text):
+        if text.startswith(self.printed):
+            sys.stdout.write(text[len(self.printed):])
+            self.printed = text
+        sys.stdout.flush()
+
+
+def _encode_or_none(tokenizer, text):
+    try:
+        return tokenizer.encode(text)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ flags.DEFINE_string("run_dir", None, "Run directory; default runs/<config name>.
                     "directory is resumed.")
 flags.DEFINE_string("init_from", None, "Start from the weights of this run directory or "
                     "checkpoint (fine-tuning), with its tokenizer.")
+flags.DEFINE_string("strategy", "auto", "Where to train: auto, one_device, mirrored, "
+                    "multi_worker (TF_CONFIG), tpu or dtensor (docs/distributed.md).")
+flags.DEFINE_string("mesh", None, "DTensor mesh for --strategy=dtensor, e.g. batch:2,model:2.")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to try "
+                     "mirrored or DTensor on one machine); 0 = leave it whole.", lower_bound=0)
 FLAGS = flags.FLAGS
 
 
@@ -30,9 +35,10 @@ def main(argv):
     config = validate(FLAGS.config)
     config_name = os.path.splitext(os.path.basename(config_flags.get_config_filename(FLAGS["config"])))[0]
     run_dir = FLAGS.run_dir or os.path.join("runs", config_name)
-    from tfllm.training import Trainer  # TensorFlow loads only once the config is valid
+    from tfllm.training import Trainer, distribution  # TensorFlow loads once the config is valid
 
-    summary = Trainer(config, run_dir, init_from=FLAGS.init_from).train()
+    strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.mesh)
+    summary = Trainer(config, run_dir, init_from=FLAGS.init_from, strategy=strategy).train()
     if summary["final_val_loss"] is not None:
         print(f"done: step {summary['step']}, val_loss {summary['final_val_loss']:.4f}, "
               f"best {summary['best_val_loss']:.4f}; run directory {run_dir}")

@@ -20,7 +20,7 @@ def test_cached_decode_equals_full_forward(rope):
     layer = CausalSelfAttention(num_heads=4, num_kv_heads=2, use_rope=rope)
     x = tf.random.normal((2, 7, 16))
     full = layer(x)
-    cache = tf.zeros((2, 2, 10, 2, 4))
+    cache = tf.zeros((10, 2, 2, 2, 4))
     prefix, cache = layer(x[:, :3], cache=cache, cache_index=0)
     steps = [prefix]
     for t in range(3, 7):

@@ -17,7 +17,7 @@ def test_cache_equals_full_forward():
     block = TransformerBlock(num_heads=2, intermediate_dim=16, num_kv_heads=1, use_rope=True)
     x = tf.random.normal((1, 5, 8))
     full = block(x)
-    cache = tf.zeros((1, 2, 5, 1, 4))
+    cache = tf.zeros((5, 1, 2, 1, 4))
     outs = []
     for t in range(5):
         y, cache = block(x[:, t:t + 1], cache=cache, cache_index=t)

@@ -29,32 +29,49 @@ def train_dataset(tokens, seq_len, batch_size, seed, start_step=0, input_context
         batch_size: the global batch B.
         seed: the data seed.
         start_step: the first step to produce the batch of.
-        input_context: a tf.distribute.InputContext; each input pipeline then yields its
-            consecutive slice of the global batch (B / num_input_pipelines windows).
+        input_context: a tf.distribute.InputContext (from
+            `strategy.distribute_datasets_from_function`); the pipeline then yields, for
+            each step, one element per replica it feeds: replica r's consecutive slice of
+            B / num_replicas windows of the same global batch. Every replica of every
+            worker thus sees its own part of the batch a single device would see.
     """
     if len(tokens) <= seq_len:
         raise ValueError(f"{len(tokens)} training tokens are too few for one window of "
                          f"{seq_len + 1}; use a longer corpus or a smaller model.max_length.")
-    shard, num_shards = 0, 1
-    if input_context is not None:
-        shard, num_shards = input_context.input_pipeline_id, input_context.num_input_pipelines
-    if batch_size % num_shards:
-        raise ValueError(f"batch size {batch_size} is not divisible by {num_shards} input pipelines.")
-    local = batch_size // num_shards
+    first, local, per_replica = _replica_slices(batch_size, input_context)
     offsets = np.arange(seq_len + 1)
 
     def batch_for_step(step):
         starts = window_starts(len(tokens), seq_len, batch_size, seed, int(step))
-        starts = starts[shard * local:(shard + 1) * local]
-        return np.asarray(tokens[starts[:, None] + offsets], dtype=np.int32)  # (B, T+1)
+        starts = starts[first * per_replica:(first + local) * per_replica]
+        return np.asarray(tokens[starts[:, None] + offsets], dtype=np.int32)  # (b, T+1)
 
     def load(step):
         windows = tf.numpy_function(batch_for_step, [step], tf.int32, stateful=False)
-        windows = tf.ensure_shape(windows, [local, seq_len + 1])
+        windows = tf.ensure_shape(windows, [local * per_replica, seq_len + 1])
         return windows[:, :-1], windows[:, 1:]
 
     dataset = tf.data.Dataset.counter(start=start_step).map(load)
+    if input_context is not None:
+        dataset = dataset.flat_map(lambda x, y: _per_replica(local, x, y))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _replica_slices(batch_size, input_context):
+    """(first replica, replicas, windows per replica) an input pipeline makes."""
+    if input_context is None:
+        return 0, 1, batch_size
+    replicas = input_context.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ValueError(f"batch size {batch_size} does not split across {replicas} replicas.")
+    local = replicas // input_context.num_input_pipelines
+    return input_context.input_pipeline_id * local, local, batch_size // replicas
+
+
+def _per_replica(local, *tensors):
+    """A dataset of `local` consecutive equal slices of each tensor (one per replica)."""
+    return tf.data.Dataset.from_tensor_slices(
+        tuple(tf.reshape(t, tf.concat([[local, -1], tf.shape(t)[1:]], 0)) for t in tensors))
 
 
 def eval_windows(tokens, seq_len, batch_size):
@@ -80,8 +97,17 @@ def eval_windows(tokens, seq_len, batch_size):
     return inputs, targets, weights.reshape(num_windows, seq_len)
 
 
-def eval_dataset(tokens, seq_len, batch_size):
-    """Finite dataset of (inputs, targets, weights) batches covering a whole split."""
+def eval_dataset(tokens, seq_len, batch_size, input_context=None):
+    """Finite dataset of (inputs, targets, weights) batches covering a whole split.
+
+    With an `input_context`, each batch is split across replicas as `train_dataset`
+    splits (batch_size must divide by the replicas); the padding windows weigh 0."""
     inputs, targets, weights = eval_windows(tokens, seq_len, batch_size)
+    first, local, per_replica = _replica_slices(batch_size, input_context)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, targets, weights))
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    if input_context is not None:
+        pipeline = slice(first * per_replica, (first + local) * per_replica)
+        dataset = dataset.flat_map(
+            lambda *batch: _per_replica(local, *(t[pipeline] for t in batch)))
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,7 +1,9 @@
-"""Sampling text from a language model: greedy, temperature, top-k and top-p, with a
-KV cache (GPT) or carried recurrent state (RecurrentLM), the whole loop one tf.function.
+"""Choosing the next token from logits: greedy, temperature, top-k and top-p (nucleus).
 
-Dimensions: B samples, P prompt length, N new tokens, V vocabulary.
+Every setting is a tensor, so one traced (and XLA-compiled) decode step serves all of
+them, and a SavedModel signature can take them as inputs.
+
+Dimensions: B samples, V vocabulary.
 """
 
 import numpy as np
@@ -9,30 +11,63 @@ import tensorflow as tf
 
 from tfllm.errors import UserError
 
-
-def filter_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
-    """Logits (B, V) with temperature applied and tokens outside top-k / top-p set to -inf."""
-    logits = tf.cast(logits, tf.float32) / tf.maximum(temperature, 1e-6)
-    if top_k:
-        kth = tf.math.top_k(logits, k=top_k).values[:, -1:]
-        logits = tf.where(logits < kth, -np.inf, logits)
-    if top_p < 1.0:
-        sorted_logits = tf.sort(logits, direction="DESCENDING", axis=-1)
-        probs = tf.nn.softmax(sorted_logits, axis=-1)
-        # Keep the smallest prefix whose mass reaches top_p (always at least one token).
-        mass_before = tf.cumsum(probs, axis=-1, exclusive=True)
-        kept = tf.where(mass_before < top_p, sorted_logits, np.inf)
-        threshold = tf.reduce_min(kept, axis=-1, keepdims=True)
-        logits = tf.where(logits < threshold, -np.inf, logits)
-    return logits
+# Samplers by name, as settings of the one sampler below (None: keep the caller's value).
+SAMPLERS = {
+    "greedy": dict(temperature=0.0, top_k=0, top_p=1.0),
+    "temperature": dict(top_k=0, top_p=1.0),
+    "top_k": dict(top_p=1.0),
+    "top_p": dict(top_k=0),
+}
 
 
-def sample_token(logits, seed, temperature=1.0, top_k=0, top_p=1.0):
-    """Next token ids (B,) from logits (B, V); `seed` is a stateless (2,) int seed."""
-    if temperature == 0:
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+def sampler_settings(name, temperature, top_k, top_p):
+    """(temperature, top_k, top_p) of a named sampler, the others switched off.
+
+    Example:
+        >>> sampler_settings("top_k", 0.8, 40, 0.9)
+        (0.8, 40, 1.0)
+    """
+    if name not in SAMPLERS:
+        raise UserError(f"unknown sampler {name!r}; use one of {sorted(SAMPLERS)}.")
+    if name == "top_k" and top_k < 1:
+        raise UserError("the top_k sampler needs --top_k >= 1 (e.g. --top_k=40).")
+    if name == "top_p" and not 0 < top_p < 1:
+        raise UserError("the top_p sampler needs 0 < --top_p < 1 (e.g. --top_p=0.9).")
+    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+    settings.update(SAMPLERS[name])
+    return settings["temperature"], settings["top_k"], settings["top_p"]
+
+
+def filter_logits(logits, temperature, top_k, top_p):
+    """Logits (B, V) divided by the temperature, tokens outside the top-k and then outside
+    the top-p mass (of the top-k distribution) set to -inf. top_k 0 and top_p 1 are off."""
+    logits = tf.cast(logits, tf.float32) / tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
+    vocab = tf.shape(logits)[-1]
+    top_k = tf.cast(top_k, tf.int32)
+    k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+    ranked = tf.sort(logits, direction="DESCENDING", axis=-1)  # (B, V)
+    in_top_k = tf.range(vocab) < k
+    probs = tf.nn.softmax(tf.where(in_top_k, ranked, -np.inf), axis=-1)
+    # The smallest prefix whose mass reaches top_p (always at least the first token).
+    mass_before = tf.cumsum(probs, axis=-1, exclusive=True)
+    kept = in_top_k & (mass_before < tf.cast(top_p, tf.float32))
+    threshold = tf.reduce_min(tf.where(kept, ranked, np.inf), axis=-1, keepdims=True)
+    return tf.where(logits < threshold, -np.inf, logits)
+
+
+def sample_next(logits, seed, temperature, top_k, top_p):
+    """Next token ids (B,) from logits (B, V); `seed` a stateless (2,) int seed.
+    Temperature 0 is greedy (argmax).
+
+    Draws by the Gumbel-max trick (argmax of logits + Gumbel noise, an exact sample of
+    softmax(logits)) rather than tf.random.stateless_categorical, which XLA cannot compile.
+    """
+    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
     filtered = filter_logits(logits, temperature, top_k, top_p)
-    return tf.random.stateless_categorical(filtered, 1, seed, dtype=tf.int32)[:, 0]
+    uniform = tf.random.stateless_uniform(tf.shape(filtered), seed, minval=1e-20, maxval=1.0)
+    gumbel = -tf.math.log(-tf.math.log(uniform))
+    sampled = tf.argmax(filtered + gumbel, axis=-1, output_type=tf.int32)
+    return tf.where(tf.cast(temperature, tf.float32) > 0, sampled, greedy)
 
 
 def check_sampling_args(model, prompt_len, max_new_tokens, temperature, top_k, top_p):
@@ -52,52 +87,5 @@ def check_sampling_args(model, prompt_len, max_new_tokens, temperature, top_k, t
     if learned and prompt_len + max_new_tokens > limit:
         raise UserError(f"prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) exceeds the "
                         f"model's context of {limit} learned positions; ask for at most "
-                        f"{max(limit - prompt_len, 0)} new tokens or shorten the prompt.")
-
-
-def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0,
-             num_samples=1):
-    """New token ids (num_samples, N) continuing `prompt_ids` (a 1-D sequence of ids).
-
-    Example:
-        >>> ids = generate(model, tokenizer.encode("ROMEO:"), 100, temperature=0.8, top_k=20)
-        >>> print(tokenizer.decode(ids[0]))
-    """
-    prompt = np.asarray(prompt_ids, np.int32).reshape(-1)
-    check_sampling_args(model, len(prompt), max_new_tokens, temperature, top_k, top_p)
-    prompt = tf.constant(np.tile(prompt[None], [num_samples, 1]))
-    loop = _decode_loop(model, max_new_tokens, float(temperature), int(top_k), float(top_p))
-    return loop(prompt, tf.constant([seed, 0], tf.int64)).numpy()
-
-
-def _decode_loop(model, num_new, temperature, top_k, top_p):
-    """A compiled loop prompt (B, P) -> new ids (B, N), cached per model and settings."""
-    cache = model.__dict__.setdefault("_tfllm_decode_loops", {})
-    key = (num_new, temperature, top_k, top_p)
-    if key in cache:
-        return cache[key]
-    stateful = hasattr(model, "call_with_state")
-
-    @tf.function
-    def loop(prompt, seed):
-        batch, prompt_len = tf.shape(prompt)[0], tf.shape(prompt)[1]
-        if stateful:
-            logits, state = model.call_with_state(prompt, model.init_state(batch))
-        else:
-            state = model.init_cache(batch, prompt_len + num_new)
-            logits, state = model.call_with_cache(prompt, state, 0)
-        next_logits = logits[:, -1]
-        new_tokens = tf.TensorArray(tf.int32, size=num_new)
-        for i in tf.range(num_new):
-            token = sample_token(next_logits, tf.random.experimental.stateless_fold_in(seed, i),
-                                 temperature, top_k, top_p)
-            new_tokens = new_tokens.write(i, token)
-            if stateful:
-                logits, state = model.call_with_state(token[:, None], state)
-            else:
-                logits, state = model.call_with_cache(token[:, None], state, prompt_len + i)
-            next_logits = logits[:, -1]
-        return tf.transpose(new_tokens.stack())  # (B, N)
-
-    cache[key] = loop
-    return loop
+                        f"{max(limit - prompt_len, 0)} new tokens or shorten the prompt "
+                        "(a RoPE model, position='rope', generates past its context).")

@@ -32,10 +32,15 @@ class CausalSelfAttention(keras.layers.Layer):
 
     Call args:
         x: (B, T, D).
-        cache: optional (B, 2, S, K, hs) keys and values of earlier positions; when
-            given, the new keys/values are written at `cache_index` and the call
-            returns `(output, cache)`.
-        cache_index: position of x[:, 0] within the cache (scalar int).
+        cache: optional (S, B, 2, K, hs) keys and values of earlier positions; when
+            given, the new keys/values are written at slot `cache_index % S` and the
+            call returns `(output, cache)`. Past S positions the cache is a ring: each
+            position attends to the last S cached positions (sliding-window attention as
+            Mistral decodes; RoPE scores depend on relative positions only, so nothing
+            is renumbered). A call's T positions must
+            not wrap around the ring (prefill at most S tokens, then decode one by one).
+            Slots lead so that writing a position is a scatter XLA does in place.
+        cache_index: absolute position of x[:, 0] (scalar int).
 
     Example:
         >>> attn = CausalSelfAttention(num_heads=4, num_kv_heads=2)
@@ -102,9 +107,13 @@ class CausalSelfAttention(keras.layers.Layer):
             q = self.rotary(q, start_index=start)
             k = self.rotary(k, start_index=start)
         if cache is not None:
-            # Write the new positions into the fixed-size cache: (B, 2, S, K, hs).
-            cache = _write_cache(cache, tf.stack([k, v], axis=1), cache_index)
-            k, v = cache[:, 0], cache[:, 1]
+            # Write the new positions into the fixed-size ring cache (S, B, 2, K, hs).
+            slot = cache_index % tf.shape(cache)[0]
+            kv_new = tf.transpose(tf.stack([k, v], axis=2), [1, 0, 2, 3, 4])  # (T, B, 2, K, hs)
+            positions = slot + tf.range(tf.shape(kv_new)[0])
+            cache = tf.tensor_scatter_nd_update(cache, positions[:, tf.newaxis], kv_new)
+            k = tf.transpose(cache[:, :, 0], [1, 0, 2, 3])  # (B, S, K, hs)
+            v = tf.transpose(cache[:, :, 1], [1, 0, 2, 3])
         out = self._attend(q, k, v, start, training)
         out = self.attention_output(out)  # (B, T, D)
         return out if cache is None else (out, cache)
@@ -119,6 +128,8 @@ class CausalSelfAttention(keras.layers.Layer):
         # Softmax in float32: exp of bf16 scores loses the small probabilities.
         scores = tf.cast(scores, tf.float32)
         q_pos = tf.range(q_len) + start
+        # Key index s holds position s, or (ring cache, once q_pos >= S) one of the last
+        # S positions, all visible: so `s <= q_pos` masks the future and the empty slots.
         allowed = tf.range(k_len)[tf.newaxis, :] <= q_pos[:, tf.newaxis]  # (T, S)
         scores = tf.where(allowed, scores, tf.constant(-1e9, tf.float32))
         probs = tf.nn.softmax(scores, axis=-1)
@@ -137,16 +148,3 @@ class CausalSelfAttention(keras.layers.Layer):
         )
         return config
 
-
-def _write_cache(cache, kv_new, cache_index):
-    """Writes kv_new (B, 2, T, K, hs) into cache (B, 2, S, K, hs) at [cache_index, cache_index + T).
-
-    A pad and a select rather than a scatter: shapes stay static, so a decode loop
-    over a fixed-size cache compiles once (and under XLA).
-    """
-    cache_len, new_len = tf.shape(cache)[2], tf.shape(kv_new)[2]
-    padded = tf.pad(kv_new, [[0, 0], [0, 0], [cache_index, cache_len - cache_index - new_len],
-                             [0, 0], [0, 0]])
-    positions = tf.range(cache_len)
-    fresh = (positions >= cache_index) & (positions < cache_index + new_len)  # (S,)
-    return tf.where(fresh[tf.newaxis, tf.newaxis, :, tf.newaxis, tf.newaxis], padded, cache)

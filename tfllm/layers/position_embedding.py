@@ -35,7 +35,9 @@ class PositionEmbedding(keras.layers.Layer):
     def call(self, x, start_index=0):
         seq_len = tf.shape(x)[1]
         table = tf.cast(self.position_embeddings, self.compute_dtype)
-        positions = tf.slice(table, [start_index, 0], [seq_len, -1])  # (T, D)
+        # A gather, not tf.slice: DTensor's graph expansion crashes on a slice with a
+        # dynamic begin (TF 2.21, a segmentation fault).
+        positions = tf.gather(table, start_index + tf.range(seq_len))  # (T, D)
         return x + positions[tf.newaxis]
 
     def get_config(self):

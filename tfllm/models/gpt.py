@@ -126,23 +126,25 @@ class GPT(PresetMixin, keras.Model):
         return self._logits(x)  # (B, T, V)
 
     def init_cache(self, batch_size, length):
-        """A zero cache (L, B, 2, S, K, hs) for decoding up to `length` positions."""
+        """A zero cache for `length` positions: a list of L tensors (S, B, 2, K, hs), one
+        per block (a list, so a decode loop updates each in place)."""
         head_dim = self.hidden_dim // self.num_heads
-        return tf.zeros((self.num_layers, batch_size, 2, length, self.num_kv_heads, head_dim),
-                        self.compute_dtype)
+        shape = (length, batch_size, 2, self.num_kv_heads, head_dim)
+        return [tf.zeros(shape, self.compute_dtype) for _ in range(self.num_layers)]
 
     def call_with_cache(self, token_ids, cache, cache_index):
         """Logits for `token_ids` (B, t) at positions [cache_index, cache_index + t).
 
         Returns (logits (B, t, V), updated cache). Prefill with the whole prompt at
-        cache_index 0, then feed one token at a time.
+        cache_index 0, then feed one token at a time. Past the cache length S, a RoPE
+        model's cache is a ring: each layer attends to its last S cached positions.
         """
         x = self._embed(token_ids, cache_index, training=False)
         layer_caches = []
         for i, block in enumerate(self.blocks):
             x, layer_cache = block(x, cache=cache[i], cache_index=cache_index, training=False)
             layer_caches.append(layer_cache)
-        return self._logits(x), tf.stack(layer_caches)
+        return self._logits(x), layer_caches
 
     def _embed(self, token_ids, start_index, training):
         x = self.token_embedding(token_ids)

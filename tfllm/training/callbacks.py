@@ -40,9 +40,10 @@ class Evaluator(StepCallback):
     and `val_bits_per_token` to the logs (and `eval_seconds`, the time it took). With a
     `target` val_loss, stops training at the first evaluation at or below it."""
 
-    def __init__(self, dataset, every, total_steps, target=0.0):
+    def __init__(self, dataset, every, total_steps, target=0.0, steps=None):
         super().__init__(every, total_steps)
         self.dataset = dataset
+        self.steps = steps  # batches per evaluation (a distributed dataset needs it)
         self.target = target
         self.history = []  # (step, val_loss)
 
@@ -51,7 +52,8 @@ class Evaluator(StepCallback):
         if not self.due(step):
             return
         start = time.perf_counter()
-        val_loss = self.model.evaluate(self.dataset, verbose=0, return_dict=True)["loss"]
+        val_loss = self.model.evaluate(self.dataset, steps=self.steps, verbose=0,
+                                       return_dict=True)["loss"]
         logs.update(val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 50.0)),
                     val_bits_per_token=val_loss / math.log(2),
                     eval_seconds=time.perf_counter() - start)
@@ -118,12 +120,12 @@ class MetricsLogger(StepCallback):
         record = {
             "step": step,
             "elapsed_s": round(time.time() - self.process_start, 3),
-            "loss": float(logs["loss"]),
+            "loss": float(self.model.train_loss.result()),  # mean since the last record
             "lr": float(self.lr_fn(step)),
             "tokens_per_s": round((step - self.last_step) * self.tokens_per_step / train_seconds, 1),
         }
         if self.flops_per_token and self.peak_flops:
-            record["mfu"] = round(record["tokens_per_s"] * self.flops_per_token / self.peak_flops, 4)
+            record["mfu"] = round(record["tokens_per_s"] * self.flops_per_token / self.peak_flops, 6)
         for key in ("val_loss", "val_perplexity", "val_bits_per_token"):
             if key in logs:
                 record[key] = float(logs[key])

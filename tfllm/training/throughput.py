@@ -48,7 +48,7 @@ def _input_ms_per_batch(dataset, batches=50):
     return 1e3 * (time.perf_counter() - start) / batches
 
 
-def benchmark_training(cfg, steps=30, warmup=5, peaks=None):
+def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0):
     """Times `steps` training steps of `cfg` after `warmup` steps.
 
     Args:
@@ -56,6 +56,8 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None):
         steps, warmup: measured and discarded steps.
         peaks: {dtype: peak dict of `measure_matmul_peak`}; MFU is reported against the
             peak of the dtype the precision policy computes in, when given.
+        generate_tokens: also time generating this many tokens from the model (one
+            sample, cached and naive loops: tfllm.inference.throughput); 0 = skip.
 
     Returns a dict: tokens_per_s, step_ms (median, p10, p90), flops_per_token, mfu,
     input_ms (time the input pipeline takes to make one batch), input_wait (input_ms as
@@ -95,5 +97,9 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None):
     if peak:
         result["mfu"] = fpt * result["tokens_per_s"] / peak["flops_per_s"]
         result["peak_dtype"] = peak["dtype"]
+    if generate_tokens:
+        from tfllm.inference.throughput import generation_throughput
+
+        result["generation"] = generation_throughput(setup.model, generate_tokens)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result

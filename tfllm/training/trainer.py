@@ -12,11 +12,12 @@ import tensorflow as tf
 from tfllm import config as config_lib
 from tfllm.data import (DEFAULT_CORPUS, TokenStore, describe_source, eval_dataset,
                         read_configured_corpus, train_dataset)
+from tfllm.data.pipeline import eval_windows
 from tfllm.errors import UserError
 from tfllm.inference import generate
 from tfllm.tokenizers import load_tokenizer, train_tokenizer
 from tfllm.training import callbacks as cb
-from tfllm.training import mfu
+from tfllm.training import distribution, mfu
 from tfllm.training import run_directory
 from tfllm.training.rng import dropout_generators
 from tfllm.training.training_setup import (apply_runtime_settings, build_training_setup,
@@ -47,16 +48,24 @@ class Trainer:
     tokenizer match) is checked before anything is written; a fresh run directory that
     fails before its first checkpoint is removed again.
 
+    Under a strategy (`strategy`, default the current one) the same config trains the
+    same model: train.batch_size is the global batch, split across replicas. With several
+    workers, all restore the chief's newest checkpoint; only the chief writes the run
+    directory, metrics and output, the others save into a scratch directory
+    (run_dir/.workers/<task>) that is removed when they finish, as TensorFlow prescribes.
+
     Example:
         >>> from tfllm.configs import default
         >>> summary = Trainer(default.get_config(), "runs/demo").train()
     """
 
-    def __init__(self, config, run_dir, init_from=None, print_fn=print):
+    def __init__(self, config, run_dir, init_from=None, print_fn=print, strategy=None):
         self.config = config_lib.validate(config)
         self.run_dir = run_dir
         self.init_from = init_from
-        self.print_fn = print_fn
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.chief = distribution.is_chief(self.strategy)
+        self.print_fn = print_fn if self.chief else (lambda *args: None)
 
     def train(self):
         cfg, run_dir = self.config, self.run_dir
@@ -76,7 +85,7 @@ class Trainer:
             os.makedirs(run_dir, exist_ok=True)
             return self._run(tokenizer, store, resuming)
         except BaseException:
-            if created and run_directory.latest_checkpoint(run_dir) is None:
+            if self.chief and created and run_directory.latest_checkpoint(run_dir) is None:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
 
@@ -130,12 +139,14 @@ class Trainer:
 
     def _run(self, tokenizer, store, resuming):
         cfg, t = self.config, self.config.train
-        if not resuming:
+        strategy = self.strategy
+        distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps)
+        distribution.check_batch(strategy, cfg.eval.batch_size, key="eval.batch_size")
+        if self.chief and not resuming:
             self._write_run_files(tokenizer, store)
-        elif self._tokenized:
+        elif self.chief and self._tokenized:
             store.save(self._tokens_path(), self._cache_key)
         apply_runtime_settings(cfg)
-        strategy = tf.distribute.get_strategy()
         setup = build_training_setup(cfg, tokenizer.vocab_size, strategy)
         model, optimizer, schedule = setup.model, setup.optimizer, setup.schedule
         with strategy.scope():
@@ -145,12 +156,15 @@ class Trainer:
         # optimizer's `iterations` restores it; the dropout RNG streams are saved explicitly.
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, lr_scale=setup.lr_scale,
                                          best_val_loss=best_val_loss, rng=generators)
-        manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"),
+        # Every worker saves (saving may take part in collectives); a non-chief into scratch.
+        save_dir = self.run_dir if self.chief else self._scratch_dir()
+        manager = tf.train.CheckpointManager(checkpoint, os.path.join(save_dir, "checkpoints"),
                                              max_to_keep=cfg.checkpoint.keep)
-        best_manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "best"),
+        best_manager = tf.train.CheckpointManager(checkpoint, os.path.join(save_dir, "best"),
                                                   max_to_keep=1)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
         elif self.init_from:
             path = run_directory.latest_checkpoint(self.init_from)
             if path is None:
@@ -158,7 +172,8 @@ class Trainer:
                                 "run directory or a checkpoint prefix.")
             tf.train.Checkpoint(model=model).restore(path).expect_partial()
         start_step = int(optimizer.iterations.numpy())
-        self._truncate_metrics(start_step)
+        if self.chief:
+            self._truncate_metrics(start_step)
         if start_step >= t.steps:
             self.print_fn(f"{self.run_dir} is already trained to step {start_step} "
                           f"(train.steps={t.steps}); raise --config.train.steps to train further.")
@@ -167,9 +182,12 @@ class Trainer:
             self.print_fn(f"resuming {self.run_dir} from step {start_step}")
 
         seq_len = cfg.model.max_length
-        train_ds = train_dataset(store.train, seq_len, t.batch_size, cfg.seed, start_step)
-        val_ds = eval_dataset(store.val, eval_length(cfg), cfg.eval.batch_size)
-        evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss)
+        train_ds = self._distribute(lambda context: train_dataset(
+            store.train, seq_len, t.batch_size, cfg.seed, start_step, context))
+        val_ds = self._distribute(lambda context: eval_dataset(
+            store.val, eval_length(cfg), cfg.eval.batch_size, context))
+        eval_steps = len(eval_windows(store.val, eval_length(cfg), cfg.eval.batch_size)[0]) // cfg.eval.batch_size
+        evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss, eval_steps)
         callbacks = [evaluator]
         if t.reduce_on_plateau:
             callbacks.append(cb.ReduceLROnPlateau(setup.lr_scale, t.plateau_factor,
@@ -178,18 +196,34 @@ class Trainer:
         callbacks += [
             cb.MetricsLogger(self.run_dir, cfg.log_every, t.steps, t.batch_size * seq_len,
                              lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn,
-                             flops_per_token=mfu.flops_per_token(model),
+                             write=self.chief, flops_per_token=mfu.flops_per_token(model),
                              peak_flops=peak["flops_per_s"]),
             cb.CheckpointSaver(manager, best_manager, best_val_loss, cfg.checkpoint.every, t.steps),
         ]
         setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
                        callbacks=callbacks, verbose=0)
         step = int(optimizer.iterations.numpy())
+        if not self.chief and not os.environ.get("TFLLM_KEEP_WORKER_SCRATCH"):
+            shutil.rmtree(self._scratch_dir(), ignore_errors=True)
+            try:
+                os.rmdir(os.path.dirname(self._scratch_dir()))  # .workers, once all are done
+            except OSError:
+                pass
         if step < t.steps:
             self.print_fn(f"reached val_loss {evaluator.history[-1][1]:.4f} <= "
                           f"train.target_val_loss={t.target_val_loss} at step {step}, "
                           f"{time.time() - PROCESS_START:.1f} s from process start")
         return self._summary(model, tokenizer, step, evaluator.history, best_val_loss)
+
+    def _scratch_dir(self):
+        return os.path.join(self.run_dir, ".workers", distribution.worker_id(self.strategy))
+
+    def _distribute(self, dataset_fn):
+        """The dataset, or under a strategy its per-replica split: each replica gets its
+        slice of every global batch (tfllm.data.train_dataset's input_context)."""
+        if not tf.distribute.has_strategy() and self.strategy is tf.distribute.get_strategy():
+            return dataset_fn(None)
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def _truncate_metrics(self, step):
         """Drops records after the restored step: the resumed run logs those steps again."""
@@ -207,10 +241,11 @@ class Trainer:
         summary = {"step": step, "run_dir": self.run_dir,
                    "final_val_loss": history[-1][1] if history else None,
                    "best_val_loss": float(best_val_loss.numpy())}
-        if s.length:
+        if s.length and self.chief:
             prompt = tokenizer.encode(s.prompt)
             limit = model.max_length - len(prompt)
-            length = s.length if self.config.model.name == "recurrent" else min(s.length, limit)
+            learned = self.config.model.name == "gpt" and self.config.model.position == "learned"
+            length = min(s.length, limit) if learned else s.length
             ids = generate(model, prompt, length, temperature=s.temperature, top_k=s.top_k,
                            seed=self.config.seed)
             summary["sample"] = s.prompt + tokenizer.decode(ids[0])

@@ -25,15 +25,26 @@ class TrainingModel(keras.Model):
     Args:
         lm: a Keras model mapping token ids (B, T) to logits (B, T, V).
         grad_accum_steps: micro-batches per step.
+        mesh: the DTensor mesh the model lives on, if any: the loss trackers are then
+            replicated on it and embedding gradients (IndexedSlices) are made dense
+            before the update (DTensor has no sparse variable updates).
     """
 
-    def __init__(self, lm, grad_accum_steps=1, **kwargs):
+    def __init__(self, lm, grad_accum_steps=1, mesh=None, **kwargs):
         super().__init__(**kwargs)
         self.lm = lm
         self.grad_accum_steps = grad_accum_steps
+        self.mesh = mesh
+        if mesh is not None and grad_accum_steps > 1:
+            raise ValueError("gradient accumulation is not supported on a DTensor mesh "
+                             "(DTensor cannot split a batch-sharded tensor); use grad_accum_steps=1.")
+        # The steps return values already reduced over replicas (equal on all of them):
+        # Keras must take one replica's, not sum them (its default off TPU).
+        self.distribute_reduction_method = "first"
         # Mean of the step losses since the last log (the logger resets it).
-        self.train_loss = keras.metrics.Mean("loss")
-        self.eval_loss = keras.metrics.Mean("loss")
+        metric_args = {} if mesh is None else {"mesh": mesh}  # DTensor: replicated on the mesh
+        self.train_loss = keras.metrics.Mean("loss", **metric_args)
+        self.eval_loss = keras.metrics.Mean("loss", **metric_args)
 
     @property
     def metrics(self):
@@ -56,8 +67,10 @@ class TrainingModel(keras.Model):
         global_tokens = tf.cast(tf.size(targets) * context.num_replicas_in_sync, tf.float32)
         scaled_loss = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
         variables = self.lm.trainable_variables
-        micro_inputs = tf.split(inputs, self.grad_accum_steps, axis=0)
-        micro_targets = tf.split(targets, self.grad_accum_steps, axis=0)
+        micro_inputs, micro_targets = [inputs], [targets]
+        if self.grad_accum_steps > 1:
+            micro_inputs = tf.split(inputs, self.grad_accum_steps, axis=0)
+            micro_targets = tf.split(targets, self.grad_accum_steps, axis=0)
         grads, loss = None, 0.0
         # Python loop: unrolled in the graph; accumulation counts are small (<= 16).
         for x, y in zip(micro_inputs, micro_targets):
@@ -67,14 +80,18 @@ class TrainingModel(keras.Model):
                 to_differentiate = (self.optimizer.get_scaled_loss(micro_loss) if scaled_loss
                                     else micro_loss)
             micro_grads = tape.gradient(to_differentiate, variables)
-            grads = micro_grads if grads is None else [g + m for g, m in zip(grads, micro_grads)]
+            grads = micro_grads if grads is None else [_add(g, m) for g, m in zip(grads, micro_grads)]
             loss += micro_loss
         if scaled_loss:
             grads = self.optimizer.get_unscaled_gradients(grads)
+        if self.mesh is not None:  # DTensor cannot scatter into a variable (sparse updates)
+            grads = [tf.convert_to_tensor(g) for g in grads]
         self.optimizer.apply_gradients(zip(grads, variables))
         loss = context.all_reduce(tf.distribute.ReduceOp.SUM, loss)
         self.train_loss.update_state(loss)
-        return {"loss": self.train_loss.result()}
+        # The step's own loss; the mean since the last log is `train_loss.result()`, read
+        # outside the step (under DTensor a read in the step can precede the update).
+        return {"loss": loss}
 
     def test_step(self, data):
         inputs, targets, weights = data
@@ -86,3 +103,10 @@ class TrainingModel(keras.Model):
                                           [tf.reduce_sum(losses * weights), tf.reduce_sum(weights)])
         self.eval_loss.update_state(total / tf.maximum(count, 1.0), sample_weight=count)
         return {"loss": self.eval_loss.result()}
+
+
+def _add(a, b):
+    """a + b for gradients, IndexedSlices (an embedding lookup's) made dense first."""
+    if isinstance(a, tf.IndexedSlices) or isinstance(b, tf.IndexedSlices):
+        return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
+    return a + b

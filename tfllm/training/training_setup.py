@@ -72,6 +72,17 @@ def eval_length(cfg):
     return cfg.eval.get("seq_len", 0) or cfg.model.max_length
 
 
+def xla_works(strategy):
+    """Whether the step can be XLA-compiled under `strategy`: not with replicas on several
+    logical CPU devices, where XLA places every replica's cluster on the first device and
+    fails ("Trying to access resource ... located in device CPU:1 from device CPU:0").
+    GPUs and TPUs are fine."""
+    if strategy.num_replicas_in_sync == 1:
+        return True
+    devices = getattr(strategy.extended, "worker_devices", ())
+    return not any("CPU" in device.upper() for device in devices)
+
+
 def build_training_setup(cfg, vocab_size, strategy=None):
     """Builds and compiles the training objects of `cfg` for a `vocab_size` vocabulary.
 
@@ -94,7 +105,8 @@ def build_training_setup(cfg, vocab_size, strategy=None):
         if t.precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         task = TrainingModel(model, t.grad_accum_steps)
-        task.compile(optimizer=optimizer, jit_compile=t.xla, weighted_metrics=[],
+        task.compile(optimizer=optimizer, jit_compile=t.xla and xla_works(strategy),
+                     weighted_metrics=[],
                      steps_per_execution=t.steps_per_execution)
         optimizer.build(model.trainable_variables)
     return TrainingSetup(model, task, optimizer, schedule, lr_scale)

@@ -1,0 +1,112 @@
+"""Data parallelism for real: MirroredStrategy over logical CPUs and MultiWorkerMirrored
+over worker processes on localhost train what one device trains."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.cli_helpers import assert_one_line_error, run, train_run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# 20 steps, a loss record every step. XLA off everywhere: XLA cannot compile a step for
+# replicas on logical CPUs (tfllm.training.training_setup.xla_works), so the single-device
+# reference takes the same kernels.
+RUN = ["--config=tiny_test", "--config.train.xla=False", "--config.log_every=1",
+       "--config.eval.every=20", "--config.eval.batch_size=256", "--config.checkpoint.every=5",
+       "--config.sample.length=0"]
+
+
+def losses(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return np.array([json.loads(line)["loss"] for line in f])
+
+
+def weights(checkpoint):
+    reader = tf.train.load_checkpoint(checkpoint)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.startswith("model/")}
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return train_run(tmp_path_factory, *RUN)[0]
+
+
+@pytest.mark.parametrize("devices", [2, 4])
+def test_mirrored_over_logical_cpus_equals_one_device(single, devices, tmp_path):
+    run_dir = str(tmp_path / "run")
+    proc = run("tfllm.train", *RUN, f"--run_dir={run_dir}", "--strategy=mirrored",
+               f"--cpu_devices={devices}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(losses(run_dir)) == 20
+    np.testing.assert_allclose(losses(run_dir), losses(single), rtol=1e-4)
+
+
+def launch(run_dir, log_dir, env=None):
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tools", "launch_workers.py"), "--num_workers=2",
+         f"--log_dir={log_dir}", "--", "-m", "tfllm.train", *RUN, f"--run_dir={run_dir}",
+         "--strategy=multi_worker"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})))
+
+
+def test_multi_worker_killed_then_rerun_equals_one_device(single, tmp_path):
+    run_dir, logs = tmp_path / "run", tmp_path / "logs"
+    job = launch(run_dir, logs)
+    # Kill worker 1 once the chief has a checkpoint mid-run.
+    deadline = time.time() + 300
+    while not (run_dir / "checkpoints" / "ckpt-10.index").exists():
+        assert job.poll() is None and time.time() < deadline, job.communicate()
+        time.sleep(0.1)
+    worker_1 = json.loads((logs / "workers.json").read_text())["pids"][1]
+    os.kill(worker_1, signal.SIGKILL)
+    job.communicate(timeout=120)
+    assert job.returncode != 0  # the launcher stopped the chief and reported the failure
+    assert int(tf.train.latest_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[1]) < 20
+
+    job = launch(run_dir, logs, env={"TFLLM_KEEP_WORKER_SCRATCH": "1"})
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err[-3000:]
+    assert "resuming" in out and "done: step 20" in out
+    # Nothing lost: the losses of the interrupted and resumed job are one device's.
+    np.testing.assert_allclose(losses(run_dir), losses(single), rtol=1e-4)
+    chief = weights(str(run_dir / "checkpoints" / "ckpt-20"))
+    worker = weights(str(run_dir / ".workers" / "worker_1" / "checkpoints" / "ckpt-20"))
+    reference = weights(os.path.join(single, "checkpoints", "ckpt-20"))
+    assert chief.keys() == worker.keys() == reference.keys()
+    for name in chief:
+        np.testing.assert_array_equal(chief[name], worker[name])
+    # Relative to the weights' norm, not per element: AdamW normalizes each element's
+    # step, so summation-order noise in near-zero gradients (the key bias's is exactly
+    # zero in exact arithmetic) becomes a full-size step there.
+    difference = np.sqrt(sum(np.sum((chief[n] - reference[n]) ** 2) for n in chief))
+    scale = np.sqrt(sum(np.sum(reference[n] ** 2) for n in chief))
+    assert difference / scale <= 1e-4, difference / scale
+    # The chief alone wrote the run's files.
+    assert not (run_dir / ".workers" / "worker_1" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("case", ["unknown strategy", "batch not divisible", "mesh without dtensor",
+                                  "multi_worker without TF_CONFIG"])
+def test_bad_strategy_input_is_one_line(case, tmp_path):
+    args, phrase = {
+        "unknown strategy": (["--strategy=horovod"], "unknown strategy 'horovod'"),
+        "batch not divisible": (["--strategy=mirrored", "--cpu_devices=3"],
+                                "train.batch_size=4 does not split across 3 replicas"),
+        "mesh without dtensor": (["--strategy=mirrored", "--mesh=batch:2"], "--mesh is for"),
+        "multi_worker without TF_CONFIG": (["--strategy=multi_worker"], "needs TF_CONFIG"),
+    }[case]
+    env_free = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    proc = subprocess.run([sys.executable, "-m", "tfllm.train", "--config=tiny_test",
+                           f"--run_dir={tmp_path / 'run'}", *args], capture_output=True, text=True,
+                          env=dict(env_free, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+    assert_one_line_error(proc, phrase)
+    assert not (tmp_path / "run").exists()

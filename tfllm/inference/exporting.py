@@ -1,0 +1,223 @@
+"""Deployable exports of a trained language model: a SavedModel with `generate` and
+`score` signatures (loadable without tfllm), and TFLite models of the score function.
+
+Dimensions: B batch, P prompt length, N new tokens, T positions, V vocabulary.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from tfllm.errors import UserError
+from tfllm.inference.decoding import Decoder
+
+TFLITE_VARIANTS = ("float32", "dynamic_int8")
+
+
+class ServingModule(tf.Module):
+    """What `export_saved_model` saves: the model, its Decoder and, for char and byte
+    tokenizers, the vocabulary as a lookup table so text goes in and out.
+
+    Signatures (all inputs tensors; see `export_saved_model`):
+        generate(prompt (B, P) int32, max_new_tokens, temperature, top_k, top_p, seed,
+                 end_token) -> {"tokens" (B, N), "num_tokens" (B,)}
+        generate_text(prompt string, num_samples, max_new_tokens, ...) -> {"text" (B,)}
+        score(token_ids (B, T) int32) -> {"log_probs" (B, T - 1)}: log p(ids[t+1] | ids[:t+1])
+    """
+
+    def __init__(self, model, tokenizer):
+        super().__init__(name="tfllm_serving")
+        self.model = model
+        self.decoder = Decoder(model)
+        self.vocab_size = model.vocab_size
+        pieces = _graph_pieces(tokenizer)
+        self.text_split = None
+        if pieces is not None:
+            self.text_split = tokenizer.name
+            # One extra empty piece (id V) stands for "no token" when joining text.
+            self.pieces = tf.constant(pieces + [b""])
+            self.lookup = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(tf.constant(pieces),
+                                                    tf.range(len(pieces), dtype=tf.int32)),
+                default_value=-1)
+
+    def generate_ids(self, prompt, max_new_tokens, temperature, top_k, top_p, seed, end_token):
+        batch = tf.shape(prompt)[0]
+        tf.debugging.assert_positive(tf.shape(prompt)[1], message="the prompt is empty")
+        tf.debugging.assert_positive(max_new_tokens, message="max_new_tokens must be >= 1")
+        tf.debugging.assert_greater(top_p, 0.0, message="top_p must be in (0, 1]")
+        tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]")
+        logits, state, position = self.decoder.prefill(prompt)
+        tokens, _, _, _, _ = self.decoder.decode(
+            logits, state, position, tf.stack([seed, tf.constant(0, tf.int64)]), 0,
+            max_new_tokens, temperature, top_k, top_p, end_token, tf.zeros([batch], tf.bool))
+        # Tokens up to and including the first end_token.
+        is_end = tf.equal(tokens, end_token)
+        after_end = tf.cumsum(tf.cast(is_end, tf.int32), axis=1, exclusive=True) > 0
+        num_tokens = tf.reduce_sum(tf.cast(~after_end, tf.int32), axis=1)
+        return tokens, num_tokens
+
+    def score(self, token_ids):
+        logits = self.model(token_ids, training=False)[:, :-1]  # (B, T-1, V)
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        return tf.gather(log_probs, token_ids[:, 1:], batch_dims=2)
+
+    def encode_text(self, text):
+        if self.text_split == "char":
+            pieces = tf.strings.unicode_split(text, "UTF-8")
+        else:
+            pieces = tf.strings.bytes_split(text)
+        ids = self.lookup.lookup(pieces)
+        tf.debugging.assert_non_negative(
+            ids, message="the prompt has characters outside the tokenizer's vocabulary")
+        return ids
+
+    def decode_text(self, tokens, num_tokens):
+        valid = tf.sequence_mask(num_tokens, tf.shape(tokens)[1])
+        ids = tf.where(valid, tokens, self.vocab_size)
+        return tf.strings.reduce_join(tf.gather(self.pieces, ids), axis=-1)
+
+
+def _graph_pieces(tokenizer):
+    """The byte strings of a char or byte tokenizer's ids, or None (sentencepiece)."""
+    if tokenizer.name == "char":
+        return [c.encode("utf-8") for c in tokenizer.chars]
+    if tokenizer.name == "byte":
+        return [bytes([i]) for i in range(256)]
+    return None
+
+
+def export_saved_model(model, tokenizer, path, extra_files=None):
+    """Saves a SavedModel at `path` (replaced atomically) with serving signatures
+    `generate`, `score` and, for char/byte tokenizers, `generate_text`; `extra_files`
+    ({name: source path}) are copied into its assets.extra/ (the tokenizer and config).
+
+    Load it anywhere TensorFlow runs, without tfllm:
+        >>> m = tf.saved_model.load(path)
+        >>> m.signatures["generate"](prompt=tf.constant([[18, 47]]), max_new_tokens=tf.constant(50),
+        ...     temperature=tf.constant(0.8), top_k=tf.constant(0), top_p=tf.constant(1.0),
+        ...     seed=tf.constant(0, tf.int64), end_token=tf.constant(-1))["tokens"]
+    """
+    module = ServingModule(model, tokenizer)
+    sampling = [tf.TensorSpec((), tf.int32, "max_new_tokens"), tf.TensorSpec((), tf.float32, "temperature"),
+                tf.TensorSpec((), tf.int32, "top_k"), tf.TensorSpec((), tf.float32, "top_p"),
+                tf.TensorSpec((), tf.int64, "seed"), tf.TensorSpec((), tf.int32, "end_token")]
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None), tf.int32, "prompt")] + sampling)
+    def generate(prompt, max_new_tokens, temperature, top_k, top_p, seed, end_token):
+        tokens, num_tokens = module.generate_ids(prompt, max_new_tokens, temperature, top_k,
+                                                 top_p, seed, end_token)
+        return {"tokens": tokens, "num_tokens": num_tokens}
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None), tf.int32, "token_ids")])
+    def score(token_ids):
+        return {"log_probs": module.score(token_ids)}
+
+    signatures = {"generate": generate, "score": score}
+    module.generate = generate
+    module.score_fn = score
+    if module.text_split is not None:
+        @tf.function(input_signature=[tf.TensorSpec((), tf.string, "prompt"),
+                                      tf.TensorSpec((), tf.int32, "num_samples")] + sampling)
+        def generate_text(prompt, num_samples, max_new_tokens, temperature, top_k, top_p, seed,
+                          end_token):
+            ids = tf.tile(module.encode_text(prompt)[tf.newaxis], [num_samples, 1])
+            tokens, num_tokens = module.generate_ids(ids, max_new_tokens, temperature, top_k,
+                                                     top_p, seed, end_token)
+            return {"text": module.decode_text(tokens, num_tokens)}
+
+        signatures["generate_text"] = generate_text
+        module.generate_text = generate_text
+
+    def write(tmp):
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        if extra_files:
+            os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+            for name, source in extra_files.items():
+                shutil.copy(source, os.path.join(tmp, "assets.extra", name))
+
+    _write_atomically(path, write)
+    return path
+
+
+def export_tflite(model, path, seq_len, variant="float32"):
+    """Writes a TFLite model of the score function: token ids (B, seq_len) int32 ->
+    logits (B, seq_len, V) float32, B resizable. `variant` is "float32" or
+    "dynamic_int8" (int8 weights, float activations: tf.lite.Optimize.DEFAULT with no
+    representative data). Returns the file size in bytes."""
+    if variant not in TFLITE_VARIANTS:
+        raise UserError(f"unknown TFLite variant {variant!r}; use one of {list(TFLITE_VARIANTS)}.")
+
+    @tf.function(input_signature=[tf.TensorSpec((None, seq_len), tf.int32, "token_ids")])
+    def logits(token_ids):
+        return {"logits": model(token_ids, training=False)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [logits.get_concrete_function()], model)
+    if variant == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    flatbuffer = converter.convert()
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(flatbuffer)
+
+    _write_atomically(path, write)
+    return len(flatbuffer)
+
+
+def tflite_loss(path, inputs, targets, weights, batch_size=64):
+    """Token-weighted mean cross-entropy of a TFLite score model over (inputs, targets,
+    weights) windows (N, T) as `tfllm.data.eval_windows` makes them."""
+    interpreter = tflite_interpreter(path, num_threads=os.cpu_count())
+    signature = interpreter.get_signature_runner()
+    expected = interpreter.get_input_details()[0]["shape_signature"][1]
+    if expected != inputs.shape[1]:
+        raise UserError(f"the TFLite model reads windows of {expected} tokens, not {inputs.shape[1]}; "
+                        f"evaluate with --seq_len={expected} (or export with the window you want).")
+    total, count = 0.0, 0.0
+    for start in range(0, len(inputs), batch_size):
+        batch = slice(start, start + batch_size)
+        logits = signature(token_ids=inputs[batch].astype(np.int32))["logits"].astype(np.float64)
+        logits -= logits.max(axis=-1, keepdims=True)
+        log_z = np.log(np.exp(logits).sum(axis=-1))
+        picked = np.take_along_axis(logits, targets[batch][..., None].astype(np.int64), -1)[..., 0]
+        total += float(((log_z - picked) * weights[batch]).sum())
+        count += float(weights[batch].sum())
+    return total / count
+
+
+def tflite_interpreter(path, **kwargs):
+    """tf.lite.Interpreter, without its deprecation warning (its successor, the
+    ai-edge-litert package, is not a dependency of tfllm yet)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        return tf.lite.Interpreter(model_path=path, **kwargs)
+
+
+def write_metadata(path, metadata):
+    with open(path + ".tmp", "w") as f:
+        json.dump(metadata, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def _write_atomically(path, write):
+    """Runs write(tmp) on a temporary sibling of `path`, then moves it into place: a
+    failed export leaves nothing half-written."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
+    tmp = os.path.join(tmp_dir, os.path.basename(path))
+    try:
+        write(tmp)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)

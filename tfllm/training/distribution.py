@@ -1,0 +1,106 @@
+"""Choosing where training runs: tf.distribute strategies and DTensor meshes by name.
+
+    auto          TPU if one is configured (TPU_NAME), else every GPU (mirrored) or the
+                  logical CPUs (mirrored when --cpu_devices > 1), else one device
+    one_device    the first GPU, else the CPU
+    mirrored      synchronous data parallelism over the local GPUs (or logical CPUs)
+    multi_worker  synchronous data parallelism over the workers of TF_CONFIG
+    tpu           TPUStrategy over TPUClusterResolver (TPU_NAME, or a TPU VM's own TPU)
+    dtensor       a DTensor mesh (--mesh=batch:2,model:2): data parallel over `batch`,
+                  the Transformer's heads and MLP units split over `model`
+
+Every strategy keeps the same global batch (train.batch_size, split across replicas) and
+the same loss (the mean over the global batch's tokens), so a config trains the same
+model under any of them.
+"""
+
+import os
+
+import tensorflow as tf
+
+from tfllm.errors import UserError
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu", "dtensor")
+
+
+def split_cpu(num_devices):
+    """Splits the host CPU into `num_devices` logical devices (before TensorFlow starts
+    its runtime), so mirrored and DTensor runs can be tried on one machine."""
+    if num_devices <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+    except RuntimeError:
+        existing = len(tf.config.list_logical_devices("CPU"))
+        if existing != num_devices:
+            raise UserError(f"the CPU is already split into {existing} devices in this process; "
+                            f"cannot make {num_devices}.") from None
+
+
+def make_strategy(name, cpu_devices=0, mesh=None):
+    """The strategy called `name`, on `cpu_devices` logical CPUs if > 1."""
+    if name not in STRATEGIES:
+        raise UserError(f"unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}.")
+    if mesh and name != "dtensor":
+        raise UserError(f"--mesh is for --strategy=dtensor, not {name}; drop it or use dtensor.")
+    split_cpu(cpu_devices)
+    if name == "auto":
+        if os.environ.get("TPU_NAME"):
+            name = "tpu"
+        elif os.environ.get("TF_CONFIG"):
+            name = "multi_worker"
+    # Multi-worker and TPU strategies configure the runtime: nothing may start it before.
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise UserError("--strategy=multi_worker needs TF_CONFIG (the cluster and this "
+                            "worker's task); tools/launch_workers.py sets it for local workers.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=os.environ.get("TPU_NAME", "local"))
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if name == "auto":
+        if len(gpus) > 1 or len(cpus) > 1:
+            name = "mirrored"
+        else:
+            return tf.distribute.get_strategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0])
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or cpus
+        return tf.distribute.MirroredStrategy(devices)
+    raise UserError("--strategy=dtensor takes a --mesh (e.g. --mesh=batch:2,model:2).")
+
+
+def check_batch(strategy, batch_size, grad_accum_steps=1, key="train.batch_size"):
+    """Raises UserError unless the global batch splits evenly across replicas and
+    micro-batches."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % (replicas * grad_accum_steps):
+        parts = f"{replicas} replicas" + (f" x {grad_accum_steps} micro-batches"
+                                          if grad_accum_steps > 1 else "")
+        raise UserError(f"{key}={batch_size} does not split across {parts}; use a multiple of "
+                        f"{replicas * grad_accum_steps} (--config.{key}=...).")
+
+
+def is_chief(strategy):
+    """Whether this process writes the run's checkpoints and metrics (TensorFlow's rule:
+    the chief, or worker 0 when the cluster has no chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type is None or task_type == "chief" or (
+        task_type == "worker" and task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def worker_id(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return f"{resolver.task_type}_{resolver.task_id}" if resolver is not None else "local"
