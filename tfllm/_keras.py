@@ -26,3 +26,14 @@ def fresh_initializer(initializer):
     return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(initializer)))
 
 __all__ = ["keras", "register", "fresh_initializer"]
+
+
+def map_layouts(model, layout_map):
+    """Re-creates the variables a subclassed `model` made under `layout_map.scope()` as
+    DTensor variables with their layouts. tf_keras does this itself only on a model's
+    first call, and only if the model was not built in its constructor (tfllm's are, so
+    they have weights at once); this calls the same tf_keras function directly."""
+    from tf_keras.src.dtensor import layout_map as layout_map_lib
+
+    layout_map_lib._map_subclass_model_variable(model, layout_map)
+    return model

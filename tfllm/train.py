@@ -37,8 +37,14 @@ def main(argv):
     run_dir = FLAGS.run_dir or os.path.join("runs", config_name)
     from tfllm.training import Trainer, distribution  # TensorFlow loads once the config is valid
 
-    strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.mesh)
-    summary = Trainer(config, run_dir, init_from=FLAGS.init_from, strategy=strategy).train()
+    strategy = mesh = None
+    if FLAGS.strategy == "dtensor":
+        mesh = distribution.parse_mesh(FLAGS.mesh, FLAGS.cpu_devices)
+        distribution.check_mesh_fits(config.model, mesh)
+    else:
+        strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.mesh)
+    summary = Trainer(config, run_dir, init_from=FLAGS.init_from, strategy=strategy,
+                      mesh=mesh).train()
     if summary["final_val_loss"] is not None:
         print(f"done: step {summary['step']}, val_loss {summary['final_val_loss']:.4f}, "
               f"best {summary['best_val_loss']:.4f}; run directory {run_dir}")

@@ -63,9 +63,7 @@ class GPT(PresetMixin, keras.Model):
             raise ValueError(f"Unknown position {position!r}; use 'learned' or 'rope'.")
         if hidden_dim % num_heads:
             raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}.")
-        if intermediate_dim is None:
-            intermediate_dim = (64 * math.ceil(8 * hidden_dim / 3 / 64) if activation == "swiglu"
-                                else 4 * hidden_dim)
+        intermediate_dim = intermediate_dim or default_intermediate_dim(hidden_dim, activation)
         self.vocab_size = vocab_size
         self.num_layers = num_layers
         self.num_heads = num_heads
@@ -125,6 +123,37 @@ class GPT(PresetMixin, keras.Model):
             x = block(x, training=training)
         return self._logits(x)  # (B, T, V)
 
+    def layout_map(self, mesh, batch_axis="batch", model_axis="model"):
+        """A tf_keras LayoutMap splitting this GPT over a DTensor mesh by role (Megatron's
+        tensor parallelism): query/key/value heads and the MLP's hidden units over
+        `model_axis` (their output projections over the same axis, so each device holds
+        whole heads and units), the token embedding over its width; norms, output
+        biases and the position table replicated. The batch goes over `batch_axis`
+        (the dataset's layout, not the map's).
+
+        Raises ValueError if a split size does not divide by the model axis.
+        """
+        from tensorflow.experimental import dtensor
+
+        parts = mesh.dim_size(model_axis) if model_axis in mesh.dim_names else 1
+        check_model_axis(self.get_config(), parts, model_axis)
+        m = model_axis if parts > 1 else dtensor.UNSHARDED
+        u = dtensor.UNSHARDED
+
+        def layout(*specs):
+            return dtensor.Layout(list(specs), mesh)
+
+        layouts = keras.dtensor.experimental.LayoutMap(mesh=mesh)  # default: replicated
+        layouts[r".*attention\.(query|key|value)\.kernel"] = layout(u, m, u)  # (D, heads, hs)
+        layouts[r".*attention\.(query|key|value)\.bias"] = layout(m, u)
+        layouts[r".*attention\.attention_output\.kernel"] = layout(m, u, u)  # (heads, hs, D)
+        layouts[r".*mlp\.(mlp_in|mlp_gate)\.kernel"] = layout(u, m)  # (D, F)
+        layouts[r".*mlp\.(mlp_in|mlp_gate)\.bias"] = layout(m)
+        layouts[r".*mlp\.mlp_out\.kernel"] = layout(m, u)  # (F, D)
+        layouts[r".*token_embedding\.embeddings"] = layout(u, m)  # (V, D)
+        layouts[r".*lm_head\.kernel"] = layout(m, u)  # (D, V)
+        return layouts
+
     def init_cache(self, batch_size, length):
         """A zero cache for `length` positions: a list of L tensors (S, B, 2, K, hs), one
         per block (a list, so a decode loop updates each in place)."""
@@ -170,3 +199,23 @@ class GPT(PresetMixin, keras.Model):
             "tie_embeddings": self.tie_embeddings,
             "rope_max_wavelength": self.rope_max_wavelength, "init_std": self.init_std,
         }
+
+
+def default_intermediate_dim(hidden_dim, activation):
+    """The MLP width when none is given: 4 D, or 8/3 D rounded up to 64 for SwiGLU."""
+    return 64 * math.ceil(8 * hidden_dim / 3 / 64) if activation == "swiglu" else 4 * hidden_dim
+
+
+def check_model_axis(config, parts, axis="model"):
+    """Raises ValueError unless the sizes a layout map splits (heads, key/value heads,
+    MLP units, width) of a GPT config (its get_config(), or a config's model section)
+    divide by `parts`, the size of the mesh's model axis."""
+    heads = config["num_heads"]
+    sizes = [("num_heads", heads), ("num_kv_heads", config.get("num_kv_heads") or heads),
+             ("intermediate_dim", config.get("intermediate_dim") or default_intermediate_dim(
+                 config["hidden_dim"], config.get("activation", "gelu"))),
+             ("hidden_dim", config["hidden_dim"])]
+    for key, size in sizes:
+        if size % parts:
+            raise ValueError(f"model.{key}={size} does not split over the mesh's {axis} axis "
+                             f"of {parts}; use a multiple of {parts}.")

@@ -52,8 +52,10 @@ class Evaluator(StepCallback):
         if not self.due(step):
             return
         start = time.perf_counter()
-        val_loss = self.model.evaluate(self.dataset, steps=self.steps, verbose=0,
-                                       return_dict=True)["loss"]
+        self.model.evaluate(self.dataset, steps=self.steps, verbose=0)
+        # The tracker itself, read after evaluate returns (under DTensor the value a step
+        # returns can miss that step's own update).
+        val_loss = float(self.model.eval_loss.result())
         logs.update(val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 50.0)),
                     val_bits_per_token=val_loss / math.log(2),
                     eval_seconds=time.perf_counter() - start)

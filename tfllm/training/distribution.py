@@ -75,13 +75,13 @@ def make_strategy(name, cpu_devices=0, mesh=None):
     if name == "mirrored":
         devices = [d.name for d in gpus] or cpus
         return tf.distribute.MirroredStrategy(devices)
-    raise UserError("--strategy=dtensor takes a --mesh (e.g. --mesh=batch:2,model:2).")
+    raise UserError("--strategy=dtensor makes a mesh, not a strategy: use parse_mesh.")
 
 
-def check_batch(strategy, batch_size, grad_accum_steps=1, key="train.batch_size"):
-    """Raises UserError unless the global batch splits evenly across replicas and
-    micro-batches."""
-    replicas = strategy.num_replicas_in_sync
+def check_batch(strategy, batch_size, grad_accum_steps=1, key="train.batch_size", replicas=None):
+    """Raises UserError unless the global batch splits evenly across replicas (the
+    strategy's, or `replicas`) and micro-batches."""
+    replicas = replicas or strategy.num_replicas_in_sync
     if batch_size % (replicas * grad_accum_steps):
         parts = f"{replicas} replicas" + (f" x {grad_accum_steps} micro-batches"
                                           if grad_accum_steps > 1 else "")
@@ -104,3 +104,96 @@ def is_chief(strategy):
 def worker_id(strategy):
     resolver = getattr(strategy, "cluster_resolver", None)
     return f"{resolver.task_type}_{resolver.task_id}" if resolver is not None else "local"
+
+
+MESH_AXES = ("batch", "model")
+
+
+def parse_mesh(spec, cpu_devices=0):
+    """A DTensor mesh from `batch:2,model:2` over this machine's GPUs (or logical CPUs).
+
+    Axes are `batch` (data parallel) and `model` (tensor parallel); a missing axis has
+    size 1. The mesh must use every device."""
+    from tensorflow.experimental import dtensor
+
+    if not spec:
+        raise UserError("--strategy=dtensor needs --mesh, e.g. --mesh=batch:2,model:2.")
+    sizes = {}
+    for part in spec.split(","):
+        name, _, size = part.partition(":")
+        if name not in MESH_AXES or not size.isdigit() or int(size) < 1 or name in sizes:
+            raise UserError(f"--mesh={spec} is not a mesh; write axis:size pairs of the axes "
+                            f"{' and '.join(MESH_AXES)}, e.g. --mesh=batch:2,model:2.")
+        sizes[name] = int(size)
+    split_cpu(cpu_devices)
+    device_type = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    devices = tf.config.list_logical_devices(device_type)
+    total = sizes.get("batch", 1) * sizes.get("model", 1)
+    if total != len(devices):
+        raise UserError(f"--mesh={spec} has {total} devices but this process has {len(devices)} "
+                        f"{device_type} devices; make the axes multiply to {len(devices)}"
+                        + (" or pass --cpu_devices=" + str(total) if device_type == "CPU" else "") + ".")
+    dims = [(axis, sizes.get(axis, 1)) for axis in MESH_AXES]
+    return dtensor.create_mesh(dims, device_type=device_type)
+
+
+def check_mesh_fits(model_cfg, mesh):
+    """Raises UserError unless the config's model can be split over the mesh."""
+    from tfllm.models.gpt import check_model_axis
+
+    if model_cfg.name != "gpt":
+        raise UserError("--strategy=dtensor splits the GPT; for a recurrent model use "
+                        "--strategy=mirrored or multi_worker.")
+    if model_cfg.position != "rope":
+        raise UserError("on a DTensor mesh the GPT needs --config.model.position=rope (TF 2.21's "
+                        "DTensor crashes on the learned position table's lookup).")
+    try:
+        check_model_axis(model_cfg.to_dict(), mesh.dim_size("model"))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def shard_model(model, mesh):
+    """A copy of `model` whose variables are DTensors laid out by `model.layout_map(mesh)`,
+    holding `model`'s weights (so a sharded run starts where a single-device one does)."""
+    from tensorflow.experimental import dtensor
+
+    from tfllm._keras import map_layouts
+
+    if not hasattr(model, "layout_map"):
+        raise UserError(f"a {type(model).__name__} has no DTensor layouts; --strategy=dtensor "
+                        "splits the GPT (use mirrored or multi_worker for recurrent models).")
+    try:
+        layouts = model.layout_map(mesh)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    with layouts.scope():
+        sharded = type(model).from_config(model.get_config())
+    map_layouts(sharded, layouts)
+    for target, source in zip(sharded.variables, model.variables):
+        value = dtensor.copy_to_mesh(source, dtensor.Layout.replicated(mesh, len(source.shape)))
+        target.assign(dtensor.relayout(value, dtensor.fetch_layout(target)))
+    return sharded
+
+
+def replicated_variable(mesh, value, name):
+    """A scalar or small tf.Variable replicated on every device of the mesh."""
+    from tensorflow.experimental import dtensor
+
+    value = tf.constant(value)
+    return dtensor.DVariable(dtensor.copy_to_mesh(
+        value, dtensor.Layout.replicated(mesh, len(value.shape))), name=name, trainable=False)
+
+
+def gather_model(sharded, mesh):
+    """A one-device copy of a sharded model, holding its whole weights (for sampling)."""
+    from tensorflow.experimental import dtensor
+
+    def whole(variable):
+        value = tf.convert_to_tensor(variable)
+        return dtensor.unpack(dtensor.relayout(
+            value, dtensor.Layout.replicated(mesh, len(value.shape))))[0].numpy()
+
+    model = type(sharded).from_config(sharded.get_config())
+    model.set_weights([whole(v) for v in sharded.variables])
+    return model

@@ -48,8 +48,9 @@ class Trainer:
     tokenizer match) is checked before anything is written; a fresh run directory that
     fails before its first checkpoint is removed again.
 
-    Under a strategy (`strategy`, default the current one) the same config trains the
-    same model: train.batch_size is the global batch, split across replicas. With several
+    Under a strategy (`strategy`, default the current one) or on a DTensor `mesh` the
+    same config trains the same model: train.batch_size is the global batch, split
+    across replicas (the mesh's batch axis). With several
     workers, all restore the chief's newest checkpoint; only the chief writes the run
     directory, metrics and output, the others save into a scratch directory
     (run_dir/.workers/<task>) that is removed when they finish, as TensorFlow prescribes.
@@ -59,10 +60,11 @@ class Trainer:
         >>> summary = Trainer(default.get_config(), "runs/demo").train()
     """
 
-    def __init__(self, config, run_dir, init_from=None, print_fn=print, strategy=None):
+    def __init__(self, config, run_dir, init_from=None, print_fn=print, strategy=None, mesh=None):
         self.config = config_lib.validate(config)
         self.run_dir = run_dir
         self.init_from = init_from
+        self.mesh = mesh
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = distribution.is_chief(self.strategy)
         self.print_fn = print_fn if self.chief else (lambda *args: None)
@@ -140,14 +142,16 @@ class Trainer:
     def _run(self, tokenizer, store, resuming):
         cfg, t = self.config, self.config.train
         strategy = self.strategy
-        distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps)
-        distribution.check_batch(strategy, cfg.eval.batch_size, key="eval.batch_size")
+        replicas = self.mesh.dim_size("batch") if self.mesh is not None else None
+        distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
+        distribution.check_batch(strategy, cfg.eval.batch_size, key="eval.batch_size",
+                                 replicas=replicas)
         if self.chief and not resuming:
             self._write_run_files(tokenizer, store)
         elif self.chief and self._tokenized:
             store.save(self._tokens_path(), self._cache_key)
         apply_runtime_settings(cfg)
-        setup = build_training_setup(cfg, tokenizer.vocab_size, strategy)
+        setup = build_training_setup(cfg, tokenizer.vocab_size, strategy, self.mesh)
         model, optimizer, schedule = setup.model, setup.optimizer, setup.schedule
         with strategy.scope():
             best_val_loss = tf.Variable(math.inf, trainable=False, name="best_val_loss")
@@ -183,9 +187,9 @@ class Trainer:
 
         seq_len = cfg.model.max_length
         train_ds = self._distribute(lambda context: train_dataset(
-            store.train, seq_len, t.batch_size, cfg.seed, start_step, context))
+            store.train, seq_len, t.batch_size, cfg.seed, start_step, context), t.batch_size)
         val_ds = self._distribute(lambda context: eval_dataset(
-            store.val, eval_length(cfg), cfg.eval.batch_size, context))
+            store.val, eval_length(cfg), cfg.eval.batch_size, context), cfg.eval.batch_size)
         eval_steps = len(eval_windows(store.val, eval_length(cfg), cfg.eval.batch_size)[0]) // cfg.eval.batch_size
         evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss, eval_steps)
         callbacks = [evaluator]
@@ -218,9 +222,18 @@ class Trainer:
     def _scratch_dir(self):
         return os.path.join(self.run_dir, ".workers", distribution.worker_id(self.strategy))
 
-    def _distribute(self, dataset_fn):
+    def _distribute(self, dataset_fn, batch_size):
         """The dataset, or under a strategy its per-replica split: each replica gets its
-        slice of every global batch (tfllm.data.train_dataset's input_context)."""
+        slice of every global batch (tfllm.data.train_dataset's input_context); on a
+        mesh, a DTensorDataset of the same global batches split over the batch axis."""
+        if self.mesh is not None:
+            from tensorflow.experimental import dtensor
+
+            dataset = dataset_fn(None).unbatch()
+            rank1 = dtensor.Layout.batch_sharded(self.mesh, "batch", rank=2)
+            layouts = tuple(rank1 for _ in dataset.element_spec)
+            return dtensor.DTensorDataset(dataset, mesh=self.mesh, layouts=layouts,
+                                          global_batch_size=batch_size, batch_dim="batch")
         if not tf.distribute.has_strategy() and self.strategy is tf.distribute.get_strategy():
             return dataset_fn(None)
         return self.strategy.distribute_datasets_from_function(dataset_fn)
@@ -242,6 +255,8 @@ class Trainer:
                    "final_val_loss": history[-1][1] if history else None,
                    "best_val_loss": float(best_val_loss.numpy())}
         if s.length and self.chief:
+            if self.mesh is not None:
+                model = distribution.gather_model(model, self.mesh)
             prompt = tokenizer.encode(s.prompt)
             limit = model.max_length - len(prompt)
             learned = self.config.model.name == "gpt" and self.config.model.position == "learned"

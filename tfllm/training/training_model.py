@@ -61,6 +61,15 @@ class TrainingModel(keras.Model):
         return self.lm(token_ids, training=training)
 
     def train_step(self, data):
+        loss, grads = self.loss_and_gradients(data)
+        self.optimizer.apply_gradients(zip(grads, self.lm.trainable_variables))
+        self.train_loss.update_state(loss)
+        # The step's own loss; the mean since the last log is `train_loss.result()`, read
+        # outside the step (under DTensor a read in the step can precede the update).
+        return {"loss": loss}
+
+    def loss_and_gradients(self, data):
+        """(global mean loss, gradients of the LM's trainable variables) of one batch."""
         inputs, targets = data[0], data[1]
         context = tf.distribute.get_replica_context()
         # Normalize by the global token count: summing replica gradients gives the mean.
@@ -86,12 +95,27 @@ class TrainingModel(keras.Model):
             grads = self.optimizer.get_unscaled_gradients(grads)
         if self.mesh is not None:  # DTensor cannot scatter into a variable (sparse updates)
             grads = [tf.convert_to_tensor(g) for g in grads]
-        self.optimizer.apply_gradients(zip(grads, variables))
-        loss = context.all_reduce(tf.distribute.ReduceOp.SUM, loss)
-        self.train_loss.update_state(loss)
-        # The step's own loss; the mean since the last log is `train_loss.result()`, read
-        # outside the step (under DTensor a read in the step can precede the update).
-        return {"loss": loss}
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, loss), grads
+
+    def make_train_function(self, force=False):
+        if self.mesh is None:
+            return super().make_train_function(force)
+        if self.train_function is not None and not force:
+            return self.train_function
+        # On a DTensor mesh the gradients are one compiled function, the update runs
+        # eagerly: DTensor's expansion of a compiled update reads an optimizer slot before
+        # the write that precedes it (TF 2.21), so a compiled AdamW or momentum step
+        # applies the previous step's moments. Eagerly every op runs in order.
+        gradients = tf.function(self.loss_and_gradients)
+
+        def train_function(iterator):
+            loss, grads = gradients(next(iterator))
+            self.optimizer.apply_gradients(zip(grads, self.lm.trainable_variables))
+            self.train_loss.update_state(loss)
+            return {"loss": loss}
+
+        self.train_function = train_function
+        return train_function
 
     def test_step(self, data):
         inputs, targets, weights = data

@@ -9,6 +9,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfllm._keras import keras
+from tfllm.errors import UserError
 from tfllm.training.model_factory import build_model
 from tfllm.training.optimizers import build_optimizer
 from tfllm.training.schedules import Scaled, build_schedule
@@ -83,19 +84,23 @@ def xla_works(strategy):
     return not any("CPU" in device.upper() for device in devices)
 
 
-def build_training_setup(cfg, vocab_size, strategy=None):
+def build_training_setup(cfg, vocab_size, strategy=None, mesh=None):
     """Builds and compiles the training objects of `cfg` for a `vocab_size` vocabulary.
 
     Args:
         cfg: a validated config (see configs/base.py).
         vocab_size: V of the run's tokenizer.
         strategy: the tf.distribute strategy; the default strategy when None.
+        mesh: a DTensor mesh (instead of a strategy): the model is built as on one
+            device, then sharded by its layout map (tfllm.training.distribution).
 
     Example:
         >>> setup = build_training_setup(config, tokenizer.vocab_size)
         >>> setup.task.fit(train_dataset(...), steps_per_epoch=100)
     """
     t = cfg.train
+    if mesh is not None:
+        return _build_on_mesh(cfg, vocab_size, mesh)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(cfg.model, vocab_size)
@@ -109,4 +114,22 @@ def build_training_setup(cfg, vocab_size, strategy=None):
                      weighted_metrics=[],
                      steps_per_execution=t.steps_per_execution)
         optimizer.build(model.trainable_variables)
+    return TrainingSetup(model, task, optimizer, schedule, lr_scale)
+
+
+def _build_on_mesh(cfg, vocab_size, mesh):
+    from tfllm.training.distribution import replicated_variable, shard_model
+
+    t = cfg.train
+    if t.precision != "float32" or t.grad_accum_steps > 1 or cfg.model.get("dropout", 0.0):
+        raise UserError("on a DTensor mesh tfllm trains in float32 without gradient accumulation "
+                        "or dropout; set train.precision=float32, train.grad_accum_steps=1 and "
+                        "model.dropout=0.")
+    model = shard_model(build_model(cfg.model, vocab_size), mesh)
+    lr_scale = replicated_variable(mesh, 1.0, "lr_scale")
+    schedule = Scaled(build_schedule(t, t.steps), lr_scale)
+    optimizer = build_optimizer(t, schedule, mesh=mesh)
+    task = TrainingModel(model, mesh=mesh)
+    # No XLA: DTensor runs its own SPMD expansion of the step.
+    task.compile(optimizer=optimizer, weighted_metrics=[], steps_per_execution=t.steps_per_execution)
     return TrainingSetup(model, task, optimizer, schedule, lr_scale)
