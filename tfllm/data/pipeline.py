@@ -74,6 +74,12 @@ def _per_replica(local, *tensors):
         tuple(tf.reshape(t, tf.concat([[local, -1], tf.shape(t)[1:]], 0)) for t in tensors))
 
 
+def eval_batches(num_tokens, seq_len, batch_size):
+    """How many batches `eval_windows` makes of a split of `num_tokens` tokens."""
+    num_windows = -(-(num_tokens - 1) // seq_len)
+    return -(-num_windows // batch_size)
+
+
 def eval_windows(tokens, seq_len, batch_size):
     """Every token of a split as non-overlapping windows, padded to whole batches.
 
@@ -86,8 +92,7 @@ def eval_windows(tokens, seq_len, batch_size):
     if num_targets < 1:
         raise ValueError("the validation split has fewer than 2 tokens; use a longer corpus or "
                          "a larger data.val_fraction.")
-    num_windows = -(-num_targets // seq_len)
-    num_windows = -(-num_windows // batch_size) * batch_size
+    num_windows = eval_batches(len(tokens), seq_len, batch_size) * batch_size
     padded = np.zeros(num_windows * seq_len + 1, np.int32)
     padded[:len(tokens)] = tokens
     weights = np.zeros(num_windows * seq_len, np.float32)

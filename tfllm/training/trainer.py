@@ -12,7 +12,7 @@ import tensorflow as tf
 from tfllm import config as config_lib
 from tfllm.data import (DEFAULT_CORPUS, TokenStore, describe_source, eval_dataset,
                         read_configured_corpus, train_dataset)
-from tfllm.data.pipeline import eval_windows
+from tfllm.data.pipeline import eval_batches
 from tfllm.errors import UserError
 from tfllm.inference import generate
 from tfllm.tokenizers import load_tokenizer, train_tokenizer
@@ -50,10 +50,10 @@ class Trainer:
 
     Under a strategy (`strategy`, default the current one) or on a DTensor `mesh` the
     same config trains the same model: train.batch_size is the global batch, split
-    across replicas (the mesh's batch axis). With several
-    workers, all restore the chief's newest checkpoint; only the chief writes the run
-    directory, metrics and output, the others save into a scratch directory
-    (run_dir/.workers/<task>) that is removed when they finish, as TensorFlow prescribes.
+    across replicas (the mesh's batch axis). With several workers, all restore the
+    chief's newest checkpoint; only the chief writes the run directory, metrics and
+    output, the others save into a scratch directory (run_dir/.workers/<task>) that is
+    removed when they finish, as TensorFlow prescribes.
 
     Example:
         >>> from tfllm.configs import default
@@ -190,7 +190,7 @@ class Trainer:
             store.train, seq_len, t.batch_size, cfg.seed, start_step, context), t.batch_size)
         val_ds = self._distribute(lambda context: eval_dataset(
             store.val, eval_length(cfg), cfg.eval.batch_size, context), cfg.eval.batch_size)
-        eval_steps = len(eval_windows(store.val, eval_length(cfg), cfg.eval.batch_size)[0]) // cfg.eval.batch_size
+        eval_steps = eval_batches(len(store.val), eval_length(cfg), cfg.eval.batch_size)
         evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss, eval_steps)
         callbacks = [evaluator]
         if t.reduce_on_plateau:
