@@ -39,15 +39,12 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
     from tfllm.errors import UserError
     from tfllm.training.run_directory import load_run
     from tfllm.training.training_model import TrainingModel
-    from tfllm.training.training_setup import eval_length
+    from tfllm.training.training_setup import checked_window
 
     config, tokenizer, model = load_run(run_dir, checkpoint)
     if tflite is not None:
         seq_len = seq_len or _tflite_window(tflite)
-    window = seq_len or eval_length(config)
-    if config.model.name == "gpt" and window > config.model.max_length:
-        raise UserError(f"--seq_len={window} exceeds the GPT's context of "
-                        f"{config.model.max_length}; use --seq_len={config.model.max_length} or less.")
+    window = checked_window(config, seq_len)
     d = config.data
     text = read_configured_corpus(d, data)
     try:

@@ -27,8 +27,8 @@ FLAGS = flags.FLAGS
 def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0):
     """Exports a run; returns {"path", "files": {name: bytes}}."""
     from tfllm.inference import exporting
-    from tfllm.training.run_directory import CONFIG_FILE, load_run
-    from tfllm.training.training_setup import eval_length
+    from tfllm.training.run_directory import CONFIG_FILE, load_run, write_json
+    from tfllm.training.training_setup import checked_window
 
     config, tokenizer, model = load_run(run_dir, checkpoint)
     output = output or os.path.join(run_dir, "export", fmt)
@@ -38,17 +38,14 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0):
                  if os.path.exists(os.path.join(run_dir, name))}
         exporting.export_saved_model(model, tokenizer, output, extra)
         return {"path": output, "files": {"saved_model": _tree_size(output)}}
-    window = seq_len or eval_length(config)
-    if config.model.name == "gpt" and window > config.model.max_length:
-        raise cli.UserError(f"--seq_len={window} exceeds the GPT's context of "
-                            f"{config.model.max_length}; use --seq_len={config.model.max_length} or less.")
+    window = checked_window(config, seq_len)
     files = {}
     os.makedirs(output, exist_ok=True)
     for variant in exporting.TFLITE_VARIANTS:
         name = f"{variant}.tflite"
         files[name] = exporting.export_tflite(model, os.path.join(output, name), window, variant)
-    exporting.write_metadata(os.path.join(output, "tflite.json"),
-                             {"run_dir": os.path.abspath(run_dir), "seq_len": window, "files": files})
+    write_json(os.path.join(output, "tflite.json"),
+               {"run_dir": os.path.abspath(run_dir), "seq_len": window, "files": files})
     return {"path": output, "files": files}
 
 

@@ -4,7 +4,6 @@
 Dimensions: B batch, P prompt length, N new tokens, T positions, V vocabulary.
 """
 
-import json
 import os
 import shutil
 import tempfile
@@ -198,12 +197,6 @@ def tflite_interpreter(path, **kwargs):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
         return tf.lite.Interpreter(model_path=path, **kwargs)
-
-
-def write_metadata(path, metadata):
-    with open(path + ".tmp", "w") as f:
-        json.dump(metadata, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def _write_atomically(path, write):

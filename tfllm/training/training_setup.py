@@ -73,6 +73,16 @@ def eval_length(cfg):
     return cfg.eval.get("seq_len", 0) or cfg.model.max_length
 
 
+def checked_window(cfg, seq_len=0):
+    """The window to read a run's split in: `seq_len`, or the run's `eval_length`.
+    Raises UserError if a GPT would read past its context."""
+    window = seq_len or eval_length(cfg)
+    if cfg.model.name == "gpt" and window > cfg.model.max_length:
+        raise UserError(f"--seq_len={window} exceeds the GPT's context of "
+                        f"{cfg.model.max_length}; use --seq_len={cfg.model.max_length} or less.")
+    return window
+
+
 def xla_works(strategy):
     """Whether the step can be XLA-compiled under `strategy`: not with replicas on several
     logical CPU devices, where XLA places every replica's cluster on the first device and
