@@ -83,6 +83,7 @@ def get_config():
             precision="float32",  # "float32", "mixed_bfloat16" or "mixed_float16"
             xla=True,             # compile the train step with XLA (2x faster here in float32)
             steps_per_execution=1,  # train steps per compiled call; divides the intervals below
+            qat_start_step=-1,    # switch to int8 quantization-aware training at this step; -1 = never
             inter_op_threads=1,   # TensorFlow inter-op threads; 0 = TF's default (1 is faster on 2 cores)
             intra_op_threads=0,   # TensorFlow intra-op (matmul) threads; 0 = one per core
         ),

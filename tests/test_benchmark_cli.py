@@ -25,3 +25,27 @@ def test_benchmark_json_report():
 def test_benchmark_bad_peak_sizes_is_one_line():
     proc = run("tfllm.benchmark", "--config=tiny_test", "--peak_sizes=big")
     assert_one_line_error(proc, "--peak_sizes=big must be whole numbers")
+
+
+def test_benchmark_strategy_overhead_against_one_device():
+    proc = run("tfllm.benchmark", "--config=tiny_test", "--steps=3", "--warmup=1",
+               "--overhead=mirrored", "--overhead_devices=2", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    one, one_device, mirrored = result["overhead"]
+    assert one["run"] == "one device (no strategy)"
+    assert (one["replicas"], one["exchanged_bytes"]) == (1, 0)
+    assert (one_device["strategy"], one_device["replicas"]) == ("OneDeviceStrategy", 1)
+    assert (mirrored["run"], mirrored["replicas"]) == ("mirrored x2", 2)
+    assert mirrored["strategy"] == "MirroredStrategy"
+    # A ring all-reduce of the float32 gradients over 2 replicas: each sends 4 bytes/parameter.
+    assert mirrored["exchanged_bytes"] == 4 * result["params"]
+    assert mirrored["overhead_ms"] == mirrored["step_ms"]["median"] - one["step_ms"]["median"]
+    targets = {row["target"] for row in result["projection"]}
+    assert len(targets) == 2 and all(0 < row["efficiency_no_overlap"] <= row["efficiency_overlap"]
+                                     <= 1 for row in result["projection"])
+
+
+def test_benchmark_unknown_overhead_strategy_is_one_line():
+    proc = run("tfllm.benchmark", "--config=tiny_test", "--overhead=mirrored,ring")
+    assert_one_line_error(proc, "ring unknown; use some of mirrored,multi_worker,dtensor")

@@ -7,6 +7,13 @@ the dtype in use, the share of step time spent waiting for input, and peak memor
 Then it times generation from the same model: --generate_tokens new tokens of one
 sample with the KV cache / carried state, and (GPT) with the naive loop that recomputes
 the whole context every step.
+
+--strategy/--mesh/--cpu_devices time the step where `tfllm.train` would run it with the
+same flags. --overhead=mirrored,multi_worker,dtensor instead times each strategy's step
+at --overhead_devices (default 1, 2 and 4 logical CPU devices, or worker processes for
+multi_worker), each in a fresh process, against one device: on one machine the devices
+share the same cores, so the difference is the strategy's overhead, not a speed-up. It
+ends with the projection of docs/distributed.md (tfllm.training.scaling).
 """
 
 import datetime
@@ -27,6 +34,13 @@ flags.DEFINE_integer("warmup", 5, "Steps run before measuring (compilation, cach
 flags.DEFINE_list("peak_sizes", ["1024", "2048", "3072"], "Square matmul sizes for the peak.")
 flags.DEFINE_integer("generate_tokens", 256, "New tokens to time generation over; 0 = skip.",
                      lower_bound=0)
+flags.DEFINE_string("strategy", "auto", "Where the step runs, as tfllm.train --strategy.")
+flags.DEFINE_string("mesh", None, "DTensor mesh for --strategy=dtensor, e.g. batch:2,model:2.")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices.",
+                     lower_bound=0)
+flags.DEFINE_list("overhead", [], "Strategies whose per-step overhead to measure against one "
+                  "device: mirrored, multi_worker, dtensor.")
+flags.DEFINE_list("overhead_devices", ["1", "2", "4"], "Device (or worker) counts for --overhead.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
 FLAGS = flags.FLAGS
 
@@ -43,6 +57,9 @@ def report(result):
     lines += [
         f"model        {c['model']}, {result['params']:,} parameters, {c['precision']}, "
         f"XLA {'on' if c['xla'] else 'off'}, batch {c['batch_size']} x {c['seq_len']}, {c['optimizer']}",
+        f"strategy     {result['strategy']}: {result['replicas']} replica(s) x "
+        f"{result['model_devices']} model device(s), each sending "
+        f"{result['exchanged_bytes'] / 1e6:.2f} MB per step",
         f"step         {s['median']:.1f} ms median (p10 {s['p10']:.1f}, p90 {s['p90']:.1f}) "
         f"over {result['steps']} steps",
         f"throughput   {result['tokens_per_s']:,.0f} tokens/s",
@@ -66,6 +83,115 @@ def report(result):
     return "\n".join(lines)
 
 
+OVERHEAD_STRATEGIES = ("mirrored", "multi_worker", "dtensor")
+
+
+def overhead_runs(strategies, counts):
+    """(label, devices, benchmark flags, worker processes) of every step to time."""
+    runs = [("one device (no strategy)", 1, ["--strategy=auto"], 1),
+            ("one_device strategy", 1, ["--strategy=one_device"], 1)]
+    for name in strategies:
+        for n in counts:
+            if name == "mirrored":
+                runs.append((f"mirrored x{n}", n, ["--strategy=mirrored", f"--cpu_devices={n}"], 1))
+            elif name == "multi_worker":
+                runs.append((f"multi_worker x{n} processes", n, ["--strategy=multi_worker"], n))
+            else:
+                meshes = [f"batch:{n}"] + ([f"batch:{n // 2},model:2"] if n % 2 == 0 else [])
+                runs += [(f"dtensor {mesh}", n, ["--strategy=dtensor", f"--mesh={mesh}",
+                                                 f"--cpu_devices={n}"], 1) for mesh in meshes]
+    return runs
+
+
+def _last_json(text):
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def time_in_process(config_args, flags_, workers):
+    """Runs this benchmark (step only) in a fresh process (or `workers` local workers);
+    returns its result, or {"error": its last line}."""
+    import subprocess
+    import sys
+    import tempfile
+
+    command = ["-m", "tfllm.benchmark", *config_args, *flags_, "--json", "--peak_sizes=",
+               "--generate_tokens=0", f"--steps={FLAGS.steps}", f"--warmup={FLAGS.warmup}"]
+    if workers > 1 or "--strategy=multi_worker" in flags_:
+        from tfllm.launch_workers import launch
+
+        with tempfile.TemporaryDirectory() as log_dir:
+            code = launch(workers, command, log_dir)
+            with open(f"{log_dir}/worker_0.log") as f:
+                output = f.read()
+        stdout = stderr = output
+    else:
+        proc = subprocess.run([sys.executable, *command], capture_output=True, text=True)
+        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    result = _last_json(stdout) if code == 0 else None
+    if result is None:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else f"exit code {code}"}
+    return result
+
+
+def measure_overhead(config):
+    import sys
+
+    from tfllm.training import scaling
+
+    unknown = set(FLAGS.overhead) - set(OVERHEAD_STRATEGIES)
+    if unknown:
+        raise cli.UserError(f"--overhead={','.join(FLAGS.overhead)}: {', '.join(sorted(unknown))} "
+                            f"unknown; use some of {','.join(OVERHEAD_STRATEGIES)}.")
+    try:
+        counts = [int(n) for n in FLAGS.overhead_devices]
+    except ValueError:
+        counts = [0]
+    if min(counts) < 1:
+        raise cli.UserError(f"--overhead_devices={','.join(FLAGS.overhead_devices)} must be "
+                            "counts of at least 1, e.g. --overhead_devices=1,2,4.")
+    config_args = [arg for arg in sys.argv[1:] if arg.startswith("--config")]
+    rows = []
+    for label, devices, flags_, workers in overhead_runs(FLAGS.overhead, counts):
+        result = time_in_process(config_args, flags_, workers)
+        rows.append({"run": label, "devices": devices, **result})
+    base = rows[0]
+    if "error" in base:
+        raise cli.UserError(f"the one-device step failed: {base['error']}")
+    for row in rows:
+        if "error" not in row:
+            row["overhead_ms"] = row["step_ms"]["median"] - base["step_ms"]["median"]
+    t = config.train
+    projection = scaling.projection_table(config.model, base["params"], base["flops_per_token"],
+                                          t.batch_size, t.precision)
+    return {"overhead": rows, "projection": projection, "config": base["config"],
+            "params": base["params"], "flops_per_token": base["flops_per_token"]}
+
+
+def overhead_report(result):
+    from tfllm.training.scaling import format_bytes, format_projection
+
+    c = result["config"]
+    lines = [f"machine      {result['machine']}", f"date         {result['date']}",
+             f"model        {c['model']}, {result['params']:,} parameters, {c['precision']}, "
+             f"batch {c['batch_size']} x {c['seq_len']}",
+             "",
+             f"{'run':<30} {'step ms':>8} {'p10-p90':>13} {'overhead':>16} {'sent/device':>12}"]
+    base = result["overhead"][0]["step_ms"]["median"]
+    for row in result["overhead"]:
+        if "error" in row:
+            lines.append(f"{row['run']:<30} failed: {row['error']}")
+            continue
+        s = row["step_ms"]
+        lines.append(f"{row['run']:<30} {s['median']:8.1f} {s['p10']:6.1f}-{s['p90']:<6.1f} "
+                     f"{row['overhead_ms']:+8.1f} ({100 * row['overhead_ms'] / base:+4.0f}%) "
+                     f"{format_bytes(row['exchanged_bytes']):>12}"
+                     f"{'' if row['config']['xla'] else '  (no XLA)'}")
+    lines += ["", *format_projection(result["projection"])]
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
@@ -77,6 +203,22 @@ def main(argv):
     except ValueError:
         raise cli.UserError(f"--peak_sizes={','.join(FLAGS.peak_sizes)} must be whole numbers, "
                             "e.g. --peak_sizes=1024,2048.") from None
+    stamp = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    if FLAGS.overhead:
+        from tfllm.training import mfu
+
+        result = measure_overhead(config)
+        result.update(machine=mfu.machine_id(), **stamp)
+        print(json.dumps(result) if FLAGS.json else overhead_report(result))
+        return
+    from tfllm.training import distribution
+
+    strategy = mesh = None  # before anything lists devices (multi_worker needs that)
+    if FLAGS.strategy == "dtensor":
+        mesh = distribution.parse_mesh(FLAGS.mesh, FLAGS.cpu_devices)
+        distribution.check_mesh_fits(config.model, mesh)
+    else:
+        strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.mesh)
     from tfllm.training import mfu, throughput  # TensorFlow loads once the flags are valid
     from tfllm.training.training_setup import apply_thread_settings
 
@@ -86,15 +228,16 @@ def main(argv):
     if policy_dtype not in dtypes:
         dtypes.append(policy_dtype)
     peaks = {}
-    for dtype in dtypes:
+    for dtype in dtypes if sizes else []:  # --peak_sizes= (empty) skips the peak
         peaks[dtype] = mfu.measure_matmul_peak(dtype, sizes)
         if set(mfu.PEAK_SIZES) <= set(sizes):  # never cache a peak of smaller sizes than train's
             mfu.remember_peak(peaks[dtype])
+    single = mesh is None and strategy.num_replicas_in_sync == 1
     result = throughput.benchmark_training(config, FLAGS.steps, FLAGS.warmup, peaks,
-                                           FLAGS.generate_tokens)
-    result.update(machine=mfu.machine_id(), peaks=peaks,
-                  date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-    print(json.dumps(result) if FLAGS.json else report(result))
+                                           FLAGS.generate_tokens if single else 0, strategy, mesh)
+    result.update(machine=mfu.machine_id(), peaks=peaks, **stamp)
+    if mesh is not None or distribution.is_chief(strategy):
+        print(json.dumps(result) if FLAGS.json else report(result))
 
 
 if __name__ == "__main__":

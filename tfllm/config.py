@@ -26,7 +26,9 @@ NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.intra_op_threads", "eval.seq_len", "train.target_val_loss")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values.
-RUN_IDENTITY = ("seed", "data", "model", "train.batch_size")
+RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_step")
+# Values of keys newer than some saved runs, for comparing with those runs.
+DEFAULTS = {"train.qat_start_step": -1}
 
 
 def _get(config, dotted):
@@ -88,13 +90,27 @@ def validate(config):
     if t.steps % t.steps_per_execution:
         _fail("train.steps", t.steps,
               f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
+    qat = t.get("qat_start_step", -1)
+    if qat >= t.steps:
+        _fail("train.qat_start_step", qat, f"it must be below train.steps={t.steps} (or -1 for no "
+              "quantization-aware training)")
+    if qat >= 0 and t.precision != "float32":
+        _fail("train.qat_start_step", qat, "quantization-aware training runs in float32; set "
+              "train.precision=float32 or qat_start_step=-1")
+    if qat >= 0 and qat % t.steps_per_execution:
+        _fail("train.qat_start_step", qat,
+              f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
+    if qat < -1:
+        _fail("train.qat_start_step", qat, "use a step >= 0, or -1 for none")
     return config
 
 
 def identity_mismatch(saved, current):
     """The first RUN_IDENTITY key whose value differs between two configs (as dicts), or None."""
     for key in RUN_IDENTITY:
-        a, b = _get(saved, key), _get(current, key)
+        a, b = (_get(config, key) for config in (saved, current))
+        a = DEFAULTS.get(key) if a is None else a
+        b = DEFAULTS.get(key) if b is None else b
         if isinstance(a, dict) and isinstance(b, dict):
             for sub in sorted(set(a) | set(b)):
                 if a.get(sub) != b.get(sub):

@@ -7,6 +7,10 @@
 - tflite: the score function (token ids (B, T) -> logits (B, T, V)) as float32.tflite and
   dynamic_int8.tflite (int8 weights) in DIR/export/tflite/; evaluate either with
   `python -m tfllm.evaluate --run_dir=DIR --tflite=FILE`.
+- tflite_int8: a full-integer int8 model of the score function, DIR/export/tflite/int8.tflite:
+  int8 weights and activations, ranges from the quantization-aware training of a run with
+  train.qat_start_step (its fake-quant ops) and from --representative_windows windows of
+  the run's training data for the rest; of a float run, post-training quantization.
 """
 
 import os
@@ -17,21 +21,28 @@ from tfllm import cli
 
 flags.DEFINE_string("run_dir", None, "Run directory of a training run.", required=True)
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix; default the run's newest.")
-flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "What to export.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "tflite_int8"],
+                  "What to export.")
 flags.DEFINE_string("output", None, "Where to write; default DIR/export/<format>.")
 flags.DEFINE_integer("seq_len", 0, "tflite: the window the model reads; 0 = the run's "
                      "evaluation window.", lower_bound=0)
+flags.DEFINE_integer("representative_windows", 128, "tflite_int8: windows of training data "
+                     "that set the activation ranges.", lower_bound=0)
 FLAGS = flags.FLAGS
 
 
-def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0):
+def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representative_windows=128):
     """Exports a run; returns {"path", "files": {name: bytes}}."""
     from tfllm.inference import exporting
     from tfllm.training.run_directory import CONFIG_FILE, load_run, write_json
     from tfllm.training.training_setup import checked_window
 
+    if fmt == "tflite_int8" and representative_windows < 1:
+        raise cli.UserError("--representative_windows=0: a full-integer int8 model needs windows "
+                            "of training data to set the ranges of the activations that "
+                            "quantization-aware training does not fake-quantize; use e.g. 128.")
     config, tokenizer, model = load_run(run_dir, checkpoint)
-    output = output or os.path.join(run_dir, "export", fmt)
+    output = output or os.path.join(run_dir, "export", "tflite" if fmt == "tflite_int8" else fmt)
     if fmt == "saved_model":
         extra = {name: os.path.join(run_dir, name)
                  for name in (CONFIG_FILE, "tokenizer.json", "sentencepiece.model")
@@ -40,13 +51,37 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0):
         return {"path": output, "files": {"saved_model": _tree_size(output)}}
     window = checked_window(config, seq_len)
     files = {}
-    os.makedirs(output, exist_ok=True)
-    for variant in exporting.TFLITE_VARIANTS:
-        name = f"{variant}.tflite"
-        files[name] = exporting.export_tflite(model, os.path.join(output, name), window, variant)
-    write_json(os.path.join(output, "tflite.json"),
-               {"run_dir": os.path.abspath(run_dir), "seq_len": window, "files": files})
-    return {"path": output, "files": files}
+    if fmt == "tflite_int8":
+        windows = _training_windows(run_dir, config, window, representative_windows)
+        name = f"{exporting.INT8_VARIANT}.tflite"
+        files[name] = exporting.export_tflite(model, os.path.join(output, name), window,
+                                              exporting.INT8_VARIANT, windows)
+    else:
+        for variant in exporting.TFLITE_VARIANTS:
+            name = f"{variant}.tflite"
+            files[name] = exporting.export_tflite(model, os.path.join(output, name), window,
+                                                  variant)
+    listing = os.path.join(output, "tflite.json")
+    if os.path.exists(listing):  # keep the other format's files listed
+        import json
+
+        with open(listing) as f:
+            files = {**json.load(f).get("files", {}), **files}
+    write_json(listing, {"run_dir": os.path.abspath(run_dir), "seq_len": window, "files": files})
+    return {"path": output, "files": {name: files[name] for name in files
+                                      if (name == "int8.tflite") == (fmt == "tflite_int8")}}
+
+
+def _training_windows(run_dir, config, window, count):
+    """`count` windows of `window` tokens from the run's training split, at random
+    (seeded) places: the representative data of post-training / int8 conversion."""
+    import numpy as np
+
+    from tfllm.data import TokenStore
+
+    tokens = TokenStore(np.load(os.path.join(run_dir, "tokens.npy")), config.data.val_fraction).train
+    starts = np.random.default_rng(config.seed).integers(0, len(tokens) - window, count)
+    return np.stack([tokens[s:s + window] for s in starts]).astype(np.int32)
 
 
 def _tree_size(path):
@@ -57,7 +92,8 @@ def _tree_size(path):
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
-    result = export_run(FLAGS.run_dir, FLAGS.format, FLAGS.output, FLAGS.checkpoint, FLAGS.seq_len)
+    result = export_run(FLAGS.run_dir, FLAGS.format, FLAGS.output, FLAGS.checkpoint, FLAGS.seq_len,
+                        FLAGS.representative_windows)
     for name, size in result["files"].items():
         print(f"{name}: {size / 1e6:.2f} MB")
     print(f"wrote {result['path']}")

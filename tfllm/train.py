@@ -22,6 +22,8 @@ flags.DEFINE_string("strategy", "auto", "Where to train: auto, one_device, mirro
 flags.DEFINE_string("mesh", None, "DTensor mesh for --strategy=dtensor, e.g. batch:2,model:2.")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to try "
                      "mirrored or DTensor on one machine); 0 = leave it whole.", lower_bound=0)
+flags.DEFINE_integer("qat_start_step", None, "Switch to int8 quantization-aware training at "
+                     "this step (sets --config.train.qat_start_step; docs/quantization.md).")
 FLAGS = flags.FLAGS
 
 
@@ -32,6 +34,8 @@ def main(argv):
 
     from tfllm.config import validate
 
+    if FLAGS.qat_start_step is not None:
+        FLAGS.config.train.qat_start_step = FLAGS.qat_start_step
     config = validate(FLAGS.config)
     config_name = os.path.splitext(os.path.basename(config_flags.get_config_filename(FLAGS["config"])))[0]
     run_dir = FLAGS.run_dir or os.path.join("runs", config_name)

@@ -14,8 +14,10 @@ import tensorflow as tf
 
 from tfllm.errors import UserError
 from tfllm.inference.decoding import Decoder
+from tfllm.models import RecurrentLM
 
-TFLITE_VARIANTS = ("float32", "dynamic_int8")
+TFLITE_VARIANTS = ("float32", "dynamic_int8")  # what --format=tflite writes
+INT8_VARIANT = "int8"  # full integer: --format=tflite_int8
 
 
 class ServingModule(tf.Module):
@@ -144,13 +146,32 @@ def export_saved_model(model, tokenizer, path, extra_files=None):
     return path
 
 
-def export_tflite(model, path, seq_len, variant="float32"):
+def export_tflite(model, path, seq_len, variant="float32", representative=None):
     """Writes a TFLite model of the score function: token ids (B, seq_len) int32 ->
-    logits (B, seq_len, V) float32, B resizable. `variant` is "float32" or
-    "dynamic_int8" (int8 weights, float activations: tf.lite.Optimize.DEFAULT with no
-    representative data). Returns the file size in bytes."""
-    if variant not in TFLITE_VARIANTS:
-        raise UserError(f"unknown TFLite variant {variant!r}; use one of {list(TFLITE_VARIANTS)}.")
+    logits (B, seq_len, V) float32, B resizable. Returns the file size in bytes.
+
+    Variants:
+        float32       the float model.
+        dynamic_int8  int8 weights, float activations (tf.lite.Optimize.DEFAULT with no
+                      representative data).
+        int8          full integer: int8 weights and activations, only int8 builtin
+                      ops inside (token ids in, logits dequantized out). Activation ranges
+                      come from the model's fake-quant ops (a QAT model) and, for every
+                      other tensor, from `representative`: (N, seq_len) int32 windows of
+                      training data.
+    """
+    if variant not in TFLITE_VARIANTS + (INT8_VARIANT,):
+        raise UserError(f"unknown TFLite variant {variant!r}; use one of "
+                        f"{list(TFLITE_VARIANTS + (INT8_VARIANT,))}.")
+    if isinstance(model, RecurrentLM):
+        # TF 2.21's converter cannot lower the recurrent scan loop: with a dynamic batch its
+        # TensorList needs a static element shape; with a static batch int8 conversion crashes.
+        raise UserError(f"TFLite export of a {type(model).__name__} is not possible with TF "
+                        "2.21's converter (it cannot lower the recurrent loop); export "
+                        "--format=saved_model instead.")
+    if variant == INT8_VARIANT and (representative is None or not len(representative)):
+        raise UserError("a full-integer int8 model needs representative data to set its "
+                        "activation ranges; pass training windows (tfllm.export does).")
 
     @tf.function(input_signature=[tf.TensorSpec((None, seq_len), tf.int32, "token_ids")])
     def logits(token_ids):
@@ -158,9 +179,27 @@ def export_tflite(model, path, seq_len, variant="float32"):
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [logits.get_concrete_function()], model)
-    if variant == "dynamic_int8":
+    if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    flatbuffer = converter.convert()
+    if variant == INT8_VARIANT:
+        converter.representative_dataset = lambda: ([window[np.newaxis]]
+                                                    for window in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # Per-tensor int8 kernels, as quantization-aware training fake-quantizes them
+        # (tfllm.compression.qat); per-channel scales also cost 12 bytes a channel, which
+        # at tfllm's model sizes is 3% of the float file. (A private converter switch:
+        # TF 2.21 has no public one.)
+        converter._experimental_disable_per_channel = True
+    try:
+        flatbuffer = converter.convert()
+    except Exception as e:  # the converter raises ConverterError with pages of MLIR
+        if variant != INT8_VARIANT:
+            raise
+        reasons = [line.rsplit("error:", 1)[1].strip() for line in str(e).splitlines()
+                   if "error:" in line]
+        raise UserError(f"the TFLite converter cannot make this {type(model).__name__} "
+                        f"full-integer int8 ({(reasons or [str(e)])[0][:160]}); export "
+                        "--format=tflite (float32 and dynamic_int8) instead.") from None
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -174,6 +213,11 @@ def tflite_loss(path, inputs, targets, weights, batch_size=64):
     """Token-weighted mean cross-entropy of a TFLite score model over (inputs, targets,
     weights) windows (N, T) as `tfllm.data.eval_windows` makes them."""
     interpreter = tflite_interpreter(path, num_threads=os.cpu_count())
+    if is_full_integer(interpreter):
+        # TFLite's default XNNPACK delegate computes this model's int8 attention wrong
+        # (TF 2.21: a full-integer GPT scores 1.78 with it, 1.58 with the builtin kernels
+        # and 1.58 as the Keras model); its builtin int8 kernels are the reference.
+        interpreter = tflite_interpreter(path, num_threads=os.cpu_count(), reference=True)
     signature = interpreter.get_signature_runner()
     expected = interpreter.get_input_details()[0]["shape_signature"][1]
     if expected != inputs.shape[1]:
@@ -191,12 +235,22 @@ def tflite_loss(path, inputs, targets, weights, batch_size=64):
     return total / count
 
 
-def tflite_interpreter(path, **kwargs):
+def tflite_interpreter(path, reference=False, **kwargs):
     """tf.lite.Interpreter, without its deprecation warning (its successor, the
-    ai-edge-litert package, is not a dependency of tfllm yet)."""
+    ai-edge-litert package, is not a dependency of tfllm yet); `reference`: the builtin
+    kernels only, without the default (XNNPACK) delegate."""
+    if reference:
+        kwargs["experimental_op_resolver_type"] = \
+            tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
         return tf.lite.Interpreter(model_path=path, **kwargs)
+
+
+def is_full_integer(interpreter):
+    """Whether a TFLite model computes in int8 (a QUANTIZE op turns its input or its
+    embedding into int8), not only stores int8 weights."""
+    return any(op["op_name"] == "QUANTIZE" for op in interpreter._get_ops_details())
 
 
 def _write_atomically(path, write):

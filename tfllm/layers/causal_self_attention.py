@@ -10,6 +10,8 @@ import tensorflow as tf
 from tfllm._keras import fresh_initializer, keras, register
 from tfllm.layers.rotary_embedding import RotaryEmbedding
 
+MASK_MARGIN = 20.0
+
 
 @register("tfllm")
 class CausalSelfAttention(keras.layers.Layer):
@@ -66,6 +68,11 @@ class CausalSelfAttention(keras.layers.Layer):
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.output_kernel_initializer = keras.initializers.get(output_kernel_initializer)
+        # Fake quantization of the attention scores and probabilities, set by
+        # tfllm.compression.qat for quantization-aware training (None: float).
+        self.score_quantizer = None
+        self.prob_quantizer = None
+        self.mix_quantizer = None
 
     def build(self, input_shape):
         width = input_shape[-1]
@@ -131,10 +138,25 @@ class CausalSelfAttention(keras.layers.Layer):
         # Key index s holds position s, or (ring cache, once q_pos >= S) one of the last
         # S positions, all visible: so `s <= q_pos` masks the future and the empty slots.
         allowed = tf.range(k_len)[tf.newaxis, :] <= q_pos[:, tf.newaxis]  # (T, S)
-        scores = tf.where(allowed, scores, tf.constant(-1e9, tf.float32))
-        probs = tf.nn.softmax(scores, axis=-1)
+        # Masking without -1e9, which would take the whole range of an int8 scores tensor:
+        # a masked score is its row's lowest visible score minus MASK_MARGIN (masked
+        # entries fill in the row maximum, which never wins the minimum), so the
+        # normalizer depends on visible keys only and masked keys add at most e^-20 of a
+        # visible key's weight to it (< 1e-5 over 4096 keys); the masked probabilities
+        # are then zeroed, so nothing of a future key reaches the output.
+        row_max = tf.reduce_max(scores, axis=-1, keepdims=True)
+        visible_min = tf.reduce_min(tf.where(allowed, scores, row_max), axis=-1, keepdims=True)
+        floor = tf.stop_gradient(visible_min - MASK_MARGIN)
+        scores = tf.where(allowed, scores, floor)
+        if self.score_quantizer is not None:
+            scores = self.score_quantizer(scores, training=training)
+        probs = tf.where(allowed, tf.nn.softmax(scores, axis=-1), 0.0)
+        if self.prob_quantizer is not None:
+            probs = self.prob_quantizer(probs, training=training)
         probs = self.attention_dropout(tf.cast(probs, self.compute_dtype), training=training)
         out = tf.einsum("bkgts,bskh->btkgh", probs, v)  # (B, T, K, G, hs)
+        if self.mix_quantizer is not None:
+            out = self.mix_quantizer(out, training=training)
         return tf.reshape(out, [batch, q_len, self.num_heads, self._hs])  # (B, T, H, hs)
 
     def get_config(self):

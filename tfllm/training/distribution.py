@@ -89,6 +89,25 @@ def check_batch(strategy, batch_size, grad_accum_steps=1, key="train.batch_size"
                         f"{replicas * grad_accum_steps} (--config.{key}=...).")
 
 
+def distribute_dataset(dataset_fn, batch_size, strategy=None, mesh=None):
+    """`dataset_fn(input_context)` as the step consumes it: the plain dataset on one
+    device; under a strategy its per-replica split (each replica its slice of every
+    global batch, through the input context: tfllm.data.train_dataset); on a mesh a
+    DTensorDataset of the same global batches split over the `batch` axis."""
+    if mesh is not None:
+        from tensorflow.experimental import dtensor
+
+        dataset = dataset_fn(None).unbatch()
+        rank1 = dtensor.Layout.batch_sharded(mesh, "batch", rank=2)
+        layouts = tuple(rank1 for _ in dataset.element_spec)
+        return dtensor.DTensorDataset(dataset, mesh=mesh, layouts=layouts,
+                                      global_batch_size=batch_size, batch_dim="batch")
+    strategy = strategy or tf.distribute.get_strategy()
+    if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy():
+        return dataset_fn(None)
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
 def is_chief(strategy):
     """Whether this process writes the run's checkpoints and metrics (TensorFlow's rule:
     the chief, or worker 0 when the cluster has no chief)."""

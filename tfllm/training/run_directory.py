@@ -74,5 +74,21 @@ def load_run(run_dir, checkpoint=None):
                         "(checkpoints are saved every checkpoint.every steps).")
     tokenizer = load_tokenizer(run_dir)
     model = build_model(config.model, tokenizer.vocab_size)
+    match_checkpoint(model, path)
     tf.train.Checkpoint(model=model).restore(path).expect_partial()
     return config, tokenizer, model
+
+
+def checkpoint_is_quantized(path):
+    """Whether a checkpoint was saved from a quantization-aware model (tfmot's wrappers
+    keep an `optimizer_step` variable)."""
+    return any("/optimizer_step/" in name for name, _ in tf.train.list_variables(path))
+
+
+def match_checkpoint(model, path):
+    """Makes `model` quantization-aware when the checkpoint at `path` is, so that
+    restoring finds every variable (tensorflow-model-optimization loads only then)."""
+    if checkpoint_is_quantized(path):
+        from tfllm.compression.qat import quantize_built
+
+        quantize_built(model)

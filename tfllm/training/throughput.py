@@ -9,10 +9,12 @@ import resource
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from tfllm._keras import keras
 from tfllm.data import TokenStore, read_configured_corpus, train_dataset
 from tfllm.tokenizers import train_tokenizer
+from tfllm.training import distribution, scaling
 from tfllm.training.mfu import POLICY_DTYPES, flops_per_token
 from tfllm.training.training_setup import apply_runtime_settings, build_training_setup
 
@@ -48,7 +50,8 @@ def _input_ms_per_batch(dataset, batches=50):
     return 1e3 * (time.perf_counter() - start) / batches
 
 
-def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0):
+def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, strategy=None,
+                       mesh=None):
     """Times `steps` training steps of `cfg` after `warmup` steps.
 
     Args:
@@ -58,11 +61,14 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0):
             peak of the dtype the precision policy computes in, when given.
         generate_tokens: also time generating this many tokens from the model (one
             sample, cached and naive loops: tfllm.inference.throughput); 0 = skip.
+        strategy, mesh: where the step runs, as `tfllm.train --strategy` (the same
+            per-replica input and build as Trainer).
 
     Returns a dict: tokens_per_s, step_ms (median, p10, p90), flops_per_token, mfu,
     input_ms (time the input pipeline takes to make one batch), input_wait (input_ms as
     a share of the median step: an upper bound on the time a step waits for input, since
-    the pipeline prefetches on its own thread while the step runs), params, and the
+    the pipeline prefetches on its own thread while the step runs), params,
+    exchanged_bytes (what each device sends per step: tfllm.training.scaling) and the
     settings timed.
     """
     d, t = cfg.data, cfg.train
@@ -70,21 +76,34 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0):
     tokenizer = train_tokenizer(d.tokenizer, text, vocab_size=d.vocab_size,
                                 model_type=d.sp_model_type)
     tokens = TokenStore(tokenizer.encode_to_array(text, np.int32), d.val_fraction).train
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = mesh.dim_size("batch") if mesh is not None else strategy.num_replicas_in_sync
+    model_devices = mesh.dim_size("model") if mesh is not None else 1
+    distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
     apply_runtime_settings(cfg)
-    setup = build_training_setup(cfg, tokenizer.vocab_size)
+    setup = build_training_setup(cfg, tokenizer.vocab_size, strategy, mesh)
     seq_len = cfg.model.max_length
     tokens_per_step = t.batch_size * seq_len
-    dataset = train_dataset(tokens, seq_len, t.batch_size, cfg.seed)
+    dataset = distribution.distribute_dataset(
+        lambda context: train_dataset(tokens, seq_len, t.batch_size, cfg.seed, 0, context),
+        t.batch_size, strategy, mesh)
 
     times = _timed_fit(setup.task, dataset, warmup, steps)
     median = float(np.median(times))
     input_ms = _input_ms_per_batch(dataset)
     fpt = flops_per_token(setup.model)
+    params = int(setup.model.count_params())
     result = {
-        "config": {"model": cfg.model.name, "precision": t.precision, "xla": t.xla,
+        "strategy": "dtensor" if mesh is not None else type(strategy).__name__,
+        "replicas": replicas, "model_devices": model_devices,
+        "exchanged_bytes": scaling.exchanged_bytes(
+            params, t.batch_size, seq_len, cfg.model.get("hidden_dim", 0), cfg.model.num_layers,
+            replicas, model_devices, t.precision)["total"],
+        "config": {"model": cfg.model.name, "precision": t.precision,
+                   "xla": bool(setup.task.jit_compile),
                    "batch_size": t.batch_size, "seq_len": seq_len,
                    "optimizer": t.optimizer, "grad_accum_steps": t.grad_accum_steps},
-        "params": int(setup.model.count_params()),
+        "params": params,
         "steps": steps,
         "step_ms": {"median": 1e3 * median, "p10": 1e3 * float(np.percentile(times, 10)),
                     "p90": 1e3 * float(np.percentile(times, 90))},

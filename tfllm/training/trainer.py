@@ -143,6 +143,9 @@ class Trainer:
         cfg, t = self.config, self.config.train
         strategy = self.strategy
         replicas = self.mesh.dim_size("batch") if self.mesh is not None else None
+        if self.mesh is not None and t.get("qat_start_step", -1) >= 0:
+            raise UserError("quantization-aware training does not run on a DTensor mesh; use "
+                            "--strategy=one_device/mirrored or qat_start_step=-1.")
         distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
         distribution.check_batch(strategy, cfg.eval.batch_size, key="eval.batch_size",
                                  replicas=replicas)
@@ -168,12 +171,14 @@ class Trainer:
                                                   max_to_keep=1)
         latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
         if latest:
+            run_directory.match_checkpoint(model, latest)  # saved after the switch to QAT
             checkpoint.restore(latest).assert_existing_objects_matched()
         elif self.init_from:
             path = run_directory.latest_checkpoint(self.init_from)
             if path is None:
                 raise UserError(f"--init_from={self.init_from} has no checkpoint; pass a trained "
                                 "run directory or a checkpoint prefix.")
+            run_directory.match_checkpoint(model, path)
             tf.train.Checkpoint(model=model).restore(path).expect_partial()
         start_step = int(optimizer.iterations.numpy())
         if self.chief:
@@ -186,13 +191,19 @@ class Trainer:
             self.print_fn(f"resuming {self.run_dir} from step {start_step}")
 
         seq_len = cfg.model.max_length
-        train_ds = self._distribute(lambda context: train_dataset(
-            store.train, seq_len, t.batch_size, cfg.seed, start_step, context), t.batch_size)
-        val_ds = self._distribute(lambda context: eval_dataset(
-            store.val, eval_length(cfg), cfg.eval.batch_size, context), cfg.eval.batch_size)
+        train_ds = distribution.distribute_dataset(lambda context: train_dataset(
+            store.train, seq_len, t.batch_size, cfg.seed, start_step, context), t.batch_size,
+            strategy, self.mesh)
+        val_ds = distribution.distribute_dataset(lambda context: eval_dataset(
+            store.val, eval_length(cfg), cfg.eval.batch_size, context), cfg.eval.batch_size,
+            strategy, self.mesh)
         eval_steps = eval_batches(len(store.val), eval_length(cfg), cfg.eval.batch_size)
         evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss, eval_steps)
         callbacks = [evaluator]
+        if t.get("qat_start_step", -1) >= 0:
+            from tfllm.compression import QuantizationAwareTraining
+
+            callbacks.insert(0, QuantizationAwareTraining(t.qat_start_step))
         if t.reduce_on_plateau:
             callbacks.append(cb.ReduceLROnPlateau(setup.lr_scale, t.plateau_factor,
                                                   t.plateau_patience, t.steps))
@@ -221,22 +232,6 @@ class Trainer:
 
     def _scratch_dir(self):
         return os.path.join(self.run_dir, ".workers", distribution.worker_id(self.strategy))
-
-    def _distribute(self, dataset_fn, batch_size):
-        """The dataset, or under a strategy its per-replica split: each replica gets its
-        slice of every global batch (tfllm.data.train_dataset's input_context); on a
-        mesh, a DTensorDataset of the same global batches split over the batch axis."""
-        if self.mesh is not None:
-            from tensorflow.experimental import dtensor
-
-            dataset = dataset_fn(None).unbatch()
-            rank1 = dtensor.Layout.batch_sharded(self.mesh, "batch", rank=2)
-            layouts = tuple(rank1 for _ in dataset.element_spec)
-            return dtensor.DTensorDataset(dataset, mesh=self.mesh, layouts=layouts,
-                                          global_batch_size=batch_size, batch_dim="batch")
-        if not tf.distribute.has_strategy() and self.strategy is tf.distribute.get_strategy():
-            return dataset_fn(None)
-        return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def _truncate_metrics(self, step):
         """Drops records after the restored step: the resumed run logs those steps again."""

@@ -1,0 +1,109 @@
+"""Quantization-aware training from the CLI: the switch, resuming on either side of it, the
+full-integer int8 export and its agreement with the QAT Keras model, bad input."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.cli_helpers import assert_one_line_error, run, train_run
+
+ARGS = ("--config=tiny_test", "--config.train.steps=30", "--qat_start_step=10",
+        "--config.checkpoint.keep=5", "--config.sample.length=0")
+# The int8 model and the QAT Keras model it comes from agree within int8 rounding of the
+# activations the QAT model keeps float (norms, residual stream, logits): documented in
+# docs/quantization.md.
+PROB_ATOL = 0.03         # every token's probability
+TARGET_LOGPROB_MAE = 0.03  # mean |difference| of the targets' log-probabilities
+LOSS_RTOL = 0.01
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run_dir, proc = train_run(tmp_path_factory, *ARGS, name="qat")
+    return run_dir
+
+
+def rewind(reference, tmp_path, step):
+    """A copy of the finished run as a run killed right after its step-`step` checkpoint."""
+    run_dir = str(tmp_path / f"from_{step}")
+    shutil.copytree(reference, run_dir)
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    for name in os.listdir(checkpoints):
+        if name.startswith("ckpt-") and int(name.split("-")[1].split(".")[0]) > step:
+            os.remove(os.path.join(checkpoints, name))
+    with open(os.path.join(checkpoints, "checkpoint"), "w") as f:
+        f.write(f'model_checkpoint_path: "ckpt-{step}"\nall_model_checkpoint_paths: "ckpt-{step}"\n')
+    return run_dir
+
+
+@pytest.mark.parametrize("step", [10, 20], ids=["before_switch", "after_switch"])
+def test_resume_on_either_side_of_the_switch_loses_nothing(reference, tmp_path, step):
+    run_dir = rewind(reference, tmp_path, step)
+    proc = run("tfllm.train", *ARGS, f"--run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming {run_dir} from step {step}" in proc.stdout
+    expected, got = metrics(reference), metrics(run_dir)
+    assert [r["step"] for r in got] == [r["step"] for r in expected]
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+        if "val_loss" in a:
+            np.testing.assert_allclose(b["val_loss"], a["val_loss"], rtol=1e-5)
+
+
+def test_int8_export_runs_and_agrees_with_the_qat_model(reference, tmp_path):
+    out = str(tmp_path / "tflite")
+    proc = run("tfllm.export", f"--run_dir={reference}", "--format=tflite_int8", f"--output={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = os.path.join(out, "int8.tflite")
+    import tensorflow as tf
+
+    from tfllm.compression import is_quantized
+    from tfllm.data import TokenStore
+    from tfllm.data.pipeline import eval_windows
+    from tfllm.inference.exporting import is_full_integer, tflite_interpreter, tflite_loss
+    from tfllm.training.run_directory import load_run
+
+    config, _, model = load_run(reference)
+    assert is_quantized(model)
+    interpreter = tflite_interpreter(path)
+    assert is_full_integer(interpreter)
+    tokens = TokenStore(np.load(os.path.join(reference, "tokens.npy")), config.data.val_fraction)
+    inputs, targets, weights = (a[:32] for a in eval_windows(tokens.val, 16, 32))
+    keras_logp = tf.nn.log_softmax(model(inputs, training=False)).numpy()
+    runner = tflite_interpreter(path, reference=True).get_signature_runner()
+    tflite_logp = tf.nn.log_softmax(runner(token_ids=inputs)["logits"]).numpy()
+    assert np.max(np.abs(np.exp(keras_logp) - np.exp(tflite_logp))) < PROB_ATOL
+    keras_target = np.take_along_axis(keras_logp, targets[..., None], -1)
+    tflite_target = np.take_along_axis(tflite_logp, targets[..., None], -1)
+    assert np.mean(np.abs(keras_target - tflite_target)) < TARGET_LOGPROB_MAE
+    keras_loss = -np.mean(keras_target)
+    np.testing.assert_allclose(tflite_loss(path, inputs, targets, weights), keras_loss,
+                               rtol=LOSS_RTOL)
+    proc = run("tfllm.evaluate", f"--run_dir={reference}", f"--tflite={path}", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["loss"] > 0
+
+
+@pytest.mark.parametrize("case", ["beyond_steps", "mixed_precision", "no_representative_data"])
+def test_bad_qat_input_is_one_line(case, reference, tmp_path):
+    run_dir = tmp_path / "bad"
+    if case == "no_representative_data":
+        proc = run("tfllm.export", f"--run_dir={reference}", "--format=tflite_int8",
+                   "--representative_windows=0", f"--output={run_dir}")
+        assert_one_line_error(proc, "--representative_windows=0", "use e.g. 128")
+    elif case == "beyond_steps":
+        proc = run("tfllm.train", "--config=tiny_test", "--qat_start_step=20", f"--run_dir={run_dir}")
+        assert_one_line_error(proc, "train.qat_start_step=20", "below train.steps=20")
+    else:
+        proc = run("tfllm.train", "--config=tiny_test", "--qat_start_step=5",
+                   "--config.train.precision=mixed_bfloat16", f"--run_dir={run_dir}")
+        assert_one_line_error(proc, "quantization-aware training runs in float32")
+    assert not run_dir.exists()

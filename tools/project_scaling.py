@@ -1,0 +1,48 @@
+"""Project a config's data- and tensor-parallel scaling to 8 GPUs and a TPU slice without
+training it: `python tools/project_scaling.py --config=bench_small [--config.model.x=...]`.
+
+Builds the model on the CPU to count its parameters and FLOPs per token, then prints
+tfllm.training.scaling's projection (`python -m tfllm.benchmark --overhead=...` prints the
+same table after measuring each strategy's overhead here).
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from tfllm import cli
+
+config_flags.DEFINE_config_file("config", cli.default_config_path(), "Config to project.",
+                                lock_config=True)
+flags.DEFINE_integer("vocab_size", 65, "Vocabulary size of a char config (65: the "
+                     "bundled corpus's characters); other tokenizers use their own.")
+flags.DEFINE_float("mfu", 0.4, "Assumed MFU on the targets.", lower_bound=0.01, upper_bound=1.0)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    from tfllm.config import validate
+
+    config = validate(FLAGS.config)
+    import tensorflow as tf
+
+    from tfllm.training import mfu, scaling
+    from tfllm.training.model_factory import build_model
+
+    from tfllm.tokenizers import ByteTokenizer
+
+    vocab_size = {"char": FLAGS.vocab_size, "byte": ByteTokenizer().vocab_size}.get(
+        config.data.tokenizer, config.data.vocab_size)
+    model = build_model(config.model, vocab_size)
+    model(tf.zeros((1, 1), tf.int32))
+    t = config.train
+    rows = scaling.projection_table(config.model, model.count_params(),
+                                    mfu.flops_per_token(model), t.batch_size, t.precision,
+                                    FLAGS.mfu)
+    print(f"{config.model.name}, {model.count_params():,} parameters, "
+          f"{mfu.flops_per_token(model) / 1e6:.2f} MFLOPs/token, {t.batch_size} x "
+          f"{config.model.max_length} tokens per replica")
+    print("\n".join(scaling.format_projection(rows, FLAGS.mfu)))
+
+
+if __name__ == "__main__":
+    cli.run(main)
