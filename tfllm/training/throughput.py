@@ -94,7 +94,9 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     fpt = flops_per_token(setup.model)
     params = int(setup.model.count_params())
     result = {
-        "strategy": "dtensor" if mesh is not None else type(strategy).__name__,
+        "strategy": ("dtensor" if mesh is not None else "none" if strategy is
+                     tf.distribute.get_strategy() and not tf.distribute.has_strategy()
+                     else type(strategy).__name__),
         "replicas": replicas, "model_devices": model_devices,
         "exchanged_bytes": scaling.exchanged_bytes(
             params, t.batch_size, seq_len, cfg.model.get("hidden_dim", 0), cfg.model.num_layers,
