@@ -169,8 +169,8 @@ QUANTIZE_CONFIGS = {
 }
 # Layers that stay float in training (the converter quantizes them from data) and hold
 # no kernel of their own to wrap.
-FLOAT_LAYERS = ("FakeQuant", "TokenEmbedding", "PositionEmbedding", "RMSNormalization", "LayerNormalization",
-                "RotaryEmbedding", "Dropout")
+FLOAT_LAYERS = ("FakeQuant", "TokenEmbedding", "PositionEmbedding", "RMSNormalization",
+                "LayerNormalization", "RotaryEmbedding", "Dropout")
 
 
 def is_quantized(model):
