@@ -50,26 +50,27 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
         exporting.export_saved_model(model, tokenizer, output, extra)
         return {"path": output, "files": {"saved_model": _tree_size(output)}}
     window = checked_window(config, seq_len)
-    files = {}
+    written = {}
     if fmt == "tflite_int8":
         windows = _training_windows(run_dir, config, window, representative_windows)
         name = f"{exporting.INT8_VARIANT}.tflite"
-        files[name] = exporting.export_tflite(model, os.path.join(output, name), window,
-                                              exporting.INT8_VARIANT, windows)
+        written[name] = exporting.export_tflite(model, os.path.join(output, name), window,
+                                                exporting.INT8_VARIANT, windows)
     else:
         for variant in exporting.TFLITE_VARIANTS:
             name = f"{variant}.tflite"
-            files[name] = exporting.export_tflite(model, os.path.join(output, name), window,
-                                                  variant)
+            written[name] = exporting.export_tflite(model, os.path.join(output, name), window,
+                                                    variant)
     listing = os.path.join(output, "tflite.json")
+    listed = {}
     if os.path.exists(listing):  # keep the other format's files listed
         import json
 
         with open(listing) as f:
-            files = {**json.load(f).get("files", {}), **files}
-    write_json(listing, {"run_dir": os.path.abspath(run_dir), "seq_len": window, "files": files})
-    return {"path": output, "files": {name: files[name] for name in files
-                                      if (name == "int8.tflite") == (fmt == "tflite_int8")}}
+            listed = json.load(f).get("files", {})
+    write_json(listing, {"run_dir": os.path.abspath(run_dir), "seq_len": window,
+                         "files": {**listed, **written}})
+    return {"path": output, "files": written}
 
 
 def _training_windows(run_dir, config, window, count):
@@ -79,7 +80,8 @@ def _training_windows(run_dir, config, window, count):
 
     from tfllm.data import TokenStore
 
-    tokens = TokenStore(np.load(os.path.join(run_dir, "tokens.npy")), config.data.val_fraction).train
+    tokens = TokenStore(np.load(os.path.join(run_dir, "tokens.npy"), mmap_mode="r"),
+                        config.data.val_fraction).train
     starts = np.random.default_rng(config.seed).integers(0, len(tokens) - window, count)
     return np.stack([tokens[s:s + window] for s in starts]).astype(np.int32)
 

@@ -25,22 +25,19 @@ def main(argv):
     config = validate(FLAGS.config)
     import tensorflow as tf
 
+    from tfllm.tokenizers import ByteTokenizer
     from tfllm.training import mfu, scaling
     from tfllm.training.model_factory import build_model
-
-    from tfllm.tokenizers import ByteTokenizer
 
     vocab_size = {"char": FLAGS.vocab_size, "byte": ByteTokenizer().vocab_size}.get(
         config.data.tokenizer, config.data.vocab_size)
     model = build_model(config.model, vocab_size)
     model(tf.zeros((1, 1), tf.int32))
-    t = config.train
-    rows = scaling.projection_table(config.model, model.count_params(),
-                                    mfu.flops_per_token(model), t.batch_size, t.precision,
-                                    FLAGS.mfu)
-    print(f"{config.model.name}, {model.count_params():,} parameters, "
-          f"{mfu.flops_per_token(model) / 1e6:.2f} MFLOPs/token, {t.batch_size} x "
-          f"{config.model.max_length} tokens per replica")
+    params, flops_per_token, t = model.count_params(), mfu.flops_per_token(model), config.train
+    rows = scaling.projection_table(config.model, params, flops_per_token, t.batch_size,
+                                    t.precision, FLAGS.mfu)
+    print(f"{config.model.name}, {params:,} parameters, {flops_per_token / 1e6:.2f} MFLOPs/token, "
+          f"{t.batch_size} x {config.model.max_length} tokens per replica")
     print("\n".join(scaling.format_projection(rows, FLAGS.mfu)))
 
 

@@ -12,14 +12,16 @@ QuantizeConfigs below:
                           tracked over batches)
     FusedLSTM, GRU        kernel and recurrent kernel fake-quantized to int8
 
-Norms, embeddings, attention scores and the residual stream stay float in training;
-the TFLite converter quantizes them from representative data when it writes the
-full-integer model (tfllm.inference.exporting, variant "int8").
+The attention scores, probabilities and their mix with the values are fake-quantized to
+int8 too (FakeQuant layers the attention calls). Norms, embeddings, RoPE, the residual
+stream and the logits stay float in training; the TFLite converter quantizes them from
+representative data when it writes the full-integer model (tfllm.inference.exporting,
+variant "int8").
 
 Wrapping keeps the very same kernel variables, so the optimizer's slots and schedule
 carry on; it adds the quantizers' range variables, which checkpoints then hold (a
 checkpoint from before the switch restores into an unwrapped model, one from after it
-into a wrapped one: `restore_into`).
+into a wrapped one: tfllm.training.run_directory.match_checkpoint).
 
 Example:
     >>> quantize_model(model)   # in place; returns the number of wrapped layers
@@ -210,31 +212,37 @@ def quantize_model(model):
 
 
 def _wrap(parent):
-    count = 0
+    """Replaces each quantizable layer held by `parent` (as an attribute or in a list)
+    with its wrapper, recursing into the others; returns how many were wrapped."""
     if isinstance(parent, CausalSelfAttention) and parent.score_quantizer is None:
         parent.score_quantizer = FakeQuant(name="score_quantizer")
         parent.prob_quantizer = FakeQuant(fixed=(0.0, 1.0), name="prob_quantizer")
         parent.mix_quantizer = FakeQuant(name="mix_quantizer")
+    count = 0
+
+    def wrapped(layer):
+        nonlocal count
+        config = _config_for(layer)
+        if config is not None:
+            count += 1
+            return Q.QuantizeWrapperV2(layer, config, name=layer.name)
+        if not isinstance(layer, Q.QuantizeWrapperV2):
+            count += _wrap(layer)
+        return layer
+
     for name, value in list(vars(parent).items()):
         if name.startswith("_"):
             continue
         if isinstance(value, keras.layers.Layer) and value is not parent:
-            config = _config_for(value)
-            if config is not None:
-                setattr(parent, name, Q.QuantizeWrapperV2(value, config, name=value.name))
-                count += 1
-            elif not isinstance(value, Q.QuantizeWrapperV2):
-                count += _wrap(value)
+            replacement = wrapped(value)
+            if replacement is not value:
+                setattr(parent, name, replacement)
         elif isinstance(value, list):
             for i, item in enumerate(list(value)):
-                if not isinstance(item, keras.layers.Layer):
-                    continue
-                config = _config_for(item)
-                if config is not None:
-                    value[i] = Q.QuantizeWrapperV2(item, config, name=item.name)
-                    count += 1
-                elif not isinstance(item, Q.QuantizeWrapperV2):
-                    count += _wrap(item)
+                if isinstance(item, keras.layers.Layer):
+                    replacement = wrapped(item)
+                    if replacement is not item:
+                        value[i] = replacement
     return count
 
 

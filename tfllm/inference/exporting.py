@@ -215,8 +215,8 @@ def tflite_loss(path, inputs, targets, weights, batch_size=64):
     interpreter = tflite_interpreter(path, num_threads=os.cpu_count())
     if is_full_integer(interpreter):
         # TFLite's default XNNPACK delegate computes this model's int8 attention wrong
-        # (TF 2.21: a full-integer GPT scores 1.78 with it, 1.58 with the builtin kernels
-        # and 1.58 as the Keras model); its builtin int8 kernels are the reference.
+        # (TF 2.21: the default run's QAT int8 model scores 1.78 with it, 1.55 with the
+        # builtin kernels, docs/quantization.md); the builtin int8 kernels are the reference.
         interpreter = tflite_interpreter(path, num_threads=os.cpu_count(), reference=True)
     signature = interpreter.get_signature_runner()
     expected = interpreter.get_input_details()[0]["shape_signature"][1]
