@@ -84,6 +84,10 @@ def get_config():
             xla=True,             # compile the train step with XLA (2x faster here in float32)
             steps_per_execution=1,  # train steps per compiled call; divides the intervals below
             qat_start_step=-1,    # switch to int8 quantization-aware training at this step; -1 = never
+            prune_sparsity=0.0,   # magnitude pruning: the fraction of each kernel zeroed; 0 = off
+            prune_start_step=0,   # pruning starts here (sparsity 0) ...
+            prune_end_step=-1,    # ... and reaches prune_sparsity here (-1 = train.steps); masks fixed after
+            prune_every=50,       # steps between mask updates; divides prune_end_step - prune_start_step
             inter_op_threads=1,   # TensorFlow inter-op threads; 0 = TF's default (1 is faster on 2 cores)
             intra_op_threads=0,   # TensorFlow intra-op (matmul) threads; 0 = one per core
         ),

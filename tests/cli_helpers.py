@@ -1,6 +1,8 @@
 """Running tfllm's commands as a user does: a subprocess, its exit code and output."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -39,3 +41,22 @@ def train_run(tmp_path_factory, *args, name="run"):
     proc = run("tfllm.train", *args, f"--run_dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, proc
+
+
+def metrics(run_dir):
+    """The records of a run's metrics.jsonl."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def rewind(finished_run, tmp_path, step):
+    """A copy of a finished run as a run killed right after its step-`step` checkpoint."""
+    run_dir = str(tmp_path / f"from_{step}")
+    shutil.copytree(finished_run, run_dir)
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    for name in os.listdir(checkpoints):
+        if name.startswith("ckpt-") and int(name.split("-")[1].split(".")[0]) > step:
+            os.remove(os.path.join(checkpoints, name))
+    with open(os.path.join(checkpoints, "checkpoint"), "w") as f:
+        f.write(f'model_checkpoint_path: "ckpt-{step}"\nall_model_checkpoint_paths: "ckpt-{step}"\n')
+    return run_dir

@@ -26,9 +26,12 @@ NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.intra_op_threads", "eval.seq_len", "train.target_val_loss")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values.
-RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_step")
+RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_step",
+                "train.prune_sparsity", "train.prune_start_step", "train.prune_end_step",
+                "train.prune_every")
 # Values of keys newer than some saved runs, for comparing with those runs.
-DEFAULTS = {"train.qat_start_step": -1}
+DEFAULTS = {"train.qat_start_step": -1, "train.prune_sparsity": 0.0, "train.prune_start_step": 0,
+            "train.prune_end_step": -1, "train.prune_every": 50}
 
 
 def _get(config, dotted):
@@ -102,7 +105,43 @@ def validate(config):
               f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
     if qat < -1:
         _fail("train.qat_start_step", qat, "use a step >= 0, or -1 for none")
+    _validate_pruning(t)
     return config
+
+
+def pruning_steps(train):
+    """(start, end) steps of a config's pruning schedule, prune_end_step=-1 resolved."""
+    end = train.get("prune_end_step", -1)
+    return train.get("prune_start_step", 0), train.steps if end == -1 else end
+
+
+def _validate_pruning(t):
+    sparsity = t.get("prune_sparsity", 0.0)
+    if not 0 <= sparsity < 1:
+        _fail("train.prune_sparsity", sparsity, "it must be in [0, 1); 0 turns pruning off")
+    if not sparsity:
+        return
+    if t.get("qat_start_step", -1) >= 0:
+        _fail("train.prune_sparsity", sparsity, "pruning and quantization-aware training do not "
+              "combine (a QAT phase would not keep the zeros); set one of prune_sparsity=0 "
+              "or qat_start_step=-1")
+    if t.precision != "float32":
+        _fail("train.prune_sparsity", sparsity, "pruning runs in float32; set "
+              "train.precision=float32")
+    start, end = pruning_steps(t)
+    every = t.get("prune_every", 50)
+    if not 0 <= start < t.steps:
+        _fail("train.prune_start_step", start, f"it must be in [0, train.steps={t.steps})")
+    if start % t.steps_per_execution:
+        _fail("train.prune_start_step", start,
+              f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
+    if not start < end <= t.steps:
+        _fail("train.prune_end_step", t.prune_end_step,
+              f"it must be in (prune_start_step={start}, train.steps={t.steps}], or -1 for "
+              "train.steps")
+    if every <= 0 or (end - start) % every:
+        _fail("train.prune_every", every, f"it must be > 0 and divide prune_end_step - "
+              f"prune_start_step = {end - start}, so the last update reaches prune_sparsity")
 
 
 def identity_mismatch(saved, current):

@@ -32,7 +32,8 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
                  tflite=None):
     """{"loss", "perplexity", "bits_per_token", "tokens"} of a run on a split, read in
     windows of `seq_len` tokens (0: the run's own evaluation window, or the TFLite
-    model's). With `tflite`, that exported model is evaluated instead of the checkpoint."""
+    model's). With `tflite`, that exported model is evaluated instead of the checkpoint;
+    without, "kernel_sparsity" is the fraction of zeros in the kernels pruning prunes."""
     import numpy as np
 
     from tfllm.data import TokenStore, eval_dataset, read_configured_corpus
@@ -58,11 +59,13 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
 
         loss = tflite_loss(tflite, *eval_windows(tokens, window, batch_size), batch_size=batch_size)
         return _result(loss, tokens)
+    from tfllm.compression.pruning import sparsity
+
     task = TrainingModel(model)
     task.compile(weighted_metrics=[])
     loss = task.evaluate(eval_dataset(tokens, window, batch_size), verbose=0,
                          return_dict=True)["loss"]
-    return _result(loss, tokens)
+    return {**_result(loss, tokens), "kernel_sparsity": sparsity(model)["pruned_fraction"]}
 
 
 def _tflite_window(path):
@@ -94,7 +97,9 @@ def main(argv):
         print(json.dumps(result))
     else:
         print(f"loss {result['loss']:.4f} | perplexity {result['perplexity']:.3f} | "
-              f"bits/token {result['bits_per_token']:.4f} | {result['tokens']:,} tokens")
+              f"bits/token {result['bits_per_token']:.4f} | {result['tokens']:,} tokens"
+              + (f" | kernels {result['kernel_sparsity']:.1%} zero" if "kernel_sparsity" in result
+                 else ""))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
         exporting.export_saved_model(model, tokenizer, output, extra)
         return {"path": output, "files": {"saved_model": _tree_size(output)}}
     window = checked_window(config, seq_len)
+    sparse = config.train.get("prune_sparsity", 0.0) > 0  # a pruned run
     written = {}
     if fmt == "tflite_int8":
         windows = _training_windows(run_dir, config, window, representative_windows)
@@ -60,7 +61,7 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
         for variant in exporting.TFLITE_VARIANTS:
             name = f"{variant}.tflite"
             written[name] = exporting.export_tflite(model, os.path.join(output, name), window,
-                                                    variant)
+                                                    variant, sparse=sparse)
     listing = os.path.join(output, "tflite.json")
     listed = {}
     if os.path.exists(listing):  # keep the other format's files listed

@@ -24,6 +24,9 @@ flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical dev
                      "mirrored or DTensor on one machine); 0 = leave it whole.", lower_bound=0)
 flags.DEFINE_integer("qat_start_step", None, "Switch to int8 quantization-aware training at "
                      "this step (sets --config.train.qat_start_step; docs/quantization.md).")
+flags.DEFINE_float("prune_sparsity", None, "Magnitude-prune each kernel to this fraction of zeros "
+                   "(sets --config.train.prune_sparsity; schedule: --config.train.prune_start_step, "
+                   "prune_end_step, prune_every; docs/quantization.md).")
 FLAGS = flags.FLAGS
 
 
@@ -36,6 +39,8 @@ def main(argv):
 
     if FLAGS.qat_start_step is not None:
         FLAGS.config.train.qat_start_step = FLAGS.qat_start_step
+    if FLAGS.prune_sparsity is not None:
+        FLAGS.config.train.prune_sparsity = FLAGS.prune_sparsity
     config = validate(FLAGS.config)
     config_name = os.path.splitext(os.path.basename(config_flags.get_config_filename(FLAGS["config"])))[0]
     run_dir = FLAGS.run_dir or os.path.join("runs", config_name)

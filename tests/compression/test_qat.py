@@ -10,6 +10,7 @@ from tfllm.compression.qat import Q
 from tfllm.errors import UserError
 from tfllm.models import GPT, RecurrentLM
 from tfllm.training import TrainingModel
+from tfllm.training.run_directory import restore_weights
 
 
 def batches(vocab=13, length=12, batch=8, seed=0):
@@ -36,7 +37,7 @@ class Recorder(keras.callbacks.Callback):
                 position="rope", normalization="rms", activation="swiglu"),
     lambda: RecurrentLM(vocab_size=13, embedding_dim=8, units=16, num_layers=1, cell="lstm"),
 ], ids=["gpt", "lstm"])
-def test_callback_switches_at_the_step_and_training_continues(make_lm):
+def test_callback_switches_at_the_step_and_training_continues(make_lm, tmp_path):
     keras.utils.set_random_seed(0)
     task = TrainingModel(make_lm())
     task.compile(keras.optimizers.Adam(3e-3), jit_compile=True)
@@ -64,6 +65,13 @@ def test_callback_switches_at_the_step_and_training_continues(make_lm):
     # On one repeated batch the quantization-aware loss keeps falling.
     losses = recorder.losses
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05
+    # The wrapped model checkpoints, and restores into a fresh model, wrapped again.
+    path = tf.train.Checkpoint(model=task.lm).write(str(tmp_path / "ckpt"))
+    fresh = make_lm()
+    restore_weights(fresh, path)
+    assert is_quantized(fresh)
+    x = tf.constant(np.random.RandomState(0).randint(0, 13, (2, 12)))
+    np.testing.assert_allclose(fresh(x), task.lm(x, training=False), atol=1e-5)
 
 
 def test_projections_are_wrapped_by_role_and_outputs_stay_close():

@@ -3,12 +3,11 @@ full-integer int8 export and its agreement with the QAT Keras model, bad input."
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
-from tests.cli_helpers import assert_one_line_error, run, train_run
+from tests.cli_helpers import assert_one_line_error, metrics, rewind, run, train_run
 
 ARGS = ("--config=tiny_test", "--config.train.steps=30", "--qat_start_step=10",
         "--config.checkpoint.keep=5", "--config.sample.length=0")
@@ -20,27 +19,9 @@ TARGET_LOGPROB_MAE = 0.03  # mean |difference| of the targets' log-probabilities
 LOSS_RTOL = 0.01
 
 
-def metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     run_dir, proc = train_run(tmp_path_factory, *ARGS, name="qat")
-    return run_dir
-
-
-def rewind(reference, tmp_path, step):
-    """A copy of the finished run as a run killed right after its step-`step` checkpoint."""
-    run_dir = str(tmp_path / f"from_{step}")
-    shutil.copytree(reference, run_dir)
-    checkpoints = os.path.join(run_dir, "checkpoints")
-    for name in os.listdir(checkpoints):
-        if name.startswith("ckpt-") and int(name.split("-")[1].split(".")[0]) > step:
-            os.remove(os.path.join(checkpoints, name))
-    with open(os.path.join(checkpoints, "checkpoint"), "w") as f:
-        f.write(f'model_checkpoint_path: "ckpt-{step}"\nall_model_checkpoint_paths: "ckpt-{step}"\n')
     return run_dir
 
 
@@ -90,6 +71,14 @@ def test_int8_export_runs_and_agrees_with_the_qat_model(reference, tmp_path):
     proc = run("tfllm.evaluate", f"--run_dir={reference}", f"--tflite={path}", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["loss"] > 0
+
+
+def test_qat_run_evaluates_as_trained(reference):
+    proc = run("tfllm.evaluate", f"--run_dir={reference}", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(result["loss"], metrics(reference)[-1]["val_loss"], rtol=1e-5)
+    assert result["kernel_sparsity"] < 0.01
 
 
 @pytest.mark.parametrize("case", ["beyond_steps", "mixed_precision", "no_representative_data"])

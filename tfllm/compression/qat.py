@@ -32,6 +32,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from tfllm._keras import keras
+from tfllm.compression.wrapping import replace_layers
 from tfllm.errors import UserError
 from tfllm.layers.causal_self_attention import CausalSelfAttention
 from tfllm.layers.fused_lstm import FusedLSTM
@@ -211,39 +212,22 @@ def quantize_model(model):
     return _wrap(model)
 
 
-def _wrap(parent):
-    """Replaces each quantizable layer held by `parent` (as an attribute or in a list)
-    with its wrapper, recursing into the others; returns how many were wrapped."""
-    if isinstance(parent, CausalSelfAttention) and parent.score_quantizer is None:
-        parent.score_quantizer = FakeQuant(name="score_quantizer")
-        parent.prob_quantizer = FakeQuant(fixed=(0.0, 1.0), name="prob_quantizer")
-        parent.mix_quantizer = FakeQuant(name="mix_quantizer")
-    count = 0
+def _wrap(model):
+    """Wraps each quantizable layer of `model` in place (and gives each attention its
+    score, probability and mix FakeQuants); returns how many were wrapped."""
+    for layer in model.submodules:
+        if isinstance(layer, CausalSelfAttention) and layer.score_quantizer is None:
+            layer.score_quantizer = FakeQuant(name="score_quantizer")
+            layer.prob_quantizer = FakeQuant(fixed=(0.0, 1.0), name="prob_quantizer")
+            layer.mix_quantizer = FakeQuant(name="mix_quantizer")
 
-    def wrapped(layer):
-        nonlocal count
+    def wrapper(layer):
         config = _config_for(layer)
         if config is not None:
-            count += 1
             return Q.QuantizeWrapperV2(layer, config, name=layer.name)
-        if not isinstance(layer, Q.QuantizeWrapperV2):
-            count += _wrap(layer)
-        return layer
+        return layer if isinstance(layer, Q.QuantizeWrapperV2) else None
 
-    for name, value in list(vars(parent).items()):
-        if name.startswith("_"):
-            continue
-        if isinstance(value, keras.layers.Layer) and value is not parent:
-            replacement = wrapped(value)
-            if replacement is not value:
-                setattr(parent, name, replacement)
-        elif isinstance(value, list):
-            for i, item in enumerate(list(value)):
-                if isinstance(item, keras.layers.Layer):
-                    replacement = wrapped(item)
-                    if replacement is not item:
-                        value[i] = replacement
-    return count
+    return replace_layers(model, wrapper)
 
 
 class QuantizationAwareTraining(keras.callbacks.Callback):

@@ -146,7 +146,7 @@ def export_saved_model(model, tokenizer, path, extra_files=None):
     return path
 
 
-def export_tflite(model, path, seq_len, variant="float32", representative=None):
+def export_tflite(model, path, seq_len, variant="float32", representative=None, sparse=False):
     """Writes a TFLite model of the score function: token ids (B, seq_len) int32 ->
     logits (B, seq_len, V) float32, B resizable. Returns the file size in bytes.
 
@@ -159,6 +159,11 @@ def export_tflite(model, path, seq_len, variant="float32", representative=None):
                       come from the model's fake-quant ops (a QAT model) and, for every
                       other tensor, from `representative`: (N, seq_len) int32 windows of
                       training data.
+
+    `sparse` (a pruned model): the float32 variant stores sparse kernels in TFLite's
+    sparse format (tf.lite.Optimize.EXPERIMENTAL_SPARSITY; 68% of the dense file at 50%
+    sparsity, docs/quantization.md). The int8 variants stay dense: sparse int8 kernels
+    were larger than dense ones, and XNNPACK could not run them (TF 2.21).
     """
     if variant not in TFLITE_VARIANTS + (INT8_VARIANT,):
         raise UserError(f"unknown TFLite variant {variant!r}; use one of "
@@ -181,6 +186,8 @@ def export_tflite(model, path, seq_len, variant="float32", representative=None):
         [logits.get_concrete_function()], model)
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif sparse:
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     if variant == INT8_VARIANT:
         converter.representative_dataset = lambda: ([window[np.newaxis]]
                                                     for window in representative)

@@ -74,8 +74,7 @@ def load_run(run_dir, checkpoint=None):
                         "(checkpoints are saved every checkpoint.every steps).")
     tokenizer = load_tokenizer(run_dir)
     model = build_model(config.model, tokenizer.vocab_size)
-    match_checkpoint(model, path)
-    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    restore_weights(model, path)
     return config, tokenizer, model
 
 
@@ -85,10 +84,32 @@ def checkpoint_is_quantized(path):
     return any("/optimizer_step/" in name for name, _ in tf.train.list_variables(path))
 
 
+def checkpoint_is_pruned(path):
+    """Whether a checkpoint was saved from a model being pruned (tfmot's pruning wrappers
+    keep a `pruning_step` variable)."""
+    return any("/pruning_step/" in name for name, _ in tf.train.list_variables(path))
+
+
 def match_checkpoint(model, path):
-    """Makes `model` quantization-aware when the checkpoint at `path` is, so that
-    restoring finds every variable (tensorflow-model-optimization loads only then)."""
+    """Makes `model` quantization-aware, or wraps it for pruning, when the checkpoint at
+    `path` was saved so, so that restoring finds every variable (tensorflow-model-
+    optimization's wrappers load only into wrappers)."""
     if checkpoint_is_quantized(path):
         from tfllm.compression.qat import quantize_built
 
         quantize_built(model)
+    if checkpoint_is_pruned(path):
+        from tfllm.compression.pruning import prune_built
+
+        prune_built(model)
+
+
+def restore_weights(model, path):
+    """Restores a checkpoint's model weights for inference or as a starting point: a
+    quantization-aware model stays so; a pruned one comes back plain, its kernels
+    multiplied by their masks."""
+    match_checkpoint(model, path)
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    from tfllm.compression.pruning import strip_pruning
+
+    strip_pruning(model)

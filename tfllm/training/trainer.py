@@ -146,6 +146,9 @@ class Trainer:
         if self.mesh is not None and t.get("qat_start_step", -1) >= 0:
             raise UserError("quantization-aware training does not run on a DTensor mesh; use "
                             "--strategy=one_device/mirrored or qat_start_step=-1.")
+        if self.mesh is not None and t.get("prune_sparsity", 0.0):
+            raise UserError("pruning does not run on a DTensor mesh; use "
+                            "--strategy=one_device/mirrored or prune_sparsity=0.")
         distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
         distribution.check_batch(strategy, cfg.eval.batch_size, key="eval.batch_size",
                                  replicas=replicas)
@@ -171,15 +174,14 @@ class Trainer:
                                                   max_to_keep=1)
         latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
         if latest:
-            run_directory.match_checkpoint(model, latest)  # saved after the switch to QAT
+            run_directory.match_checkpoint(model, latest)  # saved after the switch to QAT/pruning
             checkpoint.restore(latest).assert_existing_objects_matched()
         elif self.init_from:
             path = run_directory.latest_checkpoint(self.init_from)
             if path is None:
                 raise UserError(f"--init_from={self.init_from} has no checkpoint; pass a trained "
                                 "run directory or a checkpoint prefix.")
-            run_directory.match_checkpoint(model, path)
-            tf.train.Checkpoint(model=model).restore(path).expect_partial()
+            run_directory.restore_weights(model, path)
         start_step = int(optimizer.iterations.numpy())
         if self.chief:
             self._truncate_metrics(start_step)
@@ -204,6 +206,12 @@ class Trainer:
             from tfllm.compression import QuantizationAwareTraining
 
             callbacks.insert(0, QuantizationAwareTraining(t.qat_start_step))
+        if t.get("prune_sparsity", 0.0):
+            from tfllm.compression.pruning import MagnitudePruningCallback
+
+            start, end = config_lib.pruning_steps(t)
+            callbacks.insert(0, MagnitudePruningCallback(t.prune_sparsity, start, end,
+                                                         t.prune_every))
         if t.reduce_on_plateau:
             callbacks.append(cb.ReduceLROnPlateau(setup.lr_scale, t.plateau_factor,
                                                   t.plateau_patience, t.steps))
