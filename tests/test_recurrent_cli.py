@@ -35,3 +35,28 @@ def test_generate_goes_past_the_training_window(lstm_run):
                "--max_new_tokens=40", "--seed=1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("KING:") and len(proc.stdout.rstrip("\n")) >= 40
+
+
+def test_tflite_models_carry_the_state_across_chunks(lstm_run, tmp_path):
+    """The TFLite files read 16-token chunks and carry the LSTM state: over the run's
+    512-token evaluation windows the float32 file scores what the Keras model does."""
+    with open(os.path.join(lstm_run, "metrics.jsonl")) as f:
+        val_loss = [json.loads(line) for line in f][-1]["val_loss"]
+    out = str(tmp_path / "tflite")
+    for fmt in ("tflite", "tflite_int8"):
+        proc = run("tfllm.export", f"--run_dir={lstm_run}", f"--format={fmt}", f"--output={out}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    losses = {}
+    for variant in ("float32", "dynamic_int8", "int8"):
+        proc = run("tfllm.evaluate", f"--run_dir={lstm_run}", "--json", "--batch_size=16",
+                   f"--tflite={os.path.join(out, variant + '.tflite')}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert result["tokens"] == 111_539
+        losses[variant] = result["loss"]
+    np.testing.assert_allclose(losses["float32"], val_loss, rtol=1e-4)
+    np.testing.assert_allclose(losses["dynamic_int8"], val_loss, rtol=0.01)
+    np.testing.assert_allclose(losses["int8"], val_loss, rtol=0.03)
+    from tfllm.inference.exporting import is_full_integer, tflite_interpreter
+
+    assert is_full_integer(tflite_interpreter(os.path.join(out, "int8.tflite")))

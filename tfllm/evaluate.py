@@ -44,7 +44,10 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
 
     config, tokenizer, model = load_run(run_dir, checkpoint)
     if tflite is not None:
-        seq_len = seq_len or _tflite_window(tflite)
+        chunk = _tflite_window(tflite)
+        # A recurrent model's file carries its state: it reads the run's own windows.
+        if config.model.name != "recurrent":
+            seq_len = seq_len or chunk
     window = checked_window(config, seq_len)
     d = config.data
     text = read_configured_corpus(d, data)

@@ -24,8 +24,9 @@ flags.DEFINE_string("checkpoint", None, "A checkpoint prefix; default the run's 
 flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "tflite_int8"],
                   "What to export.")
 flags.DEFINE_string("output", None, "Where to write; default DIR/export/<format>.")
-flags.DEFINE_integer("seq_len", 0, "tflite: the window the model reads; 0 = the run's "
-                     "evaluation window.", lower_bound=0)
+flags.DEFINE_integer("seq_len", 0, "tflite: the window a GPT reads (0 = the run's evaluation "
+                     "window), or the chunk a recurrent model reads at a time, carrying its state "
+                     "(0 = model.max_length).", lower_bound=0)
 flags.DEFINE_integer("representative_windows", 128, "tflite_int8: windows of training data "
                      "that set the activation ranges.", lower_bound=0)
 FLAGS = flags.FLAGS
@@ -49,11 +50,19 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
                  if os.path.exists(os.path.join(run_dir, name))}
         exporting.export_saved_model(model, tokenizer, output, extra)
         return {"path": output, "files": {"saved_model": _tree_size(output)}}
-    window = checked_window(config, seq_len)
+    recurrent = config.model.name == "recurrent"
+    # A GPT's file scores windows of seq_len (default: the run's evaluation window); a
+    # recurrent model's reads chunks of seq_len (default: its training context) and
+    # carries its state, so it scores text of any length.
+    window = (seq_len or config.model.max_length) if recurrent else checked_window(config, seq_len)
     sparse = config.train.get("prune_sparsity", 0.0) > 0  # a pruned run
     written = {}
     if fmt == "tflite_int8":
-        windows = _training_windows(run_dir, config, window, representative_windows)
+        if recurrent:  # windows of 8 chunks, so the states between chunks are sampled too
+            windows = _training_windows(run_dir, config, 8 * window,
+                                        -(-representative_windows // 8))
+        else:
+            windows = _training_windows(run_dir, config, window, representative_windows)
         name = f"{exporting.INT8_VARIANT}.tflite"
         written[name] = exporting.export_tflite(model, os.path.join(output, name), window,
                                                 exporting.INT8_VARIANT, windows)

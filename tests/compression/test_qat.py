@@ -105,13 +105,13 @@ def test_a_layer_it_cannot_quantize_is_a_clear_error():
         quantize_model(model)
 
 
-def test_tflite_export_of_a_recurrent_lm_is_refused_before_anything_is_written(tmp_path):
+def test_tflite_export_of_a_gru_lm_is_refused_before_anything_is_written(tmp_path):
     from tfllm.inference.exporting import export_tflite
 
-    lm = RecurrentLM(vocab_size=13, embedding_dim=8, units=16, num_layers=1, cell="lstm")
+    lm = RecurrentLM(vocab_size=13, embedding_dim=8, units=16, num_layers=1, cell="gru")
     lm(tf.zeros((1, 8), tf.int32))
     windows = np.zeros((4, 8), np.int32)
     for variant in ("float32", "int8"):
-        with pytest.raises(UserError, match="TFLite export of a RecurrentLM is not possible"):
+        with pytest.raises(UserError, match="TFLite export of a GRU model is not built"):
             export_tflite(lm, str(tmp_path / "out" / f"{variant}.tflite"), 8, variant, windows)
     assert not (tmp_path / "out").exists()

@@ -147,8 +147,12 @@ def export_saved_model(model, tokenizer, path, extra_files=None):
 
 
 def export_tflite(model, path, seq_len, variant="float32", representative=None, sparse=False):
-    """Writes a TFLite model of the score function: token ids (B, seq_len) int32 ->
-    logits (B, seq_len, V) float32, B resizable. Returns the file size in bytes.
+    """Writes a TFLite model of the score function and returns the file size in bytes.
+
+    A GPT: token ids (B, seq_len) int32 -> {"logits" (B, seq_len, V) float32}, B resizable.
+    A RecurrentLM (LSTM): token ids (B, seq_len) and states {"h_i", "c_i"} (B, U) per layer
+    -> {"logits", "h_i", "c_i"}: it reads a long text `seq_len` tokens at a time, carrying
+    its state from call to call (tflite_loss does).
 
     Variants:
         float32       the float model.
@@ -157,8 +161,10 @@ def export_tflite(model, path, seq_len, variant="float32", representative=None, 
         int8          full integer: int8 weights and activations, only int8 builtin
                       ops inside (token ids in, logits dequantized out). Activation ranges
                       come from the model's fake-quant ops (a QAT model) and, for every
-                      other tensor, from `representative`: (N, seq_len) int32 windows of
-                      training data.
+                      other tensor, from `representative`: (N, W) int32 windows of
+                      training data (for a RecurrentLM, W a multiple of seq_len: each
+                      window is read seq_len tokens at a time, so the states it passes on
+                      are representative too).
 
     `sparse` (a pruned model): the float32 variant stores sparse kernels in TFLite's
     sparse format (tf.lite.Optimize.EXPERIMENTAL_SPARSITY; 68% of the dense file at 50%
@@ -168,45 +174,43 @@ def export_tflite(model, path, seq_len, variant="float32", representative=None, 
     if variant not in TFLITE_VARIANTS + (INT8_VARIANT,):
         raise UserError(f"unknown TFLite variant {variant!r}; use one of "
                         f"{list(TFLITE_VARIANTS + (INT8_VARIANT,))}.")
-    if isinstance(model, RecurrentLM):
-        # TF 2.21's converter cannot lower the recurrent scan loop: with a dynamic batch its
-        # TensorList needs a static element shape; with a static batch int8 conversion crashes.
-        raise UserError(f"TFLite export of a {type(model).__name__} is not possible with TF "
-                        "2.21's converter (it cannot lower the recurrent loop); export "
-                        "--format=saved_model instead.")
     if variant == INT8_VARIANT and (representative is None or not len(representative)):
         raise UserError("a full-integer int8 model needs representative data to set its "
                         "activation ranges; pass training windows (tfllm.export does).")
+    with tempfile.TemporaryDirectory(prefix=".tmp-tflite-") as tmp:
+        if isinstance(model, RecurrentLM):
+            converter = _recurrent_converter(model, seq_len, tmp)
+            samples = lambda: _recurrent_samples(model, seq_len, representative)  # noqa: E731
+        else:
+            @tf.function(input_signature=[tf.TensorSpec((None, seq_len), tf.int32, "token_ids")])
+            def logits(token_ids):
+                return {"logits": model(token_ids, training=False)}
 
-    @tf.function(input_signature=[tf.TensorSpec((None, seq_len), tf.int32, "token_ids")])
-    def logits(token_ids):
-        return {"logits": model(token_ids, training=False)}
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [logits.get_concrete_function()], model)
-    if variant != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif sparse:
-        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    if variant == INT8_VARIANT:
-        converter.representative_dataset = lambda: ([window[np.newaxis]]
-                                                    for window in representative)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        # Per-tensor int8 kernels, as quantization-aware training fake-quantizes them
-        # (tfllm.compression.qat); per-channel scales also cost 12 bytes a channel, which
-        # at tfllm's model sizes is 3% of the float file. (A private converter switch:
-        # TF 2.21 has no public one.)
-        converter._experimental_disable_per_channel = True
-    try:
-        flatbuffer = converter.convert()
-    except Exception as e:  # the converter raises ConverterError with pages of MLIR
-        if variant != INT8_VARIANT:
-            raise
-        reasons = [line.rsplit("error:", 1)[1].strip() for line in str(e).splitlines()
-                   if "error:" in line]
-        raise UserError(f"the TFLite converter cannot make this {type(model).__name__} "
-                        f"full-integer int8 ({(reasons or [str(e)])[0][:160]}); export "
-                        "--format=tflite (float32 and dynamic_int8) instead.") from None
+            converter = tf.lite.TFLiteConverter.from_concrete_functions(
+                [logits.get_concrete_function()], model)
+            samples = lambda: ([window[np.newaxis]] for window in representative)  # noqa: E731
+        if variant != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif sparse:
+            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        if variant == INT8_VARIANT:
+            converter.representative_dataset = samples
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            # Per-tensor int8 kernels, as quantization-aware training fake-quantizes them
+            # (tfllm.compression.qat); per-channel scales also cost 12 bytes a channel, which
+            # at tfllm's model sizes is 3% of the float file. (A private converter switch:
+            # TF 2.21 has no public one.)
+            converter._experimental_disable_per_channel = True
+        try:
+            flatbuffer = converter.convert()
+        except Exception as e:  # the converter raises ConverterError with pages of MLIR
+            if variant != INT8_VARIANT:
+                raise
+            reasons = [line.rsplit("error:", 1)[1].strip() for line in str(e).splitlines()
+                       if "error:" in line]
+            raise UserError(f"the TFLite converter cannot make this {type(model).__name__} "
+                            f"full-integer int8 ({(reasons or [str(e)])[0][:160]}); export "
+                            "--format=tflite (float32 and dynamic_int8) instead.") from None
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -216,9 +220,80 @@ def export_tflite(model, path, seq_len, variant="float32", representative=None, 
     return len(flatbuffer)
 
 
+def _state_names(model):
+    return [f"{name}_{i}" for i in range(model.num_layers) for name in ("h", "c")]
+
+
+def _recurrent_chunk_function(model, chunk):
+    """(token_ids (B, chunk), {"h_i", "c_i"}) -> {"logits", "h_i", "c_i"} of an LSTM model,
+    its time loop unrolled: TF 2.21's converter cannot lower the scan loop FusedLSTM runs
+    (with a dynamic batch its TensorList needs a static element shape; with a static batch
+    int8 conversion crashes). Same math as FusedLSTM, gate order i, f, g, o."""
+    if model.cell != "lstm":
+        raise UserError(f"TFLite export of a {model.cell.upper()} model is not built (only the "
+                        "LSTM's); export --format=saved_model instead.")
+    units = model.units
+    specs = {name: tf.TensorSpec((None, units), tf.float32, name) for name in _state_names(model)}
+
+    def weights(layer):  # by name: a quantization-aware wrapper's layer attributes are tensors
+        named = {w.name.split("/")[-1].split(":")[0]: w for w in layer.trainable_weights}
+        return named["kernel"], named["recurrent_kernel"], named["bias"]
+
+    @tf.function(input_signature=[tf.TensorSpec((None, chunk), tf.int32, "token_ids"), specs])
+    def step(token_ids, states):
+        x = model.token_embedding(token_ids)
+        outputs = {}
+        for i, layer in enumerate(model.recurrent.rnn_layers):
+            kernel, recurrent_kernel, bias = weights(layer)
+            h, c = states[f"h_{i}"], states[f"c_{i}"]
+            xz = tf.einsum("btd,dg->btg", x, kernel) + bias
+            hs = []
+            for t in range(chunk):
+                i_g, f_g, g, o_g = tf.split(xz[:, t] + tf.matmul(h, recurrent_kernel), 4, axis=-1)
+                c = tf.sigmoid(f_g) * c + tf.sigmoid(i_g) * tf.tanh(g)
+                h = tf.sigmoid(o_g) * tf.tanh(c)
+                hs.append(h)
+            x = tf.stack(hs, axis=1)
+            outputs[f"h_{i}"], outputs[f"c_{i}"] = h, c
+        outputs["logits"] = tf.cast(model.lm_head(x), tf.float32)
+        return outputs
+
+    return step
+
+
+def _recurrent_converter(model, chunk, tmp):
+    """A converter of the unrolled chunk function, through a SavedModel in `tmp` (from a
+    concrete function with several inputs the converter writes no signature, and
+    tflite_loss runs models by their signature's names)."""
+    step = _recurrent_chunk_function(model, chunk)
+    module = tf.Module()
+    module.variables_ = list(model.variables)  # the weights step reads, not the Keras model
+    module.step = step
+    path = os.path.join(tmp, "saved_model")
+    tf.saved_model.save(module, path, signatures={"serving_default": step.get_concrete_function()})
+    return tf.lite.TFLiteConverter.from_saved_model(path)
+
+
+def _recurrent_samples(model, chunk, windows):
+    """Representative inputs of the chunk function: each window read chunk by chunk from a
+    zero state, with the states the model carries between chunks."""
+    if windows.shape[1] % chunk:
+        raise ValueError(f"representative windows of {windows.shape[1]} tokens are not whole "
+                         f"chunks of {chunk}.")
+    step = _recurrent_chunk_function(model, chunk)
+    for window in windows:
+        states = {name: tf.zeros((1, model.units)) for name in _state_names(model)}
+        for start in range(0, len(window), chunk):
+            tokens = window[np.newaxis, start:start + chunk]
+            yield {"token_ids": tokens, **{k: v.numpy() for k, v in states.items()}}
+            outputs = step(tf.constant(tokens), states)
+            states = {name: outputs[name] for name in states}
+
+
 def tflite_loss(path, inputs, targets, weights, batch_size=64):
     """Token-weighted mean cross-entropy of a TFLite score model over (inputs, targets,
-    weights) windows (N, T) as `tfllm.data.eval_windows` makes them."""
+    weights) windows (N, T) as `tfllm.data.eval_windows` makes them. A recurrent model
+    reads each window in its chunks, carrying its state (T a multiple of the chunk)."""
     interpreter = tflite_interpreter(path, num_threads=os.cpu_count())
     if is_full_integer(interpreter):
         # TFLite's default XNNPACK delegate computes this model's int8 attention wrong
@@ -226,19 +301,32 @@ def tflite_loss(path, inputs, targets, weights, batch_size=64):
         # builtin kernels, docs/quantization.md); the builtin int8 kernels are the reference.
         interpreter = tflite_interpreter(path, num_threads=os.cpu_count(), reference=True)
     signature = interpreter.get_signature_runner()
-    expected = interpreter.get_input_details()[0]["shape_signature"][1]
-    if expected != inputs.shape[1]:
-        raise UserError(f"the TFLite model reads windows of {expected} tokens, not {inputs.shape[1]}; "
-                        f"evaluate with --seq_len={expected} (or export with the window you want).")
+    inputs_ = signature.get_input_details()
+    chunk = int(inputs_["token_ids"]["shape_signature"][1])
+    states = {name: int(detail["shape_signature"][1]) for name, detail in inputs_.items()
+              if name != "token_ids"}
+    if states and inputs.shape[1] % chunk:
+        raise UserError(f"the TFLite model reads chunks of {chunk} tokens, and {inputs.shape[1]} is "
+                        f"not a multiple; evaluate with a --seq_len that is.")
+    if not states and inputs.shape[1] != chunk:
+        raise UserError(f"the TFLite model reads windows of {chunk} tokens, not {inputs.shape[1]}; "
+                        f"evaluate with --seq_len={chunk} (or export with the window you want).")
     total, count = 0.0, 0.0
     for start in range(0, len(inputs), batch_size):
         batch = slice(start, start + batch_size)
-        logits = signature(token_ids=inputs[batch].astype(np.int32))["logits"].astype(np.float64)
-        logits -= logits.max(axis=-1, keepdims=True)
-        log_z = np.log(np.exp(logits).sum(axis=-1))
-        picked = np.take_along_axis(logits, targets[batch][..., None].astype(np.int64), -1)[..., 0]
-        total += float(((log_z - picked) * weights[batch]).sum())
-        count += float(weights[batch].sum())
+        carried = {name: np.zeros((len(inputs[batch]), width), np.float32)
+                   for name, width in states.items()}
+        for t in range(0, inputs.shape[1], chunk):
+            span = (batch, slice(t, t + chunk))
+            outputs = signature(token_ids=inputs[span].astype(np.int32), **carried)
+            carried = {name: outputs[name] for name in states}
+            logits = outputs["logits"].astype(np.float64)
+            logits -= logits.max(axis=-1, keepdims=True)
+            log_z = np.log(np.exp(logits).sum(axis=-1))
+            picked = np.take_along_axis(logits, targets[span][..., None].astype(np.int64),
+                                        -1)[..., 0]
+            total += float(((log_z - picked) * weights[span]).sum())
+            count += float(weights[span].sum())
     return total / count
 
 
