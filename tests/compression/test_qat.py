@@ -115,3 +115,25 @@ def test_tflite_export_of_a_gru_lm_is_refused_before_anything_is_written(tmp_pat
         with pytest.raises(UserError, match="TFLite export of a GRU model is not built"):
             export_tflite(lm, str(tmp_path / "out" / f"{variant}.tflite"), 8, variant, windows)
     assert not (tmp_path / "out").exists()
+
+
+def test_lstm_states_are_rounded_as_the_int8_model_rounds_them():
+    """QAT rounds the FusedLSTM's gate pre-activations, cell state and output over ranges
+    it tracks; the TFLite export's unrolled LSTM rounds them over the same ranges."""
+    from tfllm.inference.exporting import _recurrent_chunk_function
+
+    keras.utils.set_random_seed(3)
+    task = TrainingModel(RecurrentLM(vocab_size=13, embedding_dim=8, units=16, num_layers=2))
+    task.compile(keras.optimizers.Adam(3e-3))
+    task.fit(batches(), epochs=1, steps_per_epoch=10,
+             callbacks=[QuantizationAwareTraining(start_step=0)], verbose=0)
+    lstm = task.lm.recurrent.rnn_layers[0].layer
+    assert int(lstm.state_ranges.seen.numpy()) == 10
+    low, high = lstm.state_ranges.ranges.numpy().T
+    assert np.all(low <= 0) and np.all(high > 0) and np.all(high - low < 12)  # not [-6, 6]
+    x = np.random.RandomState(0).randint(0, 13, (2, 12)).astype(np.int32)
+    states = {f"{n}_{i}": tf.zeros((2, 16)) for i in range(2) for n in ("h", "c")}
+    unrolled = _recurrent_chunk_function(task.lm, 12)(tf.constant(x), states)["logits"]
+    np.testing.assert_allclose(unrolled, task.lm(x, training=False), atol=1e-5)
+    lstm.state_ranges.ranges.assign(lstm.state_ranges.ranges * 0.5)  # the ranges do matter
+    assert np.max(np.abs(task.lm(x, training=False) - unrolled)) > 1e-3

@@ -10,7 +10,10 @@ QuantizeConfigs below:
                           LSTM model's lm_head: the kernel fake-quantized to int8
                           (symmetric, per tensor), the output to int8 (asymmetric, a range
                           tracked over batches)
-    FusedLSTM, GRU        kernel and recurrent kernel fake-quantized to int8
+    FusedLSTM, GRU        kernel and recurrent kernel fake-quantized to int8; in the
+                          FusedLSTM also the gate pre-activations, cell state and
+                          output of every step (LSTMStateRanges), which the int8 TFLite
+                          model rounds (the GRU has no TFLite export)
 
 The attention scores, probabilities and their mix with the values are fake-quantized to
 int8 too (FakeQuant layers the attention calls). Norms, embeddings, RoPE, the residual
@@ -35,7 +38,7 @@ from tfllm._keras import keras
 from tfllm.compression.wrapping import replace_layers
 from tfllm.errors import UserError
 from tfllm.layers.causal_self_attention import CausalSelfAttention
-from tfllm.layers.fused_lstm import FusedLSTM
+from tfllm.layers.fused_lstm import FusedLSTM, LSTMStateRanges
 
 Q = tfmot.quantization.keras
 
@@ -214,8 +217,11 @@ def quantize_model(model):
 
 def _wrap(model):
     """Wraps each quantizable layer of `model` in place (and gives each attention its
-    score, probability and mix FakeQuants); returns how many were wrapped."""
+    score, probability and mix FakeQuants, each FusedLSTM its state ranges); returns how
+    many were wrapped."""
     for layer in model.submodules:
+        if isinstance(layer, FusedLSTM) and layer.state_ranges is None:
+            layer.state_ranges = LSTMStateRanges(name="state_ranges")
         if isinstance(layer, CausalSelfAttention) and layer.score_quantizer is None:
             layer.score_quantizer = FakeQuant(name="score_quantizer")
             layer.prob_quantizer = FakeQuant(fixed=(0.0, 1.0), name="prob_quantizer")

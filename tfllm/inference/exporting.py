@@ -232,12 +232,33 @@ def _recurrent_chunk_function(model, chunk):
     if model.cell != "lstm":
         raise UserError(f"TFLite export of a {model.cell.upper()} model is not built (only the "
                         "LSTM's); export --format=saved_model instead.")
+    model(tf.zeros((1, 1), tf.int32))  # builds (restores) any quantization wrapper's ranges
     units = model.units
     specs = {name: tf.TensorSpec((None, units), tf.float32, name) for name in _state_names(model)}
 
-    def weights(layer):  # by name: a quantization-aware wrapper's layer attributes are tensors
-        named = {w.name.split("/")[-1].split(":")[0]: w for w in layer.trainable_weights}
-        return named["kernel"], named["recurrent_kernel"], named["bias"]
+    def weights(layer):
+        """kernel, recurrent kernel, bias; of a quantization-aware model the kernels as QAT
+        rounds them to int8 (its ranges then become the int8 model's weight scales)."""
+        # By name: a quantization-aware wrapper's layer attributes are tensors of its trace.
+        named = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+        kernels = [named["kernel"], named["recurrent_kernel"]]
+        if "kernel_min" in named:
+            kernels = [tf.quantization.fake_quant_with_min_max_vars(
+                k, named[f"{n}_min"], named[f"{n}_max"], num_bits=8, narrow_range=True)
+                for k, n in zip(kernels, ("kernel", "recurrent_kernel"))]
+        return (*kernels, named["bias"])
+
+    def state_quantizer(lstm):
+        """Rounds z, c, h (k = 0, 1, 2) as quantization-aware training did: its ranges
+        become the int8 model's. Identity for a float model."""
+        ranges = lstm.state_ranges
+        if ranges is None or not int(ranges.seen.numpy()):
+            return lambda x, k: x
+        return lambda x, k: tf.quantization.fake_quant_with_min_max_vars(
+            x, ranges.ranges[k, 0], ranges.ranges[k, 1], num_bits=8)
+
+    quantizers = [state_quantizer(getattr(layer, "layer", layer))
+                  for layer in model.recurrent.rnn_layers]
 
     @tf.function(input_signature=[tf.TensorSpec((None, chunk), tf.int32, "token_ids"), specs])
     def step(token_ids, states):
@@ -245,13 +266,15 @@ def _recurrent_chunk_function(model, chunk):
         outputs = {}
         for i, layer in enumerate(model.recurrent.rnn_layers):
             kernel, recurrent_kernel, bias = weights(layer)
+            quantize = quantizers[i]
             h, c = states[f"h_{i}"], states[f"c_{i}"]
             xz = tf.einsum("btd,dg->btg", x, kernel) + bias
             hs = []
             for t in range(chunk):
-                i_g, f_g, g, o_g = tf.split(xz[:, t] + tf.matmul(h, recurrent_kernel), 4, axis=-1)
-                c = tf.sigmoid(f_g) * c + tf.sigmoid(i_g) * tf.tanh(g)
-                h = tf.sigmoid(o_g) * tf.tanh(c)
+                z = quantize(xz[:, t] + tf.matmul(h, recurrent_kernel), 0)
+                i_g, f_g, g, o_g = tf.split(z, 4, axis=-1)
+                c = quantize(tf.sigmoid(f_g) * c + tf.sigmoid(i_g) * tf.tanh(g), 1)
+                h = quantize(tf.sigmoid(o_g) * tf.tanh(c), 2)
                 hs.append(h)
             x = tf.stack(hs, axis=1)
             outputs[f"h_{i}"], outputs[f"c_{i}"] = h, c
@@ -266,11 +289,12 @@ def _recurrent_converter(model, chunk, tmp):
     concrete function with several inputs the converter writes no signature, and
     tflite_loss runs models by their signature's names)."""
     step = _recurrent_chunk_function(model, chunk)
+    concrete = step.get_concrete_function()
     module = tf.Module()
     module.variables_ = list(model.variables)  # the weights step reads, not the Keras model
     module.step = step
     path = os.path.join(tmp, "saved_model")
-    tf.saved_model.save(module, path, signatures={"serving_default": step.get_concrete_function()})
+    tf.saved_model.save(module, path, signatures={"serving_default": concrete})
     return tf.lite.TFLiteConverter.from_saved_model(path)
 
 
