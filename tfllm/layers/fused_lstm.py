@@ -25,22 +25,26 @@ def _gates(z):
 
 def _forward(xz, h0, c0, recurrent_kernel, quantize=None):
     """The recurrence: hs, cs (T, B, U), gate activations (T, B, G) and, with `quantize`
-    (x, k) -> x, per step the [min, max] of z, c and h before it quantizes them (T, 3, 2)."""
+    (x, k) -> x, per step the [min, max] of z, c and h before it rounds them (T, 3, 2);
+    without, None (and the float loop carries nothing more)."""
 
     def step(carry, z_x):
-        h, c, _, _ = carry
+        h, c = carry[:2]
         z = z_x + tf.matmul(h, recurrent_kernel)
         act = _gates(z if quantize is None else quantize(z, 0))
         i, f, g, o = tf.split(act, 4, axis=-1)
         c_new = f * c + i * g
-        c = c_new if quantize is None else quantize(c_new, 1)
-        h_new = o * tf.tanh(c)
         if quantize is None:
-            return h_new, c, act, tf.zeros((3, 2))
+            return o * tf.tanh(c_new), c_new, act
+        c = quantize(c_new, 1)
+        h_new = o * tf.tanh(c)
         stats = tf.stack([[tf.reduce_min(v), tf.reduce_max(v)] for v in (z, c_new, h_new)])
         return quantize(h_new, 2), c, act, stats
 
-    return tf.scan(step, xz, initializer=(h0, c0, tf.zeros_like(xz[0]), tf.zeros((3, 2))))
+    initial = (h0, c0, tf.zeros_like(xz[0]))
+    if quantize is None:
+        return (*tf.scan(step, xz, initializer=initial), None)
+    return tf.scan(step, xz, initializer=initial + (tf.zeros((3, 2)),))
 
 
 def _backward(d_hs, d_c_last, h0, c0, recurrent_kernel, hs, cs, acts):
