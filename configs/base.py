@@ -78,6 +78,8 @@ def get_config():
             beta2=0.99,
             epsilon=1e-8,
             momentum=0.9,         # sgd / rmsprop momentum
+            muon_scale=10.0,      # muon: the matrices' learning rate is learning_rate x this
+            muon_momentum=0.95,   # muon: Nesterov momentum of the matrices' gradients
             nesterov=False,       # sgd Nesterov momentum
             grad_clip=1.0,        # clip gradients by global norm; 0 = off
             precision="float32",  # "float32", "mixed_bfloat16" or "mixed_float16"

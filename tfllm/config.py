@@ -11,7 +11,7 @@ CHOICES = {
     "model.normalization": ("layer", "rms"),
     "model.activation": ("gelu", "swiglu", "relu2"),
     "model.cell": ("lstm", "gru"),
-    "train.optimizer": ("adamw", "adam", "lion", "sgd", "adagrad", "rmsprop"),
+    "train.optimizer": ("adamw", "adam", "lion", "muon", "sgd", "adagrad", "rmsprop"),
     "train.schedule": ("constant", "warmup_cosine", "wsd", "one_cycle", "step", "exponential"),
     "train.precision": ("float32", "mixed_bfloat16", "mixed_float16"),
 }
@@ -19,7 +19,7 @@ POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.ma
             "model.embedding_dim", "model.units", "train.steps", "train.batch_size",
             "train.grad_accum_steps", "train.learning_rate", "train.steps_per_execution",
             "train.decay_steps", "eval.every", "eval.batch_size", "log_every", "checkpoint.every",
-            "checkpoint.keep", "data.vocab_size")
+            "checkpoint.keep", "data.vocab_size", "train.muon_scale")
 NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.momentum",
                 "sample.length", "train.min_lr_ratio", "train.inter_op_threads",
@@ -65,6 +65,8 @@ def validate(config):
     for key in ("train.decay_fraction", "train.pct_start"):
         if not 0 < _get(config, key) < 1:
             _fail(key, _get(config, key), "it must be between 0 and 1")
+    if not 0 <= config.train.get("muon_momentum", 0.95) < 1:
+        _fail("train.muon_momentum", config.train.muon_momentum, "it must be in [0, 1)")
     if config.train.div_factor < 1:
         _fail("train.div_factor", config.train.div_factor, "it must be >= 1")
     if not 0 < config.data.val_fraction < 1:

@@ -4,11 +4,12 @@ import tensorflow as tf
 from ml_collections import ConfigDict
 
 from tfllm.training import OPTIMIZERS, build_optimizer
+from tfllm.training.optimizers import Muon, matrix_shape, orthogonalize
 
 
 def train_cfg(name, **overrides):
     cfg = dict(optimizer=name, weight_decay=0.01, beta1=0.9, beta2=0.99, epsilon=1e-8,
-               momentum=0.9, nesterov=False, grad_clip=1.0)
+               momentum=0.9, nesterov=False, grad_clip=1.0, muon_scale=10.0, muon_momentum=0.95)
     return ConfigDict({**cfg, **overrides})
 
 
@@ -52,3 +53,47 @@ def test_adamw_does_not_decay_norms_and_biases():
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="adamw"):
         build_optimizer(train_cfg("lamb"), 1e-3)
+
+
+def test_orthogonalize_flattens_singular_values():
+    m = tf.constant(np.random.RandomState(0).randn(16, 48), tf.float32)
+    singular = np.linalg.svd(orthogonalize(m).numpy(), compute_uv=False)
+    assert singular.min() > 0.6 and singular.max() < 1.25  # the quintic's band
+    assert np.linalg.svd(m.numpy(), compute_uv=False).max() > 5  # the input's were not
+    assert matrix_shape((128, 4, 32)) == (128, 128) and matrix_shape((4, 32, 128)) == (128, 128)
+
+
+def test_muon_updates_kernels_by_orthogonalized_momentum_and_the_rest_by_adamw(tmp_path):
+    rng = np.random.RandomState(1)
+    x = tf.constant(rng.randn(256, 8), tf.float32)
+    target = tf.constant(rng.randn(8, 2, 4), tf.float32)
+    kernel = tf.Variable(tf.zeros((8, 2, 4)), name="kernel")
+    bias = tf.Variable(tf.zeros((8,)), name="bias")
+    head = tf.Variable(tf.zeros((8, 3)), name="kernel")
+    opt = build_optimizer(train_cfg("muon", weight_decay=0.0, grad_clip=0.0), 0.01)
+    assert isinstance(opt, Muon)
+    opt.exclude_from_muon([head])
+    adamw = build_optimizer(train_cfg("adamw", weight_decay=0.0, grad_clip=0.0), 0.01)
+    bias_ref = tf.Variable(tf.zeros((8,)))
+
+    def loss(k, b):
+        y = tf.einsum("nd,dhk->nhk", x, k) + tf.reshape(b, (1, 2, 4))
+        return tf.reduce_mean((y - tf.einsum("nd,dhk->nhk", x, target)) ** 2)
+
+    first = float(loss(kernel, bias))
+    for step in range(40):
+        with tf.GradientTape(persistent=True) as tape:
+            value, ref = loss(kernel, bias), loss(kernel, bias_ref)
+        before = kernel.numpy()
+        opt.apply_gradients(list(zip(tape.gradient(value, [kernel, bias]), [kernel, bias]))
+                            + [(tf.ones((8, 3)), head)])
+        adamw.apply_gradients([(tape.gradient(ref, bias_ref), bias_ref)])
+        if step == 0:  # from zero momentum the first update is orthogonalized (8 x 8)
+            update = (before - kernel.numpy()).reshape(8, 8) / (0.01 * 10.0)
+            singular = np.linalg.svd(update, compute_uv=False)
+            assert singular.min() > 0.6 and singular.max() < 1.25
+        # The bias follows AdamW exactly (same gradients while the kernel is shared).
+        np.testing.assert_allclose(bias.numpy(), bias_ref.numpy(), atol=1e-6)
+    assert float(loss(kernel, bias)) < 0.1 * first
+    # The excluded head took AdamW steps: its first step is -lr per entry.
+    np.testing.assert_allclose(head.numpy(), -0.01 * 40, rtol=1e-3)

@@ -1,9 +1,13 @@
 """Optimizers by name, built as ordinary Keras optimizers."""
 
+import math
+
+import tensorflow as tf
+
 from tfllm._keras import keras
 from tfllm.errors import UserError
 
-OPTIMIZERS = ("adamw", "adam", "lion", "sgd", "adagrad", "rmsprop")
+OPTIMIZERS = ("adamw", "adam", "lion", "muon", "sgd", "adagrad", "rmsprop")
 
 # Variables whose names contain one of these are not weight-decayed: gains and shifts of
 # normalizations and biases (decaying them only fights the normalization).
@@ -43,6 +47,12 @@ def build_optimizer(cfg, learning_rate, mesh=None):
                                     weight_decay=cfg.weight_decay, global_clipnorm=clip)
         opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
         return opt
+    if name == "muon":
+        opt = Muon(learning_rate, muon_scale=cfg.muon_scale, muon_momentum=cfg.muon_momentum,
+                   weight_decay=cfg.weight_decay, beta_1=cfg.beta1, beta_2=cfg.beta2,
+                   epsilon=cfg.epsilon, global_clipnorm=clip)
+        opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+        return opt
     if name == "adam":
         return optimizers.Adam(learning_rate, beta_1=cfg.beta1, beta_2=cfg.beta2,
                                      epsilon=cfg.epsilon, global_clipnorm=clip)
@@ -66,3 +76,80 @@ class _MeshOptimizers:
     def __getattr__(self, name):
         cls = getattr(keras.dtensor.experimental.optimizers, name)
         return lambda *args, **kwargs: cls(*args, mesh=self.mesh, **kwargs)
+
+
+# Quintic Newton-Schulz coefficients of Muon (Jordan et al. 2024): five iterations take a
+# matrix's singular values into roughly [0.7, 1.2].
+NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
+MUON_NAMES = ("kernel", "recurrent_kernel")
+
+
+def orthogonalize(matrix, steps=5):
+    """The nearest semi-orthogonal matrix to `matrix` (2-D), approximately: U V^T of its
+    SVD U S V^T, by a Newton-Schulz iteration (matmuls only, so XLA compiles it)."""
+    a, b, c = NEWTON_SCHULZ
+    wide = matrix.shape[0] > matrix.shape[1]
+    x = tf.transpose(matrix) if wide else matrix
+    x = x / (tf.norm(x) + 1e-7)
+    for _ in range(steps):
+        gram = tf.matmul(x, x, transpose_b=True)
+        x = a * x + tf.matmul(b * gram + c * tf.matmul(gram, gram), x)
+    return tf.transpose(x) if wide else x
+
+
+def matrix_shape(shape):
+    """(rows, cols) a kernel is orthogonalized as: its leading axes against its trailing
+    ones, split where the matrix is closest to square (an attention kernel (D, H, K) is
+    D x HK, its output (H, K, D) is HK x D)."""
+    splits = [(math.prod(shape[:i]), math.prod(shape[i:])) for i in range(1, len(shape))]
+    return min(splits, key=lambda rc: abs(math.log(rc[0] / rc[1])))
+
+
+class Muon(keras.optimizers.AdamW):
+    """Muon for the hidden weight matrices, AdamW for everything else.
+
+    A variable named `kernel` or `recurrent_kernel` with 2 or more axes (the attention
+    projections, the MLP, the LSTM's kernels) is updated by Muon (Jordan et al. 2024):
+    Nesterov momentum `muon_momentum` of its gradient, orthogonalized (`orthogonalize`),
+    scaled by sqrt(max(1, rows / cols)), at `learning_rate * muon_scale`. Everything
+    else (embeddings, norms, biases and variables passed to `exclude_from_muon`, such as
+    an output head) gets AdamW with this optimizer's AdamW arguments; the decoupled weight
+    decay is AdamW's, on both. Muon's momentum lives in AdamW's first-moment slot.
+
+    Example:
+        >>> opt = Muon(3e-3, muon_scale=10.0, weight_decay=0.1)
+        >>> opt.exclude_from_muon(model.lm_head.trainable_variables)
+    """
+
+    def __init__(self, learning_rate=1e-3, muon_scale=10.0, muon_momentum=0.95, ns_steps=5,
+                 name="Muon", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.muon_scale = muon_scale
+        self.muon_momentum = muon_momentum
+        self.ns_steps = ns_steps
+        self._not_muon = set()
+
+    def exclude_from_muon(self, var_list):
+        """AdamW, not Muon, for these variables (call before the first step)."""
+        self._not_muon.update(self._var_key(v) for v in var_list)
+
+    def uses_muon(self, variable):
+        name = variable.name.split("/")[-1].split(":")[0]
+        return (len(variable.shape) >= 2 and name in MUON_NAMES
+                and self._var_key(variable) not in self._not_muon)
+
+    def update_step(self, gradient, variable):
+        if not self.uses_muon(variable) or isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable)
+        momentum = self._momentums[self._index_dict[self._var_key(variable)]]
+        beta = tf.cast(self.muon_momentum, variable.dtype)
+        momentum.assign(beta * momentum + gradient)
+        rows, cols = matrix_shape(variable.shape)
+        nesterov = tf.reshape(gradient + beta * momentum, (rows, cols))
+        update = orthogonalize(nesterov, self.ns_steps) * math.sqrt(max(1.0, rows / cols))
+        lr = tf.cast(self.learning_rate, variable.dtype) * self.muon_scale
+        variable.assign_sub(lr * tf.reshape(update, variable.shape))
+
+    def get_config(self):
+        return {**super().get_config(), "muon_scale": self.muon_scale,
+                "muon_momentum": self.muon_momentum, "ns_steps": self.ns_steps}

@@ -117,6 +117,8 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None):
         lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
         schedule = Scaled(build_schedule(t, t.steps), lr_scale)
         optimizer = build_optimizer(t, schedule)
+        if hasattr(optimizer, "exclude_from_muon") and getattr(model, "lm_head", None):
+            optimizer.exclude_from_muon(model.lm_head.trainable_variables)  # AdamW for the head
         if t.precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         task = TrainingModel(model, t.grad_accum_steps)
