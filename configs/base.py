@@ -23,6 +23,7 @@ def gpt_model():
         dropout=0.0,              # on embeddings, attention and residual branches
         use_bias=True,            # biases in projections and LayerNorm
         tie_embeddings=True,      # output projection = transposed token embedding
+        qk_norm=False,            # RMS-normalize queries and keys per head (QK normalization)
     ))
 
 

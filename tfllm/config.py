@@ -30,7 +30,7 @@ RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_st
                 "train.prune_sparsity", "train.prune_start_step", "train.prune_end_step",
                 "train.prune_every")
 # Values of keys newer than some saved runs, for comparing with those runs.
-DEFAULTS = {"train.qat_start_step": -1, "train.prune_sparsity": 0.0, "train.prune_start_step": 0,
+DEFAULTS = {"model.qk_norm": False, "train.qat_start_step": -1, "train.prune_sparsity": 0.0, "train.prune_start_step": 0,
             "train.prune_end_step": -1, "train.prune_every": 50}
 
 
@@ -154,8 +154,10 @@ def identity_mismatch(saved, current):
         b = DEFAULTS.get(key) if b is None else b
         if isinstance(a, dict) and isinstance(b, dict):
             for sub in sorted(set(a) | set(b)):
-                if a.get(sub) != b.get(sub):
-                    return f"{key}.{sub}", a.get(sub), b.get(sub)
+                default = DEFAULTS.get(f"{key}.{sub}")
+                a_sub, b_sub = a.get(sub, default), b.get(sub, default)
+                if a_sub != b_sub:
+                    return f"{key}.{sub}", a_sub, b_sub
         elif a != b:
             return key, a, b
     return None

@@ -40,3 +40,19 @@ def test_config_round_trip():
     assert_config_round_trip(CausalSelfAttention(num_heads=2, num_kv_heads=1, use_rope=True,
                                                  dropout=0.1, use_bias=False),
                              tf.zeros((1, 3, 8)))
+
+
+def test_qk_norm_normalizes_each_heads_queries_and_keys():
+    layer = CausalSelfAttention(num_heads=4, num_kv_heads=2, use_rope=True, qk_norm=True)
+    x = tf.random.normal((2, 6, 16)) * 30.0  # scale the queries and keys would carry
+    assert layer(x).shape == (2, 6, 16)
+    assert_causal(layer, width=16)
+    assert layer.query_norm.gamma.shape == (4,) and layer.key_norm.gamma.shape == (4,)
+    q = layer.query_norm(layer.query(x))
+    np.testing.assert_allclose(tf.reduce_mean(q ** 2, axis=-1).numpy(), 1.0, rtol=1e-3)
+    # The cached decode path normalizes the same way.
+    cache = tf.zeros((6, 2, 2, 2, 4))
+    prefix, cache = layer(x[:, :5], cache=cache, cache_index=0)
+    last, _ = layer(x[:, 5:], cache=cache, cache_index=5)
+    np.testing.assert_allclose(tf.concat([prefix, last], 1).numpy(), layer(x).numpy(), atol=1e-4)
+    assert_config_round_trip(layer, x)

@@ -8,6 +8,7 @@ heads per key/value head, hs head size.
 import tensorflow as tf
 
 from tfllm._keras import fresh_initializer, keras, register
+from tfllm.layers.rms_normalization import RMSNormalization
 from tfllm.layers.rotary_embedding import RotaryEmbedding
 
 MASK_MARGIN = 20.0
@@ -29,6 +30,8 @@ class CausalSelfAttention(keras.layers.Layer):
         rope_max_wavelength: RoPE frequency base.
         dropout: on attention probabilities.
         use_bias: biases on the projections.
+        qk_norm: RMS-normalize each head's queries and keys (learned gain over hs) before
+            RoPE and the dot product (QK normalization, as OLMo 2 and Gemma 3).
         kernel_initializer: of the query/key/value projections.
         output_kernel_initializer: of the output projection.
 
@@ -53,7 +56,7 @@ class CausalSelfAttention(keras.layers.Layer):
     def __init__(self, num_heads, head_dim=None, num_kv_heads=None, use_rope=False,
                  rope_max_wavelength=10000, dropout=0.0, use_bias=True,
                  kernel_initializer="glorot_uniform", output_kernel_initializer="glorot_uniform",
-                 **kwargs):
+                 qk_norm=False, **kwargs):
         super().__init__(**kwargs)
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if num_heads % num_kv_heads:
@@ -66,6 +69,7 @@ class CausalSelfAttention(keras.layers.Layer):
         self.rope_max_wavelength = rope_max_wavelength
         self.dropout = dropout
         self.use_bias = use_bias
+        self.qk_norm = qk_norm
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.output_kernel_initializer = keras.initializers.get(output_kernel_initializer)
         # Fake quantization of the attention scores and probabilities, set by
@@ -99,6 +103,12 @@ class CausalSelfAttention(keras.layers.Layer):
         self.key.build(input_shape)
         self.value.build(input_shape)
         self.attention_output.build(tuple(input_shape[:-1]) + (self.num_heads, hs))
+        self.query_norm = self.key_norm = None
+        if self.qk_norm:
+            self.query_norm = RMSNormalization(dtype=self.dtype_policy, name="query_norm")
+            self.key_norm = RMSNormalization(dtype=self.dtype_policy, name="key_norm")
+            self.query_norm.build((None, None, self.num_heads, hs))
+            self.key_norm.build((None, None, self.num_kv_heads, hs))
         self.rotary = (RotaryEmbedding(self.rope_max_wavelength, dtype=self.dtype_policy, name="rotary")
                        if self.use_rope else None)
         self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy,
@@ -110,6 +120,8 @@ class CausalSelfAttention(keras.layers.Layer):
         q = self.query(x)   # (B, T, H, hs)
         k = self.key(x)     # (B, T, K, hs)
         v = self.value(x)   # (B, T, K, hs)
+        if self.query_norm is not None:
+            q, k = self.query_norm(q), self.key_norm(k)
         if self.rotary is not None:
             q = self.rotary(q, start_index=start)
             k = self.rotary(k, start_index=start)
@@ -164,7 +176,7 @@ class CausalSelfAttention(keras.layers.Layer):
         config.update(
             num_heads=self.num_heads, head_dim=self.head_dim, num_kv_heads=self.num_kv_heads,
             use_rope=self.use_rope, rope_max_wavelength=self.rope_max_wavelength,
-            dropout=self.dropout, use_bias=self.use_bias,
+            dropout=self.dropout, use_bias=self.use_bias, qk_norm=self.qk_norm,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
         )

@@ -45,8 +45,9 @@ class TransformerBlock(keras.layers.Layer):
                  use_rope=False, rope_max_wavelength=10000, activation="gelu",
                  normalization="layer", norm_epsilon=1e-5, dropout=0.0, use_bias=True,
                  kernel_initializer="glorot_uniform", output_kernel_initializer="glorot_uniform",
-                 **kwargs):
+                 qk_norm=False, **kwargs):
         super().__init__(**kwargs)
+        self.qk_norm = qk_norm
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.num_kv_heads = num_kv_heads
@@ -68,7 +69,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention = CausalSelfAttention(
             num_heads=self.num_heads, head_dim=self.head_dim, num_kv_heads=self.num_kv_heads,
             use_rope=self.use_rope, rope_max_wavelength=self.rope_max_wavelength,
-            dropout=self.dropout, use_bias=self.use_bias,
+            dropout=self.dropout, use_bias=self.use_bias, qk_norm=self.qk_norm,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
             dtype=policy, name="attention")
@@ -103,7 +104,7 @@ class TransformerBlock(keras.layers.Layer):
             num_kv_heads=self.num_kv_heads, head_dim=self.head_dim, use_rope=self.use_rope,
             rope_max_wavelength=self.rope_max_wavelength, activation=self.activation,
             normalization=self.normalization, norm_epsilon=self.norm_epsilon,
-            dropout=self.dropout, use_bias=self.use_bias,
+            dropout=self.dropout, use_bias=self.use_bias, qk_norm=self.qk_norm,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
         )

@@ -57,7 +57,8 @@ class GPT(PresetMixin, keras.Model):
     def __init__(self, vocab_size, num_layers, num_heads, hidden_dim, max_length,
                  intermediate_dim=None, num_kv_heads=None, position="learned",
                  normalization="layer", activation="gelu", dropout=0.0, use_bias=True,
-                 tie_embeddings=True, rope_max_wavelength=10000, init_std=0.02, **kwargs):
+                 tie_embeddings=True, rope_max_wavelength=10000, init_std=0.02, qk_norm=False,
+                 **kwargs):
         super().__init__(**kwargs)
         if position not in ("learned", "rope"):
             raise ValueError(f"Unknown position {position!r}; use 'learned' or 'rope'.")
@@ -79,6 +80,7 @@ class GPT(PresetMixin, keras.Model):
         self.tie_embeddings = tie_embeddings
         self.rope_max_wavelength = rope_max_wavelength
         self.init_std = init_std
+        self.qk_norm = qk_norm
 
         policy = self.dtype_policy
         init = keras.initializers.RandomNormal(stddev=init_std)
@@ -95,7 +97,7 @@ class GPT(PresetMixin, keras.Model):
                 num_kv_heads=self.num_kv_heads, use_rope=position == "rope",
                 rope_max_wavelength=rope_max_wavelength, activation=activation,
                 normalization=normalization, dropout=dropout, use_bias=use_bias,
-                kernel_initializer=init, output_kernel_initializer=residual_init,
+                kernel_initializer=init, output_kernel_initializer=residual_init, qk_norm=qk_norm,
                 dtype=policy, name=f"block_{i}")
             for i in range(num_layers)
         ]
@@ -198,6 +200,7 @@ class GPT(PresetMixin, keras.Model):
             "dropout": self.dropout, "use_bias": self.use_bias,
             "tie_embeddings": self.tie_embeddings,
             "rope_max_wavelength": self.rope_max_wavelength, "init_std": self.init_std,
+            "qk_norm": self.qk_norm,
         }
 
 
