@@ -60,3 +60,20 @@ def rewind(finished_run, tmp_path, step):
     with open(os.path.join(checkpoints, "checkpoint"), "w") as f:
         f.write(f'model_checkpoint_path: "ckpt-{step}"\nall_model_checkpoint_paths: "ckpt-{step}"\n')
     return run_dir
+
+
+def assert_resume_loses_nothing(finished_run, tmp_path, step, *args):
+    """Rerunning `tfllm.train *args` on a copy of `finished_run` killed after its
+    step-`step` checkpoint resumes there and logs the same losses (rtol 1e-5)."""
+    import numpy as np
+
+    run_dir = rewind(finished_run, tmp_path, step)
+    proc = run("tfllm.train", *args, f"--run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming {run_dir} from step {step}" in proc.stdout
+    expected, got = metrics(finished_run), metrics(run_dir)
+    assert [r["step"] for r in got] == [r["step"] for r in expected]
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+        if "val_loss" in a:
+            np.testing.assert_allclose(b["val_loss"], a["val_loss"], rtol=1e-5)

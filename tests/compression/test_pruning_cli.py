@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from tests.cli_helpers import assert_one_line_error, metrics, rewind, run, train_run
+from tests.cli_helpers import (assert_one_line_error, assert_resume_loses_nothing, metrics, run,
+                               train_run)
 
 ARGS = ("--config=tiny_test", "--config.train.steps=40", "--prune_sparsity=0.5",
         "--config.train.prune_start_step=10", "--config.train.prune_end_step=30",
@@ -21,16 +22,7 @@ def reference(tmp_path_factory):
 
 
 def test_resume_mid_schedule_loses_nothing(reference, tmp_path):
-    run_dir = rewind(reference, tmp_path, 20)
-    proc = run("tfllm.train", *ARGS, f"--run_dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"resuming {run_dir} from step 20" in proc.stdout
-    expected, got = metrics(reference), metrics(run_dir)
-    assert [r["step"] for r in got] == [r["step"] for r in expected]
-    for a, b in zip(expected, got):
-        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
-        if "val_loss" in a:
-            np.testing.assert_allclose(b["val_loss"], a["val_loss"], rtol=1e-5)
+    assert_resume_loses_nothing(reference, tmp_path, 20, *ARGS)
 
 
 def test_pruned_run_evaluates_and_exports_sparse(reference, tmp_path):

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from tests.cli_helpers import assert_one_line_error, metrics, rewind, run, train_run
+from tests.cli_helpers import (assert_one_line_error, assert_resume_loses_nothing, metrics, run,
+                               train_run)
 
 ARGS = ("--config=tiny_test", "--config.train.steps=30", "--qat_start_step=10",
         "--config.checkpoint.keep=5", "--config.sample.length=0")
@@ -27,16 +28,7 @@ def reference(tmp_path_factory):
 
 @pytest.mark.parametrize("step", [10, 20], ids=["before_switch", "after_switch"])
 def test_resume_on_either_side_of_the_switch_loses_nothing(reference, tmp_path, step):
-    run_dir = rewind(reference, tmp_path, step)
-    proc = run("tfllm.train", *ARGS, f"--run_dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"resuming {run_dir} from step {step}" in proc.stdout
-    expected, got = metrics(reference), metrics(run_dir)
-    assert [r["step"] for r in got] == [r["step"] for r in expected]
-    for a, b in zip(expected, got):
-        np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
-        if "val_loss" in a:
-            np.testing.assert_allclose(b["val_loss"], a["val_loss"], rtol=1e-5)
+    assert_resume_loses_nothing(reference, tmp_path, step, *ARGS)
 
 
 def test_int8_export_runs_and_agrees_with_the_qat_model(reference, tmp_path):
