@@ -78,27 +78,17 @@ def load_run(run_dir, checkpoint=None):
     return config, tokenizer, model
 
 
-def checkpoint_is_quantized(path):
-    """Whether a checkpoint was saved from a quantization-aware model (tfmot's wrappers
-    keep an `optimizer_step` variable)."""
-    return any("/optimizer_step/" in name for name, _ in tf.train.list_variables(path))
-
-
-def checkpoint_is_pruned(path):
-    """Whether a checkpoint was saved from a model being pruned (tfmot's pruning wrappers
-    keep a `pruning_step` variable)."""
-    return any("/pruning_step/" in name for name, _ in tf.train.list_variables(path))
-
-
 def match_checkpoint(model, path):
     """Makes `model` quantization-aware, or wraps it for pruning, when the checkpoint at
     `path` was saved so, so that restoring finds every variable (tensorflow-model-
-    optimization's wrappers load only into wrappers)."""
-    if checkpoint_is_quantized(path):
+    optimization's wrappers load only into wrappers). Its quantize wrappers keep an
+    `optimizer_step` variable, its pruning wrappers a `pruning_step`."""
+    names = [name for name, _ in tf.train.list_variables(path)]
+    if any("/optimizer_step/" in name for name in names):
         from tfllm.compression.qat import quantize_built
 
         quantize_built(model)
-    if checkpoint_is_pruned(path):
+    if any("/pruning_step/" in name for name in names):
         from tfllm.compression.pruning import prune_built
 
         prune_built(model)
