@@ -17,6 +17,15 @@ keras.backend.experimental.enable_tf_random_generator()
 register = keras.saving.register_keras_serializable
 
 
+# The weights quantization and pruning act on, and Muon updates (by their own names).
+KERNEL_NAMES = ("kernel", "recurrent_kernel")
+
+
+def weight_name(variable):
+    """A variable's own name: "kernel" for "block_0/attention/query/kernel:0"."""
+    return variable.name.split("/")[-1].split(":")[0]
+
+
 def fresh_initializer(initializer):
     """A new instance of `initializer` (name, config or instance).
 

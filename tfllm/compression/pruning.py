@@ -30,7 +30,7 @@ import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
-from tfllm._keras import keras
+from tfllm._keras import KERNEL_NAMES, keras, weight_name
 from tfllm.compression.wrapping import replace_layers
 from tfllm.layers.fused_lstm import FusedLSTM
 
@@ -143,7 +143,7 @@ def sparsity(model):
     # By variable name: a quantization-aware wrapper swaps its layer's kernel attribute
     # for a fake-quantized tensor of its last trace.
     kernels = [masked.get(id(w), w) for w in model.trainable_weights
-               if w.name.split("/")[-1].split(":")[0] in ("kernel", "recurrent_kernel")]
+               if weight_name(w) in KERNEL_NAMES]
     zeros = sum(int(tf.math.count_nonzero(tf.equal(k, 0.0))) for k in kernels)
     prunable = sum(int(tf.size(k)) for k in kernels)
     total = sum(int(tf.size(w)) for w in model.trainable_weights)

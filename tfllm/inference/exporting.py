@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tfllm._keras import weight_name
 from tfllm.errors import UserError
 from tfllm.inference.decoding import Decoder
 from tfllm.models import RecurrentLM
@@ -240,7 +241,7 @@ def _recurrent_chunk_function(model, chunk):
         """kernel, recurrent kernel, bias; of a quantization-aware model the kernels as QAT
         rounds them to int8 (its ranges then become the int8 model's weight scales)."""
         # By name: a quantization-aware wrapper's layer attributes are tensors of its trace.
-        named = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+        named = {weight_name(w): w for w in layer.weights}
         kernels = [named["kernel"], named["recurrent_kernel"]]
         if "kernel_min" in named:
             kernels = [tf.quantization.fake_quant_with_min_max_vars(

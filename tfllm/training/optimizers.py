@@ -4,7 +4,7 @@ import math
 
 import tensorflow as tf
 
-from tfllm._keras import keras
+from tfllm._keras import KERNEL_NAMES, keras, weight_name
 from tfllm.errors import UserError
 
 OPTIMIZERS = ("adamw", "adam", "lion", "muon", "sgd", "adagrad", "rmsprop")
@@ -81,7 +81,6 @@ class _MeshOptimizers:
 # Quintic Newton-Schulz coefficients of Muon (Jordan et al. 2024): five iterations take a
 # matrix's singular values into roughly [0.7, 1.2].
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
-MUON_NAMES = ("kernel", "recurrent_kernel")
 
 
 def orthogonalize(matrix, steps=5):
@@ -134,8 +133,7 @@ class Muon(keras.optimizers.AdamW):
         self._not_muon.update(self._var_key(v) for v in var_list)
 
     def uses_muon(self, variable):
-        name = variable.name.split("/")[-1].split(":")[0]
-        return (len(variable.shape) >= 2 and name in MUON_NAMES
+        return (len(variable.shape) >= 2 and weight_name(variable) in KERNEL_NAMES
                 and self._var_key(variable) not in self._not_muon)
 
     def update_step(self, gradient, variable):
