@@ -63,6 +63,32 @@ def test_orthogonalize_flattens_singular_values():
     assert matrix_shape((128, 4, 32)) == (128, 128) and matrix_shape((4, 32, 128)) == (128, 128)
 
 
+def test_orthogonalize_treats_leading_axes_as_a_batch():
+    m = tf.constant(np.random.RandomState(2).randn(3, 48, 16), tf.float32)
+    batched = orthogonalize(m).numpy()
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], orthogonalize(m[i]).numpy(), atol=1e-5)
+
+
+def test_muon_batches_same_shaped_kernels_without_mixing_them():
+    """One optimizer over three kernels (two of one shape, orthogonalized as a batch) moves
+    each exactly as an optimizer of its own would."""
+    rng = np.random.RandomState(3)
+    shapes = [(8, 2, 4), (8, 2, 4), (16, 8)]
+    grads = [[tf.constant(rng.randn(*s), tf.float32) for s in shapes] for _ in range(3)]
+    together = [tf.Variable(tf.ones(s), name="kernel") for s in shapes]
+    alone = [tf.Variable(tf.ones(s), name="kernel") for s in shapes]
+    cfg = train_cfg("muon", weight_decay=0.0, grad_clip=0.0)
+    opt, opts = build_optimizer(cfg, 0.01), [build_optimizer(cfg, 0.01) for _ in shapes]
+    for step_grads in grads:
+        opt.apply_gradients(zip(step_grads, together))
+        for o, g, v in zip(opts, step_grads, alone):
+            o.apply_gradients([(g, v)])
+    for a, b in zip(together, alone):
+        assert not np.allclose(a.numpy(), 1.0)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
 def test_muon_updates_kernels_by_orthogonalized_momentum_and_the_rest_by_adamw(tmp_path):
     rng = np.random.RandomState(1)
     x = tf.constant(rng.randn(256, 8), tf.float32)

@@ -84,16 +84,17 @@ NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
 
 
 def orthogonalize(matrix, steps=5):
-    """The nearest semi-orthogonal matrix to `matrix` (2-D), approximately: U V^T of its
-    SVD U S V^T, by a Newton-Schulz iteration (matmuls only, so XLA compiles it)."""
+    """The nearest semi-orthogonal matrix to `matrix`, approximately: U V^T of its SVD
+    U S V^T, by a Newton-Schulz iteration (matmuls only, so XLA compiles it). Leading
+    axes are a batch: (..., rows, cols) orthogonalizes each matrix on its own."""
     a, b, c = NEWTON_SCHULZ
-    wide = matrix.shape[0] > matrix.shape[1]
-    x = tf.transpose(matrix) if wide else matrix
-    x = x / (tf.norm(x) + 1e-7)
+    wide = matrix.shape[-2] > matrix.shape[-1]
+    x = tf.linalg.matrix_transpose(matrix) if wide else matrix
+    x = x / (tf.norm(x, axis=(-2, -1), keepdims=True) + 1e-7)
     for _ in range(steps):
         gram = tf.matmul(x, x, transpose_b=True)
         x = a * x + tf.matmul(b * gram + c * tf.matmul(gram, gram), x)
-    return tf.transpose(x) if wide else x
+    return tf.linalg.matrix_transpose(x) if wide else x
 
 
 def matrix_shape(shape):
@@ -136,17 +137,46 @@ class Muon(keras.optimizers.AdamW):
         return (len(variable.shape) >= 2 and weight_name(variable) in KERNEL_NAMES
                 and self._var_key(variable) not in self._not_muon)
 
+    def _internal_apply_gradients(self, grads_and_vars):
+        # Orthogonalize every Muon update of the step first, same-shaped matrices as one
+        # batch (a 4-layer GPT's 28 kernels are 2 batched Newton-Schulz chains, not 28:
+        # a smaller graph to trace and compile). Each Muon variable's gradient is then
+        # passed on stacked with its update, [gradient, update], for `update_step`.
+        grads_and_vars = list(grads_and_vars)
+        muon = [i for i, (g, v) in enumerate(grads_and_vars)
+                if self.uses_muon(v) and not isinstance(g, tf.IndexedSlices)]
+        groups = {}  # (rows, cols) with rows <= cols -> [(index, transposed)]
+        matrices = {}
+        beta = self.muon_momentum
+        for i in muon:
+            gradient, variable = grads_and_vars[i]
+            momentum = self._momentums[self._index_dict[self._var_key(variable)]]
+            nesterov = gradient + beta * (beta * momentum + gradient)
+            rows, cols = matrix_shape(variable.shape)
+            matrix = tf.reshape(nesterov, (rows, cols))
+            if rows > cols:
+                matrix = tf.transpose(matrix)
+            matrices[i] = matrix
+            groups.setdefault(tuple(matrix.shape), []).append((i, rows > cols))
+        for members in groups.values():
+            stacked = orthogonalize(tf.stack([matrices[i] for i, _ in members]), self.ns_steps)
+            for (i, transposed), update in zip(members, tf.unstack(stacked)):
+                gradient, variable = grads_and_vars[i]
+                rows, cols = matrix_shape(variable.shape)
+                update = tf.transpose(update) if transposed else update
+                update = tf.reshape(update * math.sqrt(max(1.0, rows / cols)), variable.shape)
+                grads_and_vars[i] = (tf.stack([gradient, update]), variable)
+        self._stacked = {self._var_key(grads_and_vars[i][1]) for i in muon}
+        return super()._internal_apply_gradients(grads_and_vars)
+
     def update_step(self, gradient, variable):
-        if not self.uses_muon(variable) or isinstance(gradient, tf.IndexedSlices):
+        if self._var_key(variable) not in getattr(self, "_stacked", ()):
             return super().update_step(gradient, variable)
+        gradient, update = gradient[0], gradient[1]
         momentum = self._momentums[self._index_dict[self._var_key(variable)]]
-        beta = tf.cast(self.muon_momentum, variable.dtype)
-        momentum.assign(beta * momentum + gradient)
-        rows, cols = matrix_shape(variable.shape)
-        nesterov = tf.reshape(gradient + beta * momentum, (rows, cols))
-        update = orthogonalize(nesterov, self.ns_steps) * math.sqrt(max(1.0, rows / cols))
+        momentum.assign(tf.cast(self.muon_momentum, variable.dtype) * momentum + gradient)
         lr = tf.cast(self.learning_rate, variable.dtype) * self.muon_scale
-        variable.assign_sub(lr * tf.reshape(update, variable.shape))
+        variable.assign_sub(lr * update)
 
     def get_config(self):
         return {**super().get_config(), "muon_scale": self.muon_scale,
