@@ -100,6 +100,9 @@ def get_config():
             seq_len=0,            # evaluation window; 0 = model.max_length. Each window starts from
                                   # an empty context; a recurrent model may read longer windows
                                   # than it trains on (every token is still predicted once)
+            target_margin=-1.0,   # with train.target_val_loss: skip a due evaluation while the mean
+                                  # training loss since the last log is above target + this
+                                  # margin (it cannot be at the target yet); -1 = never skip
         ),
         log_every=50,             # metrics.jsonl / TensorBoard / progress line every N steps
         checkpoint=dict(

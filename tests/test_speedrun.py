@@ -17,7 +17,9 @@ def speedrun(tmp_path, *args):
 
 def test_stops_at_the_first_evaluation_at_or_below_the_target(tmp_path):
     # tiny_test evaluates every 10 steps from ln(65) = 4.17; 4.1 is passed at step 10.
-    proc = speedrun(tmp_path, "--target=4.1", "--set=checkpoint.every=20")
+    cache = tmp_path / "xla"
+    proc = speedrun(tmp_path, "--target=4.1", "--set=checkpoint.every=20",
+                    f"--compilation_cache={cache}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = json.loads(proc.stdout.strip().splitlines()[-1])["runs"][0]
     assert run["reached"] and run["step"] == 10 and run["val_loss"] <= 4.1
@@ -26,6 +28,23 @@ def test_stops_at_the_first_evaluation_at_or_below_the_target(tmp_path):
     with open(tmp_path / "repeat_0" / "metrics.jsonl") as f:
         assert max(json.loads(line)["step"] for line in f) == 10  # training stopped there
     assert os.path.exists(tmp_path / "repeat_0" / "checkpoints" / "ckpt-10.index")
+    assert any(name.startswith("xla_compile_cache") for name in os.listdir(cache))  # compiled steps kept
+
+
+def test_evaluations_wait_until_the_training_loss_is_within_the_margin(tmp_path):
+    """eval.target_margin: a due evaluation is skipped while the training loss since the
+    last log is above target + margin; the last step is evaluated regardless."""
+    proc = speedrun(tmp_path, "--target=0.5", "--set=train.steps=30", "--set=log_every=10",
+                    "--set=eval.target_margin=0.0")
+    assert proc.returncode == 1, proc.stderr[-2000:]  # 0.5 is out of reach
+    with open(tmp_path / "repeat_0" / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records if "val_loss" in r] == [30]
+    assert all(r["loss"] > 0.5 for r in records)  # why steps 10 and 20 were skipped
+    proc = speedrun(tmp_path, "--target=0.5", "--set=train.steps=30", "--set=log_every=10",
+                    "--set=eval.target_margin=5.0")
+    with open(tmp_path / "repeat_0" / "metrics.jsonl") as f:
+        assert [json.loads(line)["step"] for line in f if "val_loss" in line] == [10, 20, 30]
 
 
 def test_a_missed_target_exits_1_with_the_best_result(tmp_path):

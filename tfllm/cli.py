@@ -39,6 +39,21 @@ def default_config_path(name="default"):
     return os.path.join(os.path.dirname(tfllm.configs.__file__), name + ".py")
 
 
+def use_compilation_cache(directory):
+    """Keeps XLA's compiled programs in `directory` ("" = off), so a later process that
+    compiles the same step (same model, shapes and TensorFlow) loads it instead.
+    Call before TensorFlow compiles anything: XLA reads TF_XLA_FLAGS once."""
+    if not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create the compilation cache directory {directory}: {e.strerror}; "
+             "pass a writable --compilation_cache or leave it empty.")
+    flag = f"--tf_xla_persistent_cache_directory={os.path.abspath(directory)}"
+    os.environ["TF_XLA_FLAGS"] = f"{os.environ.get('TF_XLA_FLAGS', '')} {flag}".strip()
+
+
 def fail(message, code=2):
     print(f"{_command_name()}: error: {message}", file=sys.stderr)
     sys.exit(code)

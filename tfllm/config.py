@@ -67,6 +67,9 @@ def validate(config):
             _fail(key, _get(config, key), "it must be between 0 and 1")
     if not 0 <= config.train.get("muon_momentum", 0.95) < 1:
         _fail("train.muon_momentum", config.train.muon_momentum, "it must be in [0, 1)")
+    margin = config.eval.get("target_margin", -1.0)
+    if margin < 0 and margin != -1:
+        _fail("eval.target_margin", margin, "it must be >= 0, or -1 to evaluate whenever due")
     if config.train.div_factor < 1:
         _fail("train.div_factor", config.train.div_factor, "it must be >= 1")
     if not 0 < config.data.val_fraction < 1:

@@ -27,6 +27,8 @@ flags.DEFINE_integer("qat_start_step", None, "Switch to int8 quantization-aware 
 flags.DEFINE_float("prune_sparsity", None, "Magnitude-prune each kernel to this fraction of zeros "
                    "(sets --config.train.prune_sparsity; schedule: --config.train.prune_start_step, "
                    "prune_end_step, prune_every; docs/quantization.md).")
+flags.DEFINE_string("compilation_cache", "", "Directory to keep XLA-compiled steps in, so a rerun "
+                    "of the same config skips compiling (docs/speedrun.md); empty = off.")
 FLAGS = flags.FLAGS
 
 
@@ -44,6 +46,7 @@ def main(argv):
     config = validate(FLAGS.config)
     config_name = os.path.splitext(os.path.basename(config_flags.get_config_filename(FLAGS["config"])))[0]
     run_dir = FLAGS.run_dir or os.path.join("runs", config_name)
+    cli.use_compilation_cache(FLAGS.compilation_cache)
     from tfllm.training import Trainer, distribution  # TensorFlow loads once the config is valid
 
     strategy = mesh = None

@@ -25,6 +25,9 @@ flags.DEFINE_integer("repeats", 1, "Independent runs (the median is reported).",
 flags.DEFINE_string("run_root", "runs/speedrun", "Run directories go here (replaced each repeat).")
 flags.DEFINE_multi_string("set", [], "Config overrides, key=value (e.g. --set=train.steps=600).")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
+flags.DEFINE_string("compilation_cache", "", "Passed to tfllm.train: XLA's compiled steps are kept "
+                    "in (and loaded from) this directory. Empty (the default): every repeat "
+                    "compiles from scratch.")
 FLAGS = flags.FLAGS
 
 
@@ -33,6 +36,8 @@ def one_run(run_dir):
     shutil.rmtree(run_dir, ignore_errors=True)
     cmd = [sys.executable, "-m", "tfllm.train", f"--config={FLAGS.config}", f"--run_dir={run_dir}",
            f"--config.train.target_val_loss={FLAGS.target}", "--config.sample.length=0"]
+    if FLAGS.compilation_cache:
+        cmd.append(f"--compilation_cache={FLAGS.compilation_cache}")
     cmd += [f"--config.{override}" for override in FLAGS.set]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -60,6 +65,7 @@ def main(argv):
     runs = [one_run(os.path.join(FLAGS.run_root, f"repeat_{i}")) for i in range(FLAGS.repeats)]
     reached = all(r["reached"] for r in runs)
     summary = {"config": FLAGS.config, "target": FLAGS.target, "overrides": FLAGS.set,
+               "compilation_cache": FLAGS.compilation_cache,
                "runs": runs, "all_reached": reached,
                "median_seconds": statistics.median(r["seconds"] for r in runs)}
     if FLAGS.json:

@@ -38,18 +38,34 @@ class StepCallback(keras.callbacks.Callback):
 class Evaluator(StepCallback):
     """Evaluates on a whole split every `every` steps; adds `val_loss`, `val_perplexity`
     and `val_bits_per_token` to the logs (and `eval_seconds`, the time it took). With a
-    `target` val_loss, stops training at the first evaluation at or below it."""
+    `target` val_loss, stops training at the first evaluation at or below it.
 
-    def __init__(self, dataset, every, total_steps, target=0.0, steps=None):
+    With a target and a `margin` >= 0, an evaluation that falls due while the mean
+    training loss since the last log (the model's `train_loss` tracker) is above
+    target + margin is skipped: the validation loss, which trails the training loss,
+    cannot be at the target yet. The last step is always evaluated. `skipped` counts them.
+    """
+
+    def __init__(self, dataset, every, total_steps, target=0.0, steps=None, margin=-1.0):
         super().__init__(every, total_steps)
         self.dataset = dataset
         self.steps = steps  # batches per evaluation (a distributed dataset needs it)
         self.target = target
+        self.margin = margin
         self.history = []  # (step, val_loss)
+        self.skipped = 0
+
+    def far_from_target(self, step):
+        if not self.target or self.margin < 0 or step == self.total_steps:
+            return False
+        return float(self.model.train_loss.result()) > self.target + self.margin
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step_of(batch)
         if not self.due(step):
+            return
+        if self.far_from_target(step):
+            self.skipped += 1
             return
         start = time.perf_counter()
         self.model.evaluate(self.dataset, steps=self.steps, verbose=0)

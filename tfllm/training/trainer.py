@@ -200,7 +200,8 @@ class Trainer:
             store.val, eval_length(cfg), cfg.eval.batch_size, context), cfg.eval.batch_size,
             strategy, self.mesh)
         eval_steps = eval_batches(len(store.val), eval_length(cfg), cfg.eval.batch_size)
-        evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss, eval_steps)
+        evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss, eval_steps,
+                                 cfg.eval.get("target_margin", -1.0))
         callbacks = [evaluator]
         if t.get("qat_start_step", -1) >= 0:
             from tfllm.compression import QuantizationAwareTraining
