@@ -81,6 +81,7 @@ def get_config():
             momentum=0.9,         # sgd / rmsprop momentum
             muon_scale=10.0,      # muon: the matrices' learning rate is learning_rate x this
             muon_momentum=0.95,   # muon: Nesterov momentum of the matrices' gradients
+            muon_ns_steps=5,      # muon: Newton-Schulz iterations orthogonalizing each update
             nesterov=False,       # sgd Nesterov momentum
             grad_clip=1.0,        # clip gradients by global norm; 0 = off
             precision="float32",  # "float32", "mixed_bfloat16" or "mixed_float16"
@@ -102,7 +103,8 @@ def get_config():
                                   # than it trains on (every token is still predicted once)
             target_margin=-1.0,   # with train.target_val_loss: skip a due evaluation while the mean
                                   # training loss since the last log is above target + this
-                                  # margin (it cannot be at the target yet); -1 = never skip
+                                  # margin (it cannot be at the target yet); may be negative
+                                  # down to -1, which means never skip
         ),
         log_every=50,             # metrics.jsonl / TensorBoard / progress line every N steps
         checkpoint=dict(

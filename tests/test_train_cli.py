@@ -103,8 +103,8 @@ def bad_inputs(tmp):
         "unwritable run directory": ([f"--run_dir={blocker / 'run'}"], "cannot be created"),
         "unknown config name": (["--config=nonesuch"], "no config 'nonesuch'"),
         "config file missing": ([f"--config={tmp / 'nope.py'}"], "cannot load the config"),
-        "negative evaluation margin": (["--config.eval.target_margin=-0.5"],
-                                       "it must be >= 0, or -1"),
+        "evaluation margin below -1": (["--config.eval.target_margin=-1.5"],
+                                       "it must be > -1, or -1"),
         "compilation cache on a file": ([f"--compilation_cache={blocker / 'cache'}"],
                                         "cannot create the compilation cache directory"),
     }
@@ -114,7 +114,7 @@ BAD_INPUTS = ["unknown flag", "unknown config key", "wrong type", "batch size 0"
               "width not divisible by heads", "unknown choice", "eval window beyond a GPT's context",
               "missing corpus", "empty corpus",
               "corpus shorter than a window", "unwritable run directory", "unknown config name",
-              "config file missing", "negative evaluation margin", "compilation cache on a file"]
+              "config file missing", "evaluation margin below -1", "compilation cache on a file"]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)

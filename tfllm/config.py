@@ -19,7 +19,7 @@ POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.ma
             "model.embedding_dim", "model.units", "train.steps", "train.batch_size",
             "train.grad_accum_steps", "train.learning_rate", "train.steps_per_execution",
             "train.decay_steps", "eval.every", "eval.batch_size", "log_every", "checkpoint.every",
-            "checkpoint.keep", "data.vocab_size", "train.muon_scale")
+            "checkpoint.keep", "data.vocab_size", "train.muon_scale", "train.muon_ns_steps")
 NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.momentum",
                 "sample.length", "train.min_lr_ratio", "train.inter_op_threads",
@@ -68,8 +68,8 @@ def validate(config):
     if not 0 <= config.train.get("muon_momentum", 0.95) < 1:
         _fail("train.muon_momentum", config.train.muon_momentum, "it must be in [0, 1)")
     margin = config.eval.get("target_margin", -1.0)
-    if margin < 0 and margin != -1:
-        _fail("eval.target_margin", margin, "it must be >= 0, or -1 to evaluate whenever due")
+    if margin < -1:
+        _fail("eval.target_margin", margin, "it must be > -1, or -1 to evaluate whenever due")
     if config.train.div_factor < 1:
         _fail("train.div_factor", config.train.div_factor, "it must be >= 1")
     if not 0 < config.data.val_fraction < 1:

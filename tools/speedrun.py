@@ -8,6 +8,12 @@ target. Reported per repeat, from the train process's metrics.jsonl: the wall ti
 that process's start (interpreter, TensorFlow import, compilation, data preparation and
 every evaluation included) to the end of that evaluation, the steps and the tokens seen;
 then the median over the repeats. Exits 1 if any repeat misses the target.
+
+With --budget=SECONDS only evaluations that ended within that much wall time count, and a
+run still going at the budget is stopped: the report is then the best loss reached within
+the budget (issue 5's 30-minute question):
+
+    python tools/speedrun.py --config=shakespeare_char_30min --target=1.47 --budget=1800
 """
 
 import json
@@ -24,6 +30,9 @@ flags.DEFINE_float("target", 1.88, "Whole-validation-split loss to reach.", lowe
 flags.DEFINE_integer("repeats", 1, "Independent runs (the median is reported).", lower_bound=1)
 flags.DEFINE_string("run_root", "runs/speedrun", "Run directories go here (replaced each repeat).")
 flags.DEFINE_multi_string("set", [], "Config overrides, key=value (e.g. --set=train.steps=600).")
+flags.DEFINE_float("budget", 0.0, "Wall-time budget in seconds per repeat: evaluations ending "
+                   "later do not count and the run is stopped there. 0 (the default): none.",
+                   lower_bound=0.0)
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
 flags.DEFINE_string("compilation_cache", "", "Passed to tfllm.train: XLA's compiled steps are kept "
                     "in (and loaded from) this directory. Empty (the default): every repeat "
@@ -39,15 +48,31 @@ def one_run(run_dir):
     if FLAGS.compilation_cache:
         cmd.append(f"--compilation_cache={FLAGS.compilation_cache}")
     cmd += [f"--config.{override}" for override in FLAGS.set]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
+    try:
+        # The slack covers the child's start before its own clock (process start) begins.
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=FLAGS.budget + 10 if FLAGS.budget else None)
+    except subprocess.TimeoutExpired:
+        proc = None  # stopped at the budget; its metrics.jsonl holds the evaluations so far
+    if proc is not None and proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or ["no output"]
         print(f"speedrun: error: tfllm.train failed: {lines[-1]}", file=sys.stderr)
         sys.exit(2)
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        evals = [r for r in map(json.loads, f) if "val_loss" in r]
+    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    lines = open(metrics_path).read().splitlines() if os.path.exists(metrics_path) else []
+    if proc is None and lines:
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()  # a run stopped at the budget cut its last line short
+    evals = [r for r in map(json.loads, lines) if "val_loss" in r
+             and (not FLAGS.budget or r["elapsed_s"] <= FLAGS.budget)]
+    if not evals:
+        print(f"speedrun: error: no evaluation ended within --budget={FLAGS.budget:g} s; "
+              "raise the budget or evaluate sooner (eval.every).", file=sys.stderr)
+        sys.exit(2)
     tokens_per_step = config["train"]["batch_size"] * config["model"]["max_length"]
     hit = next((r for r in evals if r["val_loss"] <= FLAGS.target), None)
     best = min(evals, key=lambda r: r["val_loss"])
@@ -65,6 +90,7 @@ def main(argv):
     runs = [one_run(os.path.join(FLAGS.run_root, f"repeat_{i}")) for i in range(FLAGS.repeats)]
     reached = all(r["reached"] for r in runs)
     summary = {"config": FLAGS.config, "target": FLAGS.target, "overrides": FLAGS.set,
+               "budget_s": FLAGS.budget,
                "compilation_cache": FLAGS.compilation_cache,
                "runs": runs, "all_reached": reached,
                "median_seconds": statistics.median(r["seconds"] for r in runs)}

@@ -9,7 +9,8 @@ from tfllm.training.optimizers import Muon, matrix_shape, orthogonalize
 
 def train_cfg(name, **overrides):
     cfg = dict(optimizer=name, weight_decay=0.01, beta1=0.9, beta2=0.99, epsilon=1e-8,
-               momentum=0.9, nesterov=False, grad_clip=1.0, muon_scale=10.0, muon_momentum=0.95)
+               momentum=0.9, nesterov=False, grad_clip=1.0, muon_scale=10.0, muon_momentum=0.95,
+               muon_ns_steps=5)
     return ConfigDict({**cfg, **overrides})
 
 
@@ -97,7 +98,7 @@ def test_muon_updates_kernels_by_orthogonalized_momentum_and_the_rest_by_adamw(t
     bias = tf.Variable(tf.zeros((8,)), name="bias")
     head = tf.Variable(tf.zeros((8, 3)), name="kernel")
     opt = build_optimizer(train_cfg("muon", weight_decay=0.0, grad_clip=0.0), 0.01)
-    assert isinstance(opt, Muon)
+    assert isinstance(opt, Muon) and opt.ns_steps == 5  # train.muon_ns_steps
     opt.exclude_from_muon([head])
     adamw = build_optimizer(train_cfg("adamw", weight_decay=0.0, grad_clip=0.0), 0.01)
     bias_ref = tf.Variable(tf.zeros((8,)))

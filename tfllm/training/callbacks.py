@@ -40,10 +40,12 @@ class Evaluator(StepCallback):
     and `val_bits_per_token` to the logs (and `eval_seconds`, the time it took). With a
     `target` val_loss, stops training at the first evaluation at or below it.
 
-    With a target and a `margin` >= 0, an evaluation that falls due while the mean
-    training loss since the last log (the model's `train_loss` tracker) is above
-    target + margin is skipped: the validation loss, which trails the training loss,
-    cannot be at the target yet. The last step is always evaluated. `skipped` counts them.
+    With a target and a `margin` other than -1 (which turns this off), an evaluation
+    that falls due while the mean training loss since the last log (the model's
+    `train_loss` tracker) is above target + margin is skipped: where the validation loss
+    trails the training loss by more than -margin, it cannot be at the target yet. Skipping
+    only ever delays the reported time to the target. The last step is always evaluated.
+    `skipped` counts them.
     """
 
     def __init__(self, dataset, every, total_steps, target=0.0, steps=None, margin=-1.0):
@@ -56,7 +58,7 @@ class Evaluator(StepCallback):
         self.skipped = 0
 
     def far_from_target(self, step):
-        if not self.target or self.margin < 0 or step == self.total_steps:
+        if not self.target or self.margin == -1 or step == self.total_steps:
             return False
         return float(self.model.train_loss.result()) > self.target + self.margin
 

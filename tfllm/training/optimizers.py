@@ -49,6 +49,7 @@ def build_optimizer(cfg, learning_rate, mesh=None):
         return opt
     if name == "muon":
         opt = Muon(learning_rate, muon_scale=cfg.muon_scale, muon_momentum=cfg.muon_momentum,
+                   ns_steps=cfg.muon_ns_steps,
                    weight_decay=cfg.weight_decay, beta_1=cfg.beta1, beta_2=cfg.beta2,
                    epsilon=cfg.epsilon, global_clipnorm=clip)
         opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
