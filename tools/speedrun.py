@@ -58,10 +58,11 @@ def one_run(run_dir):
         lines = proc.stderr.strip().splitlines() or ["no output"]
         print(f"speedrun: error: tfllm.train failed: {lines[-1]}", file=sys.stderr)
         sys.exit(2)
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
-    lines = open(metrics_path).read().splitlines() if os.path.exists(metrics_path) else []
+    lines = []
+    if os.path.exists(metrics_path):  # a run stopped at the budget may not have one yet
+        with open(metrics_path) as f:
+            lines = f.read().splitlines()
     if proc is None and lines:
         try:
             json.loads(lines[-1])
@@ -73,6 +74,8 @@ def one_run(run_dir):
         print(f"speedrun: error: no evaluation ended within --budget={FLAGS.budget:g} s; "
               "raise the budget or evaluate sooner (eval.every).", file=sys.stderr)
         sys.exit(2)
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
     tokens_per_step = config["train"]["batch_size"] * config["model"]["max_length"]
     hit = next((r for r in evals if r["val_loss"] <= FLAGS.target), None)
     best = min(evals, key=lambda r: r["val_loss"])
