@@ -120,6 +120,14 @@ class GPT(PresetMixin, keras.Model):
         super().build(input_shape)
 
     def call(self, token_ids, training=None):
+        return self._forward(token_ids, training)
+
+    # Not converted by AutoGraph, nor is any layer called from it: Keras converts every
+    # subclassed layer's `call` by default, yet no tfllm layer has tensor-dependent Python
+    # control flow, so converting only costs time (about 1 s of building and 1.5 s of
+    # tracing the speedrun's step, docs/speedrun.md). `call` keeps its signature for Keras.
+    @tf.autograph.experimental.do_not_convert
+    def _forward(self, token_ids, training):
         x = self._embed(token_ids, 0, training)  # (B, T, D)
         for block in self.blocks:
             x = block(x, training=training)
@@ -163,6 +171,7 @@ class GPT(PresetMixin, keras.Model):
         shape = (length, batch_size, 2, self.num_kv_heads, head_dim)
         return [tf.zeros(shape, self.compute_dtype) for _ in range(self.num_layers)]
 
+    @tf.autograph.experimental.do_not_convert  # as `_forward`
     def call_with_cache(self, token_ids, cache, cache_index):
         """Logits for `token_ids` (B, t) at positions [cache_index, cache_index + t).
 

@@ -66,6 +66,10 @@ class RecurrentLM(PresetMixin, keras.Model):
         super().build(input_shape)
 
     def call(self, token_ids, training=None):
+        return self._forward(token_ids, training)
+
+    @tf.autograph.experimental.do_not_convert  # as GPT._forward: nothing here needs AutoGraph
+    def _forward(self, token_ids, training):
         x = self.embedding_dropout(self.token_embedding(token_ids), training=training)
         x = self.recurrent(x, training=training)
         return tf.cast(self.lm_head(x), tf.float32)  # float32 logits for the softmax
@@ -74,6 +78,7 @@ class RecurrentLM(PresetMixin, keras.Model):
         """Zero recurrent states for `batch_size` sequences."""
         return self.recurrent.get_initial_state(batch_size)
 
+    @tf.autograph.experimental.do_not_convert
     def call_with_state(self, token_ids, states):
         """(logits (B, t, V), new states) continuing from `states`."""
         x = self.token_embedding(token_ids)

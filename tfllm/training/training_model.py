@@ -60,6 +60,10 @@ class TrainingModel(keras.Model):
     def call(self, token_ids, training=None):
         return self.lm(token_ids, training=training)
 
+    # The steps are traced without AutoGraph (nothing in them, the optimizers' updates
+    # included, branches on a tensor): converting them and everything they call only
+    # adds tracing time (docs/speedrun.md).
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         loss, grads = self.loss_and_gradients(data)
         self.optimizer.apply_gradients(zip(grads, self.lm.trainable_variables))
@@ -68,6 +72,7 @@ class TrainingModel(keras.Model):
         # outside the step (under DTensor a read in the step can precede the update).
         return {"loss": loss}
 
+    @tf.autograph.experimental.do_not_convert
     def loss_and_gradients(self, data):
         """(global mean loss, gradients of the LM's trainable variables) of one batch."""
         inputs, targets = data[0], data[1]
@@ -117,6 +122,7 @@ class TrainingModel(keras.Model):
         self.train_function = train_function
         return train_function
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         inputs, targets, weights = data
         weights = tf.cast(weights, tf.float32)
