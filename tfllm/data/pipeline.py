@@ -116,10 +116,9 @@ def eval_dataset(tokens, seq_len, batch_size, input_context=None):
         dataset = dataset.flat_map(
             lambda *batch: _per_replica(local, *(t[pipeline] for t in batch)))
     # No autotuning: every evaluation makes a new iterator, and deleting an autotuned one
-    # waits for the autotune thread's next wake-up (its period doubles from 10 ms to
-    # 2.56 s), so an evaluation that ended 2.6-5.1 s after it began returned only at
-    # 5.11 s (TF 2.21, measured: docs/speedrun.md). The windows are in memory; two
-    # batches ahead are plenty.
+    # waited for the autotuner's next wake-up: about one evaluation in five returned only
+    # 5.11 s after it began however early it ended (TF 2.21, docs/speedrun.md). The
+    # windows are in memory; two batches ahead are plenty.
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.prefetch(2).with_options(options)
