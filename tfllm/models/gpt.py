@@ -124,8 +124,8 @@ class GPT(PresetMixin, keras.Model):
 
     # Not converted by AutoGraph, nor is any layer called from it: Keras converts every
     # subclassed layer's `call` by default, yet no tfllm layer has tensor-dependent Python
-    # control flow, so converting only costs time (about 1 s of building and 1.5 s of
-    # tracing the speedrun's step, docs/speedrun.md). `call` keeps its signature for Keras.
+    # control flow, so converting only costs time (with the steps' own: 0.8 s of building and
+    # 1.1 s of tracing the speedrun's step, docs/speedrun.md). `call` keeps its signature for Keras.
     @tf.autograph.experimental.do_not_convert
     def _forward(self, token_ids, training):
         x = self._embed(token_ids, 0, training)  # (B, T, D)
