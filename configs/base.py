@@ -60,6 +60,11 @@ def get_config():
             target_val_loss=0.0,  # stop at the first evaluation with val_loss <= this; 0 = off
             batch_size=32,        # global batch, in windows of model.max_length tokens
             grad_accum_steps=1,   # micro-batches per step; divides batch_size
+            batch_size_start=0,   # batch-size warm-up: the first steps take this many windows,
+                                  # doubling up to batch_size at step shape_warmup_steps; 0 = off
+            seq_len_start=0,      # sequence-length warm-up: the first steps' windows are this long,
+                                  # doubling up to model.max_length at step shape_warmup_steps; 0 = off
+            shape_warmup_steps=0,  # steps of those warm-ups (each size doubling = one more XLA compile)
             optimizer="adamw",    # "adamw", "adam", "lion", "sgd", "adagrad" or "rmsprop"
             learning_rate=2e-3,   # peak learning rate
             schedule="warmup_cosine",  # "constant", "warmup_cosine", "wsd" (warmup-stable-decay),

@@ -33,12 +33,23 @@ def test_run_directory_holds_everything_a_run_needs(trained):
     records = read_metrics(run_dir)
     assert [r["step"] for r in records] == [5, 10, 15, 20]
     for r in records:
-        assert {"step", "elapsed_s", "loss", "lr", "tokens_per_s", "mfu"} <= set(r)
+        assert {"step", "elapsed_s", "tokens", "loss", "lr", "tokens_per_s", "mfu"} <= set(r)
+        assert r["tokens"] == r["step"] * 4 * 16  # tiny_test: batch 4 x 16 tokens
         assert 0 < r["mfu"] < 1.5
     assert "val_loss" in records[1] and "val_loss" in records[3]
     assert records[-1]["val_loss"] < records[1]["val_loss"] < np.log(65) + 0.2
     assert "sample:" in proc.stdout and "done: step 20" in proc.stdout
     assert "MFU " in proc.stdout
+
+
+def test_batch_size_and_sequence_length_warm_up(tmp_path_factory):
+    run_dir, _ = train_run(tmp_path_factory, *TINY, "--config.train.batch_size_start=2",
+                           "--config.train.seq_len_start=4", "--config.train.shape_warmup_steps=10",
+                           "--config.sample.length=0", name="warmup")
+    records = read_metrics(run_dir)
+    # Steps 0-4: 2 windows of 4 tokens, 5-9: 2 of 8, from step 10 the full 4 of 16.
+    assert [r["tokens"] for r in records] == [40, 120, 440, 760]
+    assert records[-1]["val_loss"] < records[1]["val_loss"] < np.log(65) + 0.2
 
 
 def test_rerun_of_a_finished_run_trains_nothing(trained):
@@ -107,6 +118,11 @@ def bad_inputs(tmp):
                                        "it must be > -1, or -1"),
         "compilation cache on a file": ([f"--compilation_cache={blocker / 'cache'}"],
                                         "cannot create the compilation cache directory"),
+        "warm-up without its steps": (["--config.train.seq_len_start=4"],
+                                      "train.shape_warmup_steps=0 is not allowed"),
+        "warm-up from the full length": (["--config.train.seq_len_start=16",
+                                          "--config.train.shape_warmup_steps=5"],
+                                         "it must be below model.max_length=16"),
     }
 
 
@@ -114,7 +130,8 @@ BAD_INPUTS = ["unknown flag", "unknown config key", "wrong type", "batch size 0"
               "width not divisible by heads", "unknown choice", "eval window beyond a GPT's context",
               "missing corpus", "empty corpus",
               "corpus shorter than a window", "unwritable run directory", "unknown config name",
-              "config file missing", "evaluation margin below -1", "compilation cache on a file"]
+              "config file missing", "evaluation margin below -1", "compilation cache on a file",
+              "warm-up without its steps", "warm-up from the full length"]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)

@@ -23,7 +23,8 @@ POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.ma
 NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.momentum",
                 "sample.length", "train.min_lr_ratio", "train.inter_op_threads",
-                "train.intra_op_threads", "eval.seq_len", "train.target_val_loss")
+                "train.intra_op_threads", "eval.seq_len", "train.target_val_loss",
+                "train.batch_size_start", "train.seq_len_start", "train.shape_warmup_steps")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values.
 RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_step",
@@ -98,6 +99,7 @@ def validate(config):
     if t.steps % t.steps_per_execution:
         _fail("train.steps", t.steps,
               f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
+    _validate_shape_warmup(config)
     qat = t.get("qat_start_step", -1)
     if qat >= t.steps:
         _fail("train.qat_start_step", qat, f"it must be below train.steps={t.steps} (or -1 for no "
@@ -112,6 +114,30 @@ def validate(config):
         _fail("train.qat_start_step", qat, "use a step >= 0, or -1 for none")
     _validate_pruning(t)
     return config
+
+
+def _validate_shape_warmup(config):
+    t = config.train
+    batch_start, len_start = t.get("batch_size_start", 0), t.get("seq_len_start", 0)
+    if not (batch_start or len_start):
+        return
+    if not t.get("shape_warmup_steps", 0):
+        _fail("train.shape_warmup_steps", t.get("shape_warmup_steps", 0),
+              "with train.batch_size_start or train.seq_len_start set, it must be > 0 (the "
+              "steps the warm-up takes)")
+    if batch_start >= t.batch_size:
+        _fail("train.batch_size_start", batch_start,
+              f"it must be below train.batch_size={t.batch_size} (0 = no batch-size warm-up)")
+    if batch_start % t.grad_accum_steps:
+        _fail("train.batch_size_start", batch_start,
+              f"it must be a multiple of train.grad_accum_steps={t.grad_accum_steps}")
+    if len_start >= config.model.max_length:
+        _fail("train.seq_len_start", len_start, f"it must be below model.max_length="
+              f"{config.model.max_length} (0 = no sequence-length warm-up)")
+    if t.steps_per_execution > 1:
+        _fail("train.steps_per_execution", t.steps_per_execution,
+              "it must be 1 with a batch-size or sequence-length warm-up (each new shape is a "
+              "new compiled step)")
 
 
 def pruning_steps(train):

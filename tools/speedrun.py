@@ -74,14 +74,11 @@ def one_run(run_dir):
         print(f"speedrun: error: no evaluation ended within --budget={FLAGS.budget:g} s; "
               "raise the budget or evaluate sooner (eval.every).", file=sys.stderr)
         sys.exit(2)
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    tokens_per_step = config["train"]["batch_size"] * config["model"]["max_length"]
     hit = next((r for r in evals if r["val_loss"] <= FLAGS.target), None)
     best = min(evals, key=lambda r: r["val_loss"])
     record = hit or best
     return {"reached": hit is not None, "seconds": record["elapsed_s"], "step": record["step"],
-            "tokens": record["step"] * tokens_per_step, "val_loss": record["val_loss"],
+            "tokens": record["tokens"], "val_loss": record["val_loss"],
             "evaluations": len(evals)}
 
 

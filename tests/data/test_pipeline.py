@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfllm.data import eval_dataset, eval_windows, train_dataset, window_starts
+from tfllm.data import ShapeWarmup, eval_dataset, eval_windows, train_dataset, window_starts
 
 
 def take(ds, n):
@@ -66,3 +66,40 @@ def test_eval_dataset_is_not_autotuned_and_repeats_exactly():
     assert len(first) == len(second) > 1
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+
+
+def test_shape_warmup_doubles_each_size_in_equal_stages():
+    warmup = ShapeWarmup(batch_size=16, seq_len=64, steps=100, seq_len_start=16)
+    assert [warmup.shape(s) for s in (0, 49, 50, 99, 100, 500)] == [
+        (16, 16), (16, 16), (16, 32), (16, 32), (16, 64), (16, 64)]
+    assert warmup.tokens_seen(100) == 50 * 16 * 16 + 50 * 16 * 32
+    assert warmup.tokens_seen(103) == warmup.tokens_seen(100) + 3 * 16 * 64
+    both = ShapeWarmup(batch_size=32, seq_len=128, steps=90, batch_size_start=4, seq_len_start=48)
+    # Batch stages end at steps 30 and 60, length stages at 45: five shapes.
+    assert both.sizes() == [(4, 48), (8, 48), (8, 96), (16, 96), (32, 128)]
+    off = ShapeWarmup(batch_size=8, seq_len=32)
+    assert not off.active and off.shape(0) == (8, 32) and off.tokens_seen(5) == 5 * 8 * 32
+
+
+def test_warmup_batches_have_the_scheduled_shapes_and_resume_exactly():
+    tokens = np.arange(5000) % 251
+    warmup = ShapeWarmup(batch_size=4, seq_len=16, steps=4, batch_size_start=2, seq_len_start=4)
+    full = take(train_dataset(tokens, 16, 4, seed=2, warmup=warmup), 6)
+    assert [x.shape for x, _ in full] == [(2, 4), (2, 4), (2, 8), (2, 8), (4, 16), (4, 16)]
+    for x, y in full:
+        np.testing.assert_array_equal((x + 1) % 251, y)
+    resumed = take(train_dataset(tokens, 16, 4, seed=2, start_step=3, warmup=warmup), 3)
+    for a, b in zip(full[3:], resumed):
+        np.testing.assert_array_equal(a[0], b[0])
+    parts = [take(train_dataset(tokens, 16, 4, seed=2, warmup=warmup,
+                                input_context=tf.distribute.InputContext(2, i, 2)), 6)
+             for i in range(2)]
+    for step in range(6):  # each pipeline feeds its half of every warm-up batch
+        np.testing.assert_array_equal(np.concatenate([p[step][0] for p in parts]), full[step][0])
+
+
+def test_warmup_batches_that_do_not_split_across_replicas_are_an_error():
+    warmup = ShapeWarmup(batch_size=8, seq_len=16, steps=4, batch_size_start=1)
+    with pytest.raises(ValueError, match="does not split across 2 replicas"):
+        train_dataset(np.arange(5000), 16, 8, seed=0, warmup=warmup,
+                      input_context=tf.distribute.InputContext(1, 0, 2))

@@ -2,9 +2,10 @@
 
 from tfllm.data.corpus import (DEFAULT_CORPUS, CorpusError, describe_source, read_configured_corpus,
                                read_corpus)
-from tfllm.data.pipeline import eval_dataset, eval_windows, train_dataset, window_starts
+from tfllm.data.pipeline import (ShapeWarmup, eval_dataset, eval_windows, train_dataset,
+                                 window_starts)
 from tfllm.data.token_store import TokenStore
 
 __all__ = ["DEFAULT_CORPUS", "CorpusError", "describe_source", "read_configured_corpus",
-           "read_corpus", "eval_dataset", "eval_windows", "train_dataset", "window_starts",
-           "TokenStore"]
+           "read_corpus", "ShapeWarmup", "eval_dataset", "eval_windows", "train_dataset",
+           "window_starts", "TokenStore"]

@@ -3,6 +3,9 @@
 Dimensions: B batch (windows), T window length (context), N tokens in a split.
 """
 
+import dataclasses
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -19,7 +22,61 @@ def window_starts(num_tokens, seq_len, batch_size, seed, step):
     return rng.integers(0, num_tokens - seq_len, size=batch_size)
 
 
-def train_dataset(tokens, seq_len, batch_size, seed, start_step=0, input_context=None):
+def doubling_warmup(step, start, final, steps):
+    """A size that warms up from `start` to `final` over `steps` steps by doubling:
+    start, 2 start, 4 start, ... in equal stages, then `final` from step `steps` on.
+    `start` 0 (or >= final) is no warm-up: always `final`."""
+    if not start or start >= final or step >= steps:
+        return final
+    stages = math.ceil(math.log2(final / start))  # sizes below final
+    return min(start * 2 ** (step * stages // steps), final)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeWarmup:
+    """Batch-size and sequence-length warm-up: the training batch of step s is
+    `shape(s)`, each size doubling from its start to the full batch_size / seq_len over
+    the first `steps` steps (`doubling_warmup`; a start of 0 keeps that size fixed).
+
+    Sizes double so that a warm-up compiles log2(final / start) extra step programs, not
+    one per size: each new shape is a new XLA compilation. Shorter windows early train on
+    fewer tokens per step at the same number of windows (Li et al. 2022, "The
+    Stability-Efficiency Dilemma").
+
+    Example:
+        >>> warmup = ShapeWarmup(batch_size=16, seq_len=64, steps=100, seq_len_start=16)
+        >>> warmup.shape(0), warmup.shape(50), warmup.shape(100)
+        ((16, 16), (16, 32), (16, 64))
+    """
+
+    batch_size: int
+    seq_len: int
+    steps: int = 0
+    batch_size_start: int = 0
+    seq_len_start: int = 0
+
+    def shape(self, step):
+        """(B, T) of the batch of global step `step` (0-based)."""
+        return (doubling_warmup(step, self.batch_size_start, self.batch_size, self.steps),
+                doubling_warmup(step, self.seq_len_start, self.seq_len, self.steps))
+
+    def sizes(self):
+        """Every (B, T) the warm-up and the run after it train on, sorted."""
+        return sorted({self.shape(s) for s in range(self.steps + 1)})
+
+    def tokens_seen(self, step):
+        """Tokens trained on in steps 0 .. step - 1 (B x T each)."""
+        warm = min(step, self.steps)
+        tokens = sum(b * t for b, t in map(self.shape, range(warm)))
+        return tokens + (step - warm) * self.batch_size * self.seq_len
+
+    @property
+    def active(self):
+        return self.steps > 0 and (self.batch_size_start or self.seq_len_start) > 0
+
+
+def train_dataset(tokens, seq_len, batch_size, seed, start_step=0, input_context=None,
+                  warmup=None):
     """Infinite dataset of (inputs, targets), each (B, T) int32, from step `start_step` on.
 
     Args:
@@ -34,21 +91,34 @@ def train_dataset(tokens, seq_len, batch_size, seed, start_step=0, input_context
             each step, one element per replica it feeds: replica r's consecutive slice of
             B / num_replicas windows of the same global batch. Every replica of every
             worker thus sees its own part of the batch a single device would see.
+        warmup: a `ShapeWarmup` (of this batch_size and seq_len): step s then yields
+            `warmup.shape(s)`, and a size that changes is None in the element spec.
     """
     if len(tokens) <= seq_len:
         raise ValueError(f"{len(tokens)} training tokens are too few for one window of "
                          f"{seq_len + 1}; use a longer corpus or a smaller model.max_length.")
     first, local, per_replica = _replica_slices(batch_size, input_context)
-    offsets = np.arange(seq_len + 1)
+    replicas = batch_size // per_replica
+    warmup = warmup if warmup is not None and warmup.active else None
+    if warmup is not None:
+        for b, _ in warmup.sizes():
+            _replica_slices(b, input_context)  # every batch of the warm-up must split
 
     def batch_for_step(step):
-        starts = window_starts(len(tokens), seq_len, batch_size, seed, int(step))
-        starts = starts[first * per_replica:(first + local) * per_replica]
-        return np.asarray(tokens[starts[:, None] + offsets], dtype=np.int32)  # (b, T+1)
+        b, t = warmup.shape(int(step)) if warmup else (batch_size, seq_len)
+        starts = window_starts(len(tokens), t, b, seed, int(step))
+        part = b // replicas
+        starts = starts[first * part:(first + local) * part]
+        return np.asarray(tokens[starts[:, None] + np.arange(t + 1)], dtype=np.int32)  # (b, T+1)
+
+    static = [local * per_replica, seq_len + 1]
+    if warmup is not None:  # the sizes that warm up are dynamic
+        static = [None if warmup.batch_size_start else static[0],
+                  None if warmup.seq_len_start else static[1]]
 
     def load(step):
         windows = tf.numpy_function(batch_for_step, [step], tf.int32, stateful=False)
-        windows = tf.ensure_shape(windows, [local * per_replica, seq_len + 1])
+        windows = tf.ensure_shape(windows, static)
         return windows[:, :-1], windows[:, 1:]
 
     dataset = tf.data.Dataset.counter(start=start_step).map(load)

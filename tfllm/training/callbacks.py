@@ -107,19 +107,20 @@ class MetricsLogger(StepCallback):
     """Every `every` steps (and at evaluations): one JSON record in `metrics.jsonl`,
     TensorBoard scalars and a progress line.
 
-    Records: step, elapsed_s (since `process_start`), loss (mean over the steps since the
-    last record), lr, tokens_per_s (training only, evaluation time excluded), mfu (when
+    Records: step, elapsed_s (since `process_start`), tokens (trained on so far,
+    `tokens_seen(step)`), loss (mean over the steps since the last record), lr,
+    tokens_per_s (training only, evaluation time excluded), mfu (when
     `flops_per_token` and `peak_flops` are given: tokens_per_s * flops_per_token /
     peak_flops, see tfllm/training/mfu.py), and val_loss, val_perplexity,
     val_bits_per_token at evaluation steps.
     """
 
-    def __init__(self, run_dir, every, total_steps, tokens_per_step, lr_fn, process_start,
+    def __init__(self, run_dir, every, total_steps, tokens_seen, lr_fn, process_start,
                  print_fn=print, write=True, flops_per_token=None, peak_flops=None):
         super().__init__(every, total_steps)
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         self.path = os.path.join(run_dir, "metrics.jsonl")
-        self.tokens_per_step = tokens_per_step
+        self.tokens_seen = tokens_seen  # step -> tokens in steps 0 .. step - 1
         self.lr_fn = lr_fn
         self.process_start = process_start
         self.print_fn = print_fn
@@ -140,9 +141,11 @@ class MetricsLogger(StepCallback):
         record = {
             "step": step,
             "elapsed_s": round(time.time() - self.process_start, 3),
+            "tokens": self.tokens_seen(step),
             "loss": float(self.model.train_loss.result()),  # mean since the last record
             "lr": float(self.lr_fn(step)),
-            "tokens_per_s": round((step - self.last_step) * self.tokens_per_step / train_seconds, 1),
+            "tokens_per_s": round((self.tokens_seen(step) - self.tokens_seen(self.last_step))
+                                  / train_seconds, 1),
         }
         if self.flops_per_token and self.peak_flops:
             record["mfu"] = round(record["tokens_per_s"] * self.flops_per_token / self.peak_flops, 6)

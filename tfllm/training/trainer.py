@@ -12,7 +12,7 @@ import tensorflow as tf
 from tfllm import config as config_lib
 from tfllm.data import (DEFAULT_CORPUS, TokenStore, describe_source, eval_dataset,
                         read_configured_corpus, train_dataset)
-from tfllm.data.pipeline import eval_batches
+from tfllm.data.pipeline import ShapeWarmup, eval_batches
 from tfllm.errors import UserError
 from tfllm.inference import generate
 from tfllm.tokenizers import load_tokenizer, train_tokenizer
@@ -152,6 +152,15 @@ class Trainer:
         distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
         distribution.check_batch(strategy, cfg.eval.batch_size, key="eval.batch_size",
                                  replicas=replicas)
+        warmup = ShapeWarmup(t.batch_size, cfg.model.max_length, t.get("shape_warmup_steps", 0),
+                             t.get("batch_size_start", 0), t.get("seq_len_start", 0))
+        if warmup.active and self.mesh is not None:
+            raise UserError("a batch-size or sequence-length warm-up does not run on a DTensor "
+                            "mesh (its batches have one shape); set train.batch_size_start=0 and "
+                            "train.seq_len_start=0, or use --strategy=one_device/mirrored.")
+        if warmup.batch_size_start:
+            distribution.check_batch(strategy, warmup.batch_size_start, t.grad_accum_steps,
+                                     key="train.batch_size_start", replicas=replicas)
         if self.chief and not resuming:
             self._write_run_files(tokenizer, store)
         elif self.chief and self._tokenized:
@@ -194,8 +203,8 @@ class Trainer:
 
         seq_len = cfg.model.max_length
         train_ds = distribution.distribute_dataset(lambda context: train_dataset(
-            store.train, seq_len, t.batch_size, cfg.seed, start_step, context), t.batch_size,
-            strategy, self.mesh)
+            store.train, seq_len, t.batch_size, cfg.seed, start_step, context, warmup),
+            t.batch_size, strategy, self.mesh)
         val_ds = distribution.distribute_dataset(lambda context: eval_dataset(
             store.val, eval_length(cfg), cfg.eval.batch_size, context), cfg.eval.batch_size,
             strategy, self.mesh)
@@ -217,8 +226,10 @@ class Trainer:
             callbacks.append(cb.ReduceLROnPlateau(setup.lr_scale, t.plateau_factor,
                                                   t.plateau_patience, t.steps))
         peak = mfu.matmul_peak(mfu.POLICY_DTYPES[t.precision])  # cached after a machine's first run
+        # FLOPs per token count attention over the full context (12 L T D): during a
+        # sequence-length warm-up the logged MFU is high by that term's shortfall.
         callbacks += [
-            cb.MetricsLogger(self.run_dir, cfg.log_every, t.steps, t.batch_size * seq_len,
+            cb.MetricsLogger(self.run_dir, cfg.log_every, t.steps, warmup.tokens_seen,
                              lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn,
                              write=self.chief, flops_per_token=mfu.flops_per_token(model),
                              peak_flops=peak["flops_per_s"]),
