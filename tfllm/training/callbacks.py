@@ -138,14 +138,14 @@ class MetricsLogger(StepCallback):
         now = time.perf_counter()
         self.eval_time += logs.get("eval_seconds", 0.0)
         train_seconds = max(now - self.last_time - self.eval_time, 1e-9)
+        tokens = self.tokens_seen(step)
         record = {
             "step": step,
             "elapsed_s": round(time.time() - self.process_start, 3),
-            "tokens": self.tokens_seen(step),
+            "tokens": tokens,
             "loss": float(self.model.train_loss.result()),  # mean since the last record
             "lr": float(self.lr_fn(step)),
-            "tokens_per_s": round((self.tokens_seen(step) - self.tokens_seen(self.last_step))
-                                  / train_seconds, 1),
+            "tokens_per_s": round((tokens - self.tokens_seen(self.last_step)) / train_seconds, 1),
         }
         if self.flops_per_token and self.peak_flops:
             record["mfu"] = round(record["tokens_per_s"] * self.flops_per_token / self.peak_flops, 6)
