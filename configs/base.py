@@ -4,7 +4,7 @@ Override any key from the command line: `--config.train.batch_size=64`. Unknown 
 values of the wrong type are errors.
 """
 
-from ml_collections import ConfigDict
+from ml_collections import ConfigDict, config_dict
 
 
 def gpt_model():
@@ -21,6 +21,7 @@ def gpt_model():
         normalization="layer",    # "layer" or "rms"
         activation="gelu",        # "gelu", "swiglu" or "relu2"
         dropout=0.0,              # on embeddings, attention and residual branches
+        attention_dropout=config_dict.placeholder(float),  # on attention only; None = dropout
         use_bias=True,            # biases in projections and LayerNorm
         tie_embeddings=True,      # output projection = transposed token embedding
         qk_norm=False,            # RMS-normalize queries and keys per head (QK normalization)
@@ -89,6 +90,8 @@ def get_config():
             muon_ns_steps=5,      # muon: Newton-Schulz iterations orthogonalizing each update
             nesterov=False,       # sgd Nesterov momentum
             grad_clip=1.0,        # clip gradients by global norm; 0 = off
+            ema_decay=0.0,        # weight averaging: evaluations, best/ and the final weights
+                                  # use this exponential moving average of the weights; 0 = off
             precision="float32",  # "float32", "mixed_bfloat16" or "mixed_float16"
             xla=True,             # compile the train step with XLA (2x faster here in float32)
             steps_per_execution=1,  # train steps per compiled call; divides the intervals below

@@ -52,6 +52,19 @@ def test_batch_size_and_sequence_length_warm_up(tmp_path_factory):
     assert records[-1]["val_loss"] < records[1]["val_loss"] < np.log(65) + 0.2
 
 
+def test_weight_averaging_is_what_is_evaluated_and_saved_last(trained, tmp_path_factory):
+    run_dir, _ = train_run(tmp_path_factory, *TINY, "--config.train.ema_decay=0.8",
+                           "--config.sample.length=0", name="ema")
+    plain, averaged = read_metrics(trained[0]), read_metrics(run_dir)
+    # The average does not steer training: the same training losses as without it ...
+    assert [r["loss"] for r in averaged] == pytest.approx([r["loss"] for r in plain], rel=1e-3)
+    # ... but the evaluations are of the averaged weights, and so is the last checkpoint.
+    assert averaged[-1]["val_loss"] != pytest.approx(plain[-1]["val_loss"], rel=1e-4)
+    proc = run("tfllm.evaluate", f"--run_dir={run_dir}", "--json", "--batch_size=16")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(result["loss"], averaged[-1]["val_loss"], rtol=1e-4)
+
+
 def test_rerun_of_a_finished_run_trains_nothing(trained):
     run_dir, _ = trained
     proc = run("tfllm.train", *TINY, f"--run_dir={run_dir}")
@@ -120,6 +133,11 @@ def bad_inputs(tmp):
                                         "cannot create the compilation cache directory"),
         "warm-up without its steps": (["--config.train.seq_len_start=4"],
                                       "train.shape_warmup_steps=0 is not allowed"),
+        "averaging with pruning": (["--config.train.ema_decay=0.9",
+                                    "--config.train.prune_sparsity=0.5"],
+                                   "does not combine with quantization-aware training or pruning"),
+        "attention dropout of 1": (["--config.model.attention_dropout=1.0"],
+                                   "--config.model.attention_dropout=1.0 is not allowed: it must be < 1"),
         "warm-up from the full length": (["--config.train.seq_len_start=16",
                                           "--config.train.shape_warmup_steps=5"],
                                          "it must be below model.max_length=16"),
@@ -131,7 +149,8 @@ BAD_INPUTS = ["unknown flag", "unknown config key", "wrong type", "batch size 0"
               "missing corpus", "empty corpus",
               "corpus shorter than a window", "unwritable run directory", "unknown config name",
               "config file missing", "evaluation margin below -1", "compilation cache on a file",
-              "warm-up without its steps", "warm-up from the full length"]
+              "warm-up without its steps", "warm-up from the full length", "attention dropout of 1",
+              "averaging with pruning"]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
@@ -162,7 +181,7 @@ def test_resuming_with_an_incompatible_config_is_refused(trained, override, phra
 RESUME_ARGS = TINY + ["--config.deterministic=True", "--config.train.steps=120",
                       "--config.checkpoint.every=20", "--config.eval.every=40",
                       "--config.log_every=5", "--config.model.dropout=0.1",
-                      "--config.sample.length=0"]
+                      "--config.train.ema_decay=0.9", "--config.sample.length=0"]
 
 
 @pytest.mark.slow

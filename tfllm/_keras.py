@@ -8,13 +8,21 @@ imported, which makes `tf.keras` *be* tf_keras, so user code written against
 changes this file, not the package.
 """
 
+import tensorflow as tf
 import tf_keras as keras
+from tf_keras.src.utils import control_flow_util as _control_flow_util
 
 # Dropout draws from a tf.random.Generator whose state is a tracked object, so
 # it is saved in checkpoints and a resumed run continues the same random stream.
 keras.backend.experimental.enable_tf_random_generator()
 
 register = keras.saving.register_keras_serializable
+
+
+def in_xla_context():
+    """True while tracing a function XLA compiles (jit_compile=True). tf_keras's private
+    test, which its own layers use the same way; the one place tfllm relies on it."""
+    return _control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 # The weights quantization and pruning act on, and Muon updates (by their own names).
@@ -34,7 +42,7 @@ def fresh_initializer(initializer):
     """
     return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(initializer)))
 
-__all__ = ["keras", "register", "fresh_initializer"]
+__all__ = ["keras", "register", "fresh_initializer", "in_xla_context"]
 
 
 def map_layouts(model, layout_map):

@@ -21,6 +21,7 @@ POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.ma
             "train.decay_steps", "eval.every", "eval.batch_size", "log_every", "checkpoint.every",
             "checkpoint.keep", "data.vocab_size", "train.muon_scale", "train.muon_ns_steps")
 NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
+                "model.attention_dropout",
                 "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.momentum",
                 "sample.length", "train.min_lr_ratio", "train.inter_op_threads",
                 "train.intra_op_threads", "eval.seq_len", "train.target_val_loss",
@@ -31,7 +32,8 @@ RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_st
                 "train.prune_sparsity", "train.prune_start_step", "train.prune_end_step",
                 "train.prune_every")
 # Values of keys newer than some saved runs, for comparing with those runs.
-DEFAULTS = {"model.qk_norm": False, "train.qat_start_step": -1, "train.prune_sparsity": 0.0, "train.prune_start_step": 0,
+DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None,
+            "train.qat_start_step": -1, "train.prune_sparsity": 0.0, "train.prune_start_step": 0,
             "train.prune_end_step": -1, "train.prune_every": 50}
 
 
@@ -66,6 +68,12 @@ def validate(config):
     for key in ("train.decay_fraction", "train.pct_start"):
         if not 0 < _get(config, key) < 1:
             _fail(key, _get(config, key), "it must be between 0 and 1")
+    ema = t.get("ema_decay", 0.0)
+    if not 0 <= ema < 1:
+        _fail("train.ema_decay", ema, "it must be in [0, 1); 0 turns averaging off")
+    if ema and (t.get("qat_start_step", -1) >= 0 or t.get("prune_sparsity", 0.0)):
+        _fail("train.ema_decay", ema, "weight averaging does not combine with "
+              "quantization-aware training or pruning; set one of them off")
     if not 0 <= config.train.get("muon_momentum", 0.95) < 1:
         _fail("train.muon_momentum", config.train.muon_momentum, "it must be in [0, 1)")
     margin = config.eval.get("target_margin", -1.0)
@@ -75,8 +83,9 @@ def validate(config):
         _fail("train.div_factor", config.train.div_factor, "it must be >= 1")
     if not 0 < config.data.val_fraction < 1:
         _fail("data.val_fraction", config.data.val_fraction, "it must be between 0 and 1")
-    if m.get("dropout", 0) >= 1:
-        _fail("model.dropout", m.dropout, "it must be < 1")
+    for key in ("dropout", "attention_dropout"):
+        if (m.get(key) or 0) >= 1:
+            _fail(f"model.{key}", m[key], "it must be < 1")
     if m.name == "gpt":
         if m.hidden_dim % m.num_heads:
             _fail("model.hidden_dim", m.hidden_dim,

@@ -32,7 +32,21 @@ def test_dropout_only_in_training():
     assert not np.allclose(block(x, training=True), block(x, training=False))
 
 
+def test_attention_dropout_apart_from_residual_dropout():
+    x = tf.random.normal((2, 4, 8))
+    attention_only = TransformerBlock(num_heads=2, intermediate_dim=16, attention_dropout=0.5)
+    assert not np.allclose(attention_only(x, training=True), attention_only(x, training=False))
+    residual_only = TransformerBlock(num_heads=2, intermediate_dim=16, dropout=0.5,
+                                     attention_dropout=0.0)
+    residual_only(x)
+    assert residual_only.attention.dropout == 0.0 and residual_only.residual_dropout.rate == 0.5
+    both = TransformerBlock(num_heads=2, intermediate_dim=16, dropout=0.5)
+    both(x)
+    assert both.attention.dropout == 0.5  # attention_dropout=None follows dropout
+
+
 def test_config_round_trip():
     assert_config_round_trip(TransformerBlock(num_heads=2, intermediate_dim=16, num_kv_heads=1,
-                                              normalization="rms", activation="relu2"),
+                                              normalization="rms", activation="relu2",
+                                              dropout=0.1, attention_dropout=0.0),
                              tf.zeros((1, 3, 8)))

@@ -124,3 +124,46 @@ def test_muon_updates_kernels_by_orthogonalized_momentum_and_the_rest_by_adamw(t
     assert float(loss(kernel, bias)) < 0.1 * first
     # The excluded head took AdamW steps: its first step is -lr per entry.
     np.testing.assert_allclose(head.numpy(), -0.01 * 40, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["muon", "sgd"])
+def test_weight_averaging_keeps_the_moving_average_and_swaps_it_in(name, tmp_path):
+    from tfllm.training.callbacks import averaged_weights
+
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3, input_shape=(4,))])
+    opt = build_optimizer(train_cfg(name, ema_decay=0.5), 0.1)
+    model.compile(optimizer=opt, loss="mse")
+    x, y = np.random.RandomState(0).randn(8, 4).astype(np.float32), np.zeros((8, 3), np.float32)
+    expected = [v.numpy() for v in model.trainable_variables]
+    for _ in range(3):  # average = 0.5 average + 0.5 weights, after each step
+        model.train_on_batch(x, y)
+        expected = [0.5 * e + 0.5 * v.numpy() for e, v in zip(expected, model.trainable_variables)]
+    trained = [v.numpy() for v in model.trainable_variables]
+    with averaged_weights(model):
+        for variable, average in zip(model.trainable_variables, expected):
+            np.testing.assert_allclose(variable.numpy(), average, rtol=1e-5, atol=1e-6)
+    for variable, value in zip(model.trainable_variables, trained):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+    # The average is optimizer state: it survives a checkpoint.
+    path = tf.train.Checkpoint(model=model, opt=opt).save(str(tmp_path / "ckpt"))
+    clone = tf.keras.models.clone_model(model)
+    opt2 = build_optimizer(train_cfg(name, ema_decay=0.5), 0.1)
+    clone.compile(optimizer=opt2, loss="mse")
+    opt2.build(clone.trainable_variables)
+    tf.train.Checkpoint(model=clone, opt=opt2).restore(path).assert_consumed()
+    with averaged_weights(clone):
+        for variable, average in zip(clone.trainable_variables, expected):
+            np.testing.assert_allclose(variable.numpy(), average, rtol=1e-5, atol=1e-6)
+
+
+def test_no_averaging_leaves_the_weights():
+    from tfllm.training.callbacks import averaged_weights
+
+    model = tf.keras.Sequential([tf.keras.layers.Dense(2, input_shape=(3,))])
+    model.compile(optimizer=build_optimizer(train_cfg("adamw"), 0.1), loss="mse")
+    model.train_on_batch(np.ones((2, 3), np.float32), np.zeros((2, 2), np.float32))
+    before = [v.numpy() for v in model.trainable_variables]
+    with averaged_weights(model):
+        for variable, value in zip(model.trainable_variables, before):
+            np.testing.assert_array_equal(variable.numpy(), value)

@@ -1,6 +1,7 @@
 """Reusable Keras layers for language models."""
 
 from tfllm.layers.causal_self_attention import CausalSelfAttention
+from tfllm.layers.dropout import Dropout
 from tfllm.layers.feed_forward import FeedForward
 from tfllm.layers.fused_lstm import FusedLSTM
 from tfllm.layers.layer_normalization import LayerNormalization
@@ -12,6 +13,7 @@ from tfllm.layers.token_embedding import TokenEmbedding
 from tfllm.layers.transformer_block import TransformerBlock
 
 __all__ = [
-    "CausalSelfAttention", "FeedForward", "FusedLSTM", "LayerNormalization", "PositionEmbedding",
-    "RecurrentBlock", "RMSNormalization", "RotaryEmbedding", "TokenEmbedding", "TransformerBlock",
+    "CausalSelfAttention", "Dropout", "FeedForward", "FusedLSTM", "LayerNormalization",
+    "PositionEmbedding", "RecurrentBlock", "RMSNormalization", "RotaryEmbedding", "TokenEmbedding",
+    "TransformerBlock",
 ]

@@ -8,6 +8,7 @@ heads per key/value head, hs head size.
 import tensorflow as tf
 
 from tfllm._keras import fresh_initializer, keras, register
+from tfllm.layers.dropout import Dropout
 from tfllm.layers.rms_normalization import RMSNormalization
 from tfllm.layers.rotary_embedding import RotaryEmbedding
 
@@ -111,7 +112,7 @@ class CausalSelfAttention(keras.layers.Layer):
             self.key_norm.build((None, None, self.num_kv_heads, hs))
         self.rotary = (RotaryEmbedding(self.rope_max_wavelength, dtype=self.dtype_policy, name="rotary")
                        if self.use_rope else None)
-        self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy,
+        self.attention_dropout = Dropout(self.dropout, dtype=self.dtype_policy,
                                                       name="attention_dropout")
         super().build(input_shape)
 

@@ -6,6 +6,7 @@ Dimensions: B batch, T time steps, D input width, U units per layer, L layers.
 import tensorflow as tf
 
 from tfllm._keras import keras, register
+from tfllm.layers.dropout import Dropout
 from tfllm.layers.fused_lstm import FusedLSTM
 
 CELLS = ("lstm", "gru")
@@ -57,7 +58,7 @@ class RecurrentBlock(keras.layers.Layer):
             layer.build(shape)
             self.rnn_layers.append(layer)
             shape = tuple(shape[:-1]) + (self.units,)
-        self.output_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy,
+        self.output_dropout = Dropout(self.dropout, dtype=self.dtype_policy,
                                                    name="output_dropout")
         super().build(input_shape)
 

@@ -2,6 +2,7 @@
 
 from tfllm._keras import keras, register
 from tfllm.layers.causal_self_attention import CausalSelfAttention
+from tfllm.layers.dropout import Dropout
 from tfllm.layers.feed_forward import FeedForward
 from tfllm.layers.layer_normalization import LayerNormalization
 from tfllm.layers.rms_normalization import RMSNormalization
@@ -28,7 +29,9 @@ class TransformerBlock(keras.layers.Layer):
         activation: MLP activation ("gelu", "swiglu", "relu2").
         normalization: "layer" or "rms".
         norm_epsilon: epsilon of the normalizations.
-        dropout: on attention probabilities and on both residual branches.
+        dropout: on both residual branches (and attention probabilities, unless
+            attention_dropout is given).
+        attention_dropout: on attention probabilities; None = dropout.
         use_bias: biases in projections and LayerNorm.
         kernel_initializer: of input projections.
         output_kernel_initializer: of the projections that write to the residual stream.
@@ -45,7 +48,7 @@ class TransformerBlock(keras.layers.Layer):
                  use_rope=False, rope_max_wavelength=10000, activation="gelu",
                  normalization="layer", norm_epsilon=1e-5, dropout=0.0, use_bias=True,
                  kernel_initializer="glorot_uniform", output_kernel_initializer="glorot_uniform",
-                 qk_norm=False, **kwargs):
+                 qk_norm=False, attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
         self.qk_norm = qk_norm
         self.num_heads = num_heads
@@ -58,6 +61,7 @@ class TransformerBlock(keras.layers.Layer):
         self.normalization = normalization
         self.norm_epsilon = norm_epsilon
         self.dropout = dropout
+        self.attention_dropout = attention_dropout
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.output_kernel_initializer = keras.initializers.get(output_kernel_initializer)
@@ -69,7 +73,8 @@ class TransformerBlock(keras.layers.Layer):
         self.attention = CausalSelfAttention(
             num_heads=self.num_heads, head_dim=self.head_dim, num_kv_heads=self.num_kv_heads,
             use_rope=self.use_rope, rope_max_wavelength=self.rope_max_wavelength,
-            dropout=self.dropout, use_bias=self.use_bias, qk_norm=self.qk_norm,
+            dropout=self.dropout if self.attention_dropout is None else self.attention_dropout,
+            use_bias=self.use_bias, qk_norm=self.qk_norm,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
             dtype=policy, name="attention")
@@ -80,7 +85,7 @@ class TransformerBlock(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
             dtype=policy, name="mlp")
-        self.residual_dropout = keras.layers.Dropout(self.dropout, dtype=policy,
+        self.residual_dropout = Dropout(self.dropout, dtype=policy,
                                                      name="residual_dropout")
         for layer in (self.attention_norm, self.attention, self.mlp_norm, self.mlp):
             layer.build(input_shape)
@@ -104,7 +109,8 @@ class TransformerBlock(keras.layers.Layer):
             num_kv_heads=self.num_kv_heads, head_dim=self.head_dim, use_rope=self.use_rope,
             rope_max_wavelength=self.rope_max_wavelength, activation=self.activation,
             normalization=self.normalization, norm_epsilon=self.norm_epsilon,
-            dropout=self.dropout, use_bias=self.use_bias, qk_norm=self.qk_norm,
+            dropout=self.dropout, attention_dropout=self.attention_dropout,
+            use_bias=self.use_bias, qk_norm=self.qk_norm,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
         )

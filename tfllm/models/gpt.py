@@ -8,6 +8,7 @@ import math
 import tensorflow as tf
 
 from tfllm._keras import fresh_initializer, keras, register
+from tfllm.layers.dropout import Dropout
 from tfllm.layers.position_embedding import PositionEmbedding
 from tfllm.layers.token_embedding import TokenEmbedding
 from tfllm.layers.transformer_block import TransformerBlock, make_normalization
@@ -34,7 +35,10 @@ class GPT(PresetMixin, keras.Model):
         position: "learned" or "rope".
         normalization: "layer" or "rms".
         activation: "gelu", "swiglu" or "relu2".
-        dropout: on embeddings, attention and residual branches.
+        dropout: on embeddings and residual branches (and attention probabilities, unless
+            attention_dropout is given).
+        attention_dropout: on attention probabilities; None = dropout. 0 with dropout > 0
+            skips the largest masks, (B, heads, T, T) per block.
         use_bias: biases in projections and LayerNorm.
         tie_embeddings: the output projection is the transposed token embedding.
         rope_max_wavelength: RoPE frequency base.
@@ -58,7 +62,7 @@ class GPT(PresetMixin, keras.Model):
                  intermediate_dim=None, num_kv_heads=None, position="learned",
                  normalization="layer", activation="gelu", dropout=0.0, use_bias=True,
                  tie_embeddings=True, rope_max_wavelength=10000, init_std=0.02, qk_norm=False,
-                 **kwargs):
+                 attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
         if position not in ("learned", "rope"):
             raise ValueError(f"Unknown position {position!r}; use 'learned' or 'rope'.")
@@ -76,6 +80,7 @@ class GPT(PresetMixin, keras.Model):
         self.normalization = normalization
         self.activation = activation
         self.dropout = dropout
+        self.attention_dropout = attention_dropout
         self.use_bias = use_bias
         self.tie_embeddings = tie_embeddings
         self.rope_max_wavelength = rope_max_wavelength
@@ -90,14 +95,15 @@ class GPT(PresetMixin, keras.Model):
         self.position_embedding = (PositionEmbedding(max_length, initializer=init, dtype=policy,
                                                      name="position_embedding")
                                    if position == "learned" else None)
-        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy, name="embedding_dropout")
+        self.embedding_dropout = Dropout(dropout, dtype=policy, name="embedding_dropout")
         self.blocks = [
             TransformerBlock(
                 num_heads=num_heads, intermediate_dim=intermediate_dim,
                 num_kv_heads=self.num_kv_heads, use_rope=position == "rope",
                 rope_max_wavelength=rope_max_wavelength, activation=activation,
-                normalization=normalization, dropout=dropout, use_bias=use_bias,
-                kernel_initializer=init, output_kernel_initializer=residual_init, qk_norm=qk_norm,
+                normalization=normalization, dropout=dropout,
+                attention_dropout=attention_dropout, use_bias=use_bias, kernel_initializer=init,
+                output_kernel_initializer=residual_init, qk_norm=qk_norm,
                 dtype=policy, name=f"block_{i}")
             for i in range(num_layers)
         ]
@@ -206,7 +212,8 @@ class GPT(PresetMixin, keras.Model):
             "max_length": self.max_length, "intermediate_dim": self.intermediate_dim,
             "num_kv_heads": self.num_kv_heads, "position": self.position,
             "normalization": self.normalization, "activation": self.activation,
-            "dropout": self.dropout, "use_bias": self.use_bias,
+            "dropout": self.dropout, "attention_dropout": self.attention_dropout,
+            "use_bias": self.use_bias,
             "tie_embeddings": self.tie_embeddings,
             "rope_max_wavelength": self.rope_max_wavelength, "init_std": self.init_std,
             "qk_norm": self.qk_norm,

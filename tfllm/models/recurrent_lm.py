@@ -6,6 +6,7 @@ Dimensions: B batch, T time steps, E embedding width, U recurrent units, V vocab
 import tensorflow as tf
 
 from tfllm._keras import keras, register
+from tfllm.layers.dropout import Dropout
 from tfllm.layers.recurrent_block import RecurrentBlock
 from tfllm.layers.token_embedding import TokenEmbedding
 from tfllm.models.presets import PresetMixin
@@ -53,7 +54,7 @@ class RecurrentLM(PresetMixin, keras.Model):
         self.token_embedding = TokenEmbedding(
             vocab_size, embedding_dim, embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05),
             dtype=policy, name="token_embedding")
-        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy, name="embedding_dropout")
+        self.embedding_dropout = Dropout(dropout, dtype=policy, name="embedding_dropout")
         self.recurrent = RecurrentBlock(cell, units=units, num_layers=num_layers, dropout=dropout,
                                         dtype=policy, name="recurrent")
         self.lm_head = keras.layers.Dense(vocab_size, dtype=policy, name="lm_head")

@@ -6,6 +6,7 @@ step from the batch index Keras passes, which avoids a device sync per step.
 Callbacks earlier in the list add entries to `logs` (e.g. `val_loss`) that later ones read.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -14,6 +15,25 @@ import time
 import tensorflow as tf
 
 from tfllm._keras import keras
+
+
+@contextlib.contextmanager
+def averaged_weights(model):
+    """Within the block, `model`'s trainable variables hold their moving average when its
+    optimizer keeps one (train.ema_decay); afterwards the training values again."""
+    optimizer = model.optimizer
+    if not getattr(optimizer, "use_ema", False) or not getattr(optimizer, "_built", False):
+        yield
+        return
+    variables = model.trainable_variables
+    training_values = [tf.identity(v) for v in variables]
+    # tf_keras's own overwrite, the one `fit` applies at its end (it handles replicas).
+    optimizer._overwrite_model_variables_with_average_value(variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, training_values):
+            variable.assign(value)
 
 
 class StepCallback(keras.callbacks.Callback):
@@ -70,7 +90,8 @@ class Evaluator(StepCallback):
             self.skipped += 1
             return
         start = time.perf_counter()
-        self.model.evaluate(self.dataset, steps=self.steps, verbose=0)
+        with averaged_weights(self.model):
+            self.model.evaluate(self.dataset, steps=self.steps, verbose=0)
         # The tracker itself, read after evaluate returns (under DTensor the value a step
         # returns can miss that step's own update).
         val_loss = float(self.model.eval_loss.result())
@@ -175,7 +196,12 @@ class MetricsLogger(StepCallback):
 class CheckpointSaver(StepCallback):
     """Saves the training state every `every` steps, at the end and when training stops
     early (`manager`), and separately whenever val_loss improves (`best_manager`, with
-    `best_val_loss`)."""
+    `best_val_loss`).
+
+    With weight averaging, the model's weights in the best and the last checkpoint are
+    the averaged ones (those evaluated, and those `fit` leaves in the model at its end);
+    every other checkpoint holds the training values, so a killed run resumes exactly
+    (the average is in the optimizer's state in all of them)."""
 
     def __init__(self, manager, best_manager, best_val_loss, every, total_steps):
         super().__init__(every, total_steps)
@@ -185,6 +211,10 @@ class CheckpointSaver(StepCallback):
         step = self.step_of(batch)
         if "val_loss" in logs and logs["val_loss"] < float(self.best_val_loss.numpy()):
             self.best_val_loss.assign(logs["val_loss"])
-            self.best_manager.save(checkpoint_number=step)
-        if self.due(step) or self.model.stop_training:
+            with averaged_weights(self.model):
+                self.best_manager.save(checkpoint_number=step)
+        if step == self.total_steps or self.model.stop_training:
+            with averaged_weights(self.model):
+                self.manager.save(checkpoint_number=step)
+        elif self.due(step):
             self.manager.save(checkpoint_number=step)

@@ -13,7 +13,8 @@ def build_model(model_cfg, vocab_size):
                    num_kv_heads=m.num_kv_heads or None, position=m.position,
                    normalization=m.normalization, activation=m.activation, dropout=m.dropout,
                    use_bias=m.use_bias, tie_embeddings=m.tie_embeddings,
-                   qk_norm=m.get("qk_norm", False), name="gpt")
+                   qk_norm=m.get("qk_norm", False),
+                   attention_dropout=m.get("attention_dropout"), name="gpt")
     if m.name == "recurrent":
         return RecurrentLM(vocab_size=vocab_size, embedding_dim=m.embedding_dim, units=m.units,
                            num_layers=m.num_layers, cell=m.cell, dropout=m.dropout,

@@ -30,41 +30,49 @@ def build_optimizer(cfg, learning_rate, mesh=None):
     clip = cfg.grad_clip if cfg.grad_clip > 0 else None
     name = cfg.optimizer
     optimizers = keras.optimizers
+    ema = cfg.get("ema_decay", 0.0)
+    # Weight averaging is tf_keras's own: the optimizer keeps the average as one more
+    # slot per variable (so checkpoints carry it) and updates it after every step.
+    common = dict(global_clipnorm=clip, use_ema=ema > 0, ema_momentum=ema or 0.99)
     if mesh is not None:
         if name not in DTENSOR_OPTIMIZERS:
             raise UserError(f"train.optimizer={name} has no DTensor version; on a mesh use one of "
                             f"{', '.join(DTENSOR_OPTIMIZERS)}.")
+        if ema:
+            raise UserError("train.ema_decay (weight averaging) does not run on a DTensor mesh; "
+                            "set it to 0 or use --strategy=one_device/mirrored.")
+        common.pop("use_ema"), common.pop("ema_momentum")
         optimizers = _MeshOptimizers(mesh)
     if name == "adamw":
         opt = optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay, beta_1=cfg.beta1,
-                                     beta_2=cfg.beta2, epsilon=cfg.epsilon, global_clipnorm=clip)
+                                     beta_2=cfg.beta2, epsilon=cfg.epsilon, **common)
         opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
         return opt
     if name == "lion":
         # Lion (Chen et al. 2023), tf_keras's own: sign updates, so it wants a learning rate
         # 3-10x below AdamW's and a weight decay as much larger.
         opt = keras.optimizers.Lion(learning_rate, beta_1=cfg.beta1, beta_2=cfg.beta2,
-                                    weight_decay=cfg.weight_decay, global_clipnorm=clip)
+                                    weight_decay=cfg.weight_decay, **common)
         opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
         return opt
     if name == "muon":
         opt = Muon(learning_rate, muon_scale=cfg.muon_scale, muon_momentum=cfg.muon_momentum,
                    ns_steps=cfg.muon_ns_steps,
                    weight_decay=cfg.weight_decay, beta_1=cfg.beta1, beta_2=cfg.beta2,
-                   epsilon=cfg.epsilon, global_clipnorm=clip)
+                   epsilon=cfg.epsilon, **common)
         opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
         return opt
     if name == "adam":
         return optimizers.Adam(learning_rate, beta_1=cfg.beta1, beta_2=cfg.beta2,
-                                     epsilon=cfg.epsilon, global_clipnorm=clip)
+                                     epsilon=cfg.epsilon, **common)
     if name == "sgd":
         return optimizers.SGD(learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                    global_clipnorm=clip)
+                                    **common)
     if name == "adagrad":
-        return optimizers.Adagrad(learning_rate, epsilon=cfg.epsilon, global_clipnorm=clip)
+        return optimizers.Adagrad(learning_rate, epsilon=cfg.epsilon, **common)
     if name == "rmsprop":
         return optimizers.RMSprop(learning_rate, momentum=cfg.momentum, epsilon=cfg.epsilon,
-                                        global_clipnorm=clip)
+                                        **common)
     raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}.")
 
 
