@@ -126,12 +126,14 @@ def test_muon_updates_kernels_by_orthogonalized_momentum_and_the_rest_by_adamw(t
     np.testing.assert_allclose(head.numpy(), -0.01 * 40, rtol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["muon", "sgd"])
-def test_weight_averaging_keeps_the_moving_average_and_swaps_it_in(name, tmp_path):
+@pytest.mark.parametrize("name,loss_scale", [("muon", False), ("sgd", False), ("adamw", True)])
+def test_weight_averaging_keeps_the_moving_average_and_swaps_it_in(name, loss_scale, tmp_path):
     from tfllm.training.callbacks import averaged_weights
 
     model = tf.keras.Sequential([tf.keras.layers.Dense(3, input_shape=(4,))])
     opt = build_optimizer(train_cfg(name, ema_decay=0.5), 0.1)
+    if loss_scale:  # as under float16 mixed precision
+        opt = tf.keras.mixed_precision.LossScaleOptimizer(opt)
     model.compile(optimizer=opt, loss="mse")
     x, y = np.random.RandomState(0).randn(8, 4).astype(np.float32), np.zeros((8, 3), np.float32)
     expected = [v.numpy() for v in model.trainable_variables]
@@ -149,6 +151,8 @@ def test_weight_averaging_keeps_the_moving_average_and_swaps_it_in(name, tmp_pat
     path = tf.train.Checkpoint(model=model, opt=opt).save(str(tmp_path / "ckpt"))
     clone = tf.keras.models.clone_model(model)
     opt2 = build_optimizer(train_cfg(name, ema_decay=0.5), 0.1)
+    if loss_scale:
+        opt2 = tf.keras.mixed_precision.LossScaleOptimizer(opt2)
     clone.compile(optimizer=opt2, loss="mse")
     opt2.build(clone.trainable_variables)
     tf.train.Checkpoint(model=clone, opt=opt2).restore(path).assert_consumed()

@@ -21,7 +21,8 @@ from tfllm._keras import keras
 def averaged_weights(model):
     """Within the block, `model`'s trainable variables hold their moving average when its
     optimizer keeps one (train.ema_decay); afterwards the training values again."""
-    optimizer = model.optimizer
+    # Under float16 the average is the LossScaleOptimizer's inner optimizer's.
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
     if not getattr(optimizer, "use_ema", False) or not getattr(optimizer, "_built", False):
         yield
         return
