@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import assert_causal, assert_config_round_trip
+from tfllm._keras import keras
 from tfllm.layers import CausalSelfAttention
 
 
@@ -56,3 +57,38 @@ def test_qk_norm_normalizes_each_heads_queries_and_keys():
     last, _ = layer(x[:, 5:], cache=cache, cache_index=5)
     np.testing.assert_allclose(tf.concat([prefix, last], 1).numpy(), layer(x).numpy(), atol=1e-4)
     assert_config_round_trip(layer, x)
+
+
+def _loss_and_grads(layer, x, training, jit):
+    def f(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(y * tf.cos(tf.range(tf.size(y), dtype=y.dtype)[:tf.shape(y)[-1]]))
+        return loss, tape.gradient(loss, [x] + layer.trainable_variables)
+    return tf.function(f, jit_compile=jit)(x)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_training_paths_compute_the_plain_attention(monkeypatch, jit):
+    """Training at 128+ positions attends in two query chunks with a -inf mask; its loss
+    and gradients are those of the one-chunk, int8-friendly path inference uses."""
+    keras.utils.set_random_seed(0)
+    layer = CausalSelfAttention(num_heads=4, num_kv_heads=2, use_rope=True)
+    x = tf.random.normal((2, 130, 16)) * 3.0
+    layer(x)
+    loss, grads = _loss_and_grads(layer, x, training=True, jit=jit)
+    inference_loss, inference_grads = _loss_and_grads(layer, x, training=False, jit=jit)
+    monkeypatch.setattr("tfllm.layers.causal_self_attention.CHUNKED_MIN_LENGTH", 10 ** 9)
+    plain_loss, plain_grads = _loss_and_grads(layer, x, training=True, jit=jit)
+    for other, other_grads in ((inference_loss, inference_grads), (plain_loss, plain_grads)):
+        np.testing.assert_allclose(loss.numpy(), other.numpy(), rtol=1e-5)
+        for g, h in zip(grads, other_grads):
+            # Float32 sums in another order: differences of ~1e-6 of the gradient's scale.
+            np.testing.assert_allclose(g.numpy(), h.numpy(), rtol=1e-4,
+                                       atol=1e-5 * np.abs(h.numpy()).max())
+
+
+def test_chunked_training_attention_is_causal():
+    layer = CausalSelfAttention(num_heads=2)
+    assert_causal(lambda x: layer(x, training=True), batch=1, length=128, width=8)
