@@ -64,7 +64,7 @@ def _loss_and_grads(layer, x, training, jit):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x, training=training)
-            loss = tf.reduce_sum(y * tf.cos(tf.range(tf.size(y), dtype=y.dtype)[:tf.shape(y)[-1]]))
+            loss = tf.reduce_sum(y * tf.cos(tf.range(y.shape[-1], dtype=y.dtype)))
         return loss, tape.gradient(loss, [x] + layer.trainable_variables)
     return tf.function(f, jit_compile=jit)(x)
 
