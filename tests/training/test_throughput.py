@@ -2,7 +2,7 @@ import pytest
 
 from tfllm.configs import tiny_test
 from tfllm.training.mfu import flops_per_token
-from tfllm.training.throughput import benchmark_training
+from tfllm.training.throughput import StepTimer, benchmark_training
 
 
 def test_benchmark_reports_consistent_figures():
@@ -17,3 +17,22 @@ def test_benchmark_reports_consistent_figures():
     assert result["mfu"] == pytest.approx(result["flops_per_token"] * result["tokens_per_s"] / 1e11)
     assert result["input_wait"] == pytest.approx(result["input_ms"] / step["median"])
     assert result["peak_rss_mb"] > 0 and result["params"] > 0
+
+
+def test_benchmark_times_steps_not_calls_with_steps_per_execution():
+    cfg = tiny_test.get_config()
+    cfg.train.xla = False
+    cfg.train.steps_per_execution = 2
+    result = benchmark_training(cfg, steps=3, warmup=1)
+    # warm-up and measured steps round up to whole calls of 2 steps: 4 timed steps
+    assert result["steps"] == 4
+    tokens_per_step = cfg.train.batch_size * cfg.model.max_length
+    assert result["tokens_per_s"] == pytest.approx(
+        tokens_per_step / (result["step_ms"]["median"] / 1e3))
+
+
+def test_step_timer_splits_a_call_into_its_steps():
+    timer = StepTimer()
+    timer.ends = [(0.0, 0), (5.0, 2), (7.0, 4), (8.0, 6)]  # three calls of two steps
+    assert list(timer.step_times(2)) == [1.0, 1.0, 0.5, 0.5]
+    assert list(timer.step_times(0)) == [2.5, 2.5, 1.0, 1.0, 0.5, 0.5]

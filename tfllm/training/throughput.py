@@ -20,20 +20,32 @@ from tfllm.training.training_setup import apply_runtime_settings, build_training
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Records the wall time at the end of every step (Keras syncs on the step's logs)."""
+    """Records the wall time at the end of every compiled call (Keras syncs on its logs).
+
+    With `steps_per_execution` k, Keras runs k steps per call and calls
+    `on_train_batch_end` once, with the index of the call's last step.
+    """
 
     def on_train_begin(self, logs=None):
-        self.ends = [time.perf_counter()]
+        self.ends = [(time.perf_counter(), 0)]
 
     def on_train_batch_end(self, batch, logs=None):
-        self.ends.append(time.perf_counter())
+        self.ends.append((time.perf_counter(), batch + 1))
 
     def step_times(self, skip):
-        """Durations of the steps after the first `skip` (compilation, warm-up)."""
-        return np.diff(self.ends)[skip:]
+        """Per-step durations of the calls that start at or after step `skip` (compilation
+        and warm-up are in the calls before); a call of k steps counts k steps of its
+        mean duration."""
+        times, steps = np.array(self.ends, dtype=np.float64).T
+        counts = np.diff(steps).astype(int)
+        keep = steps[:-1] >= skip
+        return np.repeat((np.diff(times) / counts)[keep], counts[keep])
 
 
-def _timed_fit(task, dataset, warmup, steps):
+def _timed_fit(task, dataset, warmup, steps, per_call):
+    """Per-step times of `steps` steps after `warmup`, both rounded up to whole calls of
+    `per_call` steps (train.steps_per_execution)."""
+    warmup, steps = (-(-n // per_call) * per_call for n in (warmup, steps))
     timer = StepTimer()
     task.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
     return timer.step_times(warmup)
@@ -88,7 +100,7 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
         lambda context: train_dataset(tokens, seq_len, t.batch_size, cfg.seed, 0, context),
         t.batch_size, strategy, mesh)
 
-    times = _timed_fit(setup.task, dataset, warmup, steps)
+    times = _timed_fit(setup.task, dataset, warmup, steps, t.steps_per_execution)
     median = float(np.median(times))
     input_ms = _input_ms_per_batch(dataset)
     fpt = flops_per_token(setup.model)
@@ -106,7 +118,7 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
                    "batch_size": t.batch_size, "seq_len": seq_len,
                    "optimizer": t.optimizer, "grad_accum_steps": t.grad_accum_steps},
         "params": params,
-        "steps": steps,
+        "steps": len(times),
         "step_ms": {"median": 1e3 * median, "p10": 1e3 * float(np.percentile(times, 10)),
                     "p90": 1e3 * float(np.percentile(times, 90))},
         "tokens_per_s": tokens_per_step / median,
