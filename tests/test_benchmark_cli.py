@@ -13,7 +13,7 @@ def test_benchmark_json_report():
     assert set(result["peaks"]) == {"float32", "bfloat16"}
     assert result["peaks"]["float32"]["size"] == 256
     for key in ("tokens_per_s", "step_ms", "flops_per_token", "mfu", "input_wait",
-                "peak_rss_mb", "machine", "date"):
+                "peak_rss_mb", "page_faults_per_step", "machine", "date"):
         assert key in result, key
     assert 0 < result["mfu"] < 1.5
     g = result["generation"]

@@ -3,7 +3,8 @@
 In one run: measures this machine's matmul peak (float32 and bfloat16), then times the
 training step of the config exactly as `tfllm.train` runs it, and reports tokens/s,
 step time (median, p10, p90), model FLOPs per token, MFU against the measured peak of
-the dtype in use, the share of step time spent waiting for input, and peak memory.
+the dtype in use, the share of step time spent waiting for input, peak memory and page
+faults per step.
 Then it times generation from the same model: --generate_tokens new tokens of one
 sample with the KV cache / carried state, and (GPT) with the naive loop that recomputes
 the whole context every step.
@@ -70,7 +71,8 @@ def report(result):
     lines += [
         f"input wait   <= {100 * result['input_wait']:.2f}% of step time "
         f"(the pipeline makes a batch in {result['input_ms']:.2f} ms)",
-        f"peak memory  {result['peak_rss_mb']:,.0f} MB resident",
+        f"peak memory  {result['peak_rss_mb']:,.0f} MB resident, "
+        f"{result['page_faults_per_step']:,.0f} page faults per step",
     ]
     g = result.get("generation")
     if g:

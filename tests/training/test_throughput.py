@@ -17,6 +17,7 @@ def test_benchmark_reports_consistent_figures():
     assert result["mfu"] == pytest.approx(result["flops_per_token"] * result["tokens_per_s"] / 1e11)
     assert result["input_wait"] == pytest.approx(result["input_ms"] / step["median"])
     assert result["peak_rss_mb"] > 0 and result["params"] > 0
+    assert result["page_faults_per_step"] >= 0
 
 
 def test_benchmark_times_steps_not_calls_with_steps_per_execution():
@@ -33,6 +34,8 @@ def test_benchmark_times_steps_not_calls_with_steps_per_execution():
 
 def test_step_timer_splits_a_call_into_its_steps():
     timer = StepTimer()
-    timer.ends = [(0.0, 0), (5.0, 2), (7.0, 4), (8.0, 6)]  # three calls of two steps
+    # three calls of two steps: (end time, steps done, page faults so far)
+    timer.ends = [(0.0, 0, 100), (5.0, 2, 900), (7.0, 4, 910), (8.0, 6, 930)]
     assert list(timer.step_times(2)) == [1.0, 1.0, 0.5, 0.5]
     assert list(timer.step_times(0)) == [2.5, 2.5, 1.0, 1.0, 0.5, 0.5]
+    assert timer.faults_per_step(2) == 30 / 4

@@ -19,36 +19,50 @@ from tfllm.training.mfu import POLICY_DTYPES, flops_per_token
 from tfllm.training.training_setup import apply_runtime_settings, build_training_setup
 
 
+def _minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 class StepTimer(keras.callbacks.Callback):
-    """Records the wall time at the end of every compiled call (Keras syncs on its logs).
+    """Records the wall time and the process's page faults at the end of every compiled
+    call (Keras syncs on its logs).
 
     With `steps_per_execution` k, Keras runs k steps per call and calls
     `on_train_batch_end` once, with the index of the call's last step.
     """
 
     def on_train_begin(self, logs=None):
-        self.ends = [(time.perf_counter(), 0)]
+        self.ends = [(time.perf_counter(), 0, _minor_faults())]
 
     def on_train_batch_end(self, batch, logs=None):
-        self.ends.append((time.perf_counter(), batch + 1))
+        self.ends.append((time.perf_counter(), batch + 1, _minor_faults()))
+
+    def _calls(self, skip):
+        times, steps, faults = np.array(self.ends, dtype=np.float64).T
+        counts = np.diff(steps).astype(int)
+        keep = steps[:-1] >= skip
+        return np.diff(times)[keep], counts[keep], np.diff(faults)[keep]
 
     def step_times(self, skip):
         """Per-step durations of the calls that start at or after step `skip` (compilation
         and warm-up are in the calls before); a call of k steps counts k steps of its
         mean duration."""
-        times, steps = np.array(self.ends, dtype=np.float64).T
-        counts = np.diff(steps).astype(int)
-        keep = steps[:-1] >= skip
-        return np.repeat((np.diff(times) / counts)[keep], counts[keep])
+        durations, counts, _ = self._calls(skip)
+        return np.repeat(durations / counts, counts)
+
+    def faults_per_step(self, skip):
+        """Minor page faults per step over the same calls: memory the step touches afresh."""
+        _, counts, faults = self._calls(skip)
+        return float(faults.sum() / max(counts.sum(), 1))
 
 
 def _timed_fit(task, dataset, warmup, steps, per_call):
-    """Per-step times of `steps` steps after `warmup`, both rounded up to whole calls of
-    `per_call` steps (train.steps_per_execution)."""
+    """The StepTimer of `steps` steps after `warmup`, both rounded up to whole calls of
+    `per_call` steps (train.steps_per_execution), and the warm-up in steps."""
     warmup, steps = (-(-n // per_call) * per_call for n in (warmup, steps))
     timer = StepTimer()
     task.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
-    return timer.step_times(warmup)
+    return timer, warmup
 
 
 def _input_ms_per_batch(dataset, batches=50):
@@ -79,7 +93,8 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     Returns a dict: tokens_per_s, step_ms (median, p10, p90), flops_per_token, mfu,
     input_ms (time the input pipeline takes to make one batch), input_wait (input_ms as
     a share of the median step: an upper bound on the time a step waits for input, since
-    the pipeline prefetches on its own thread while the step runs), params,
+    the pipeline prefetches on its own thread while the step runs), page_faults_per_step
+    (minor faults of the measured steps: memory a step touches afresh), params,
     exchanged_bytes (what each device sends per step: tfllm.training.scaling) and the
     settings timed.
     """
@@ -100,7 +115,8 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
         lambda context: train_dataset(tokens, seq_len, t.batch_size, cfg.seed, 0, context),
         t.batch_size, strategy, mesh)
 
-    times = _timed_fit(setup.task, dataset, warmup, steps, t.steps_per_execution)
+    timer, warmup = _timed_fit(setup.task, dataset, warmup, steps, t.steps_per_execution)
+    times = timer.step_times(warmup)
     median = float(np.median(times))
     input_ms = _input_ms_per_batch(dataset)
     fpt = flops_per_token(setup.model)
@@ -125,6 +141,7 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
         "flops_per_token": fpt,
         "input_ms": input_ms,
         "input_wait": input_ms / (1e3 * median),
+        "page_faults_per_step": timer.faults_per_step(warmup),
     }
     peak = (peaks or {}).get(POLICY_DTYPES[t.precision])
     if peak:
