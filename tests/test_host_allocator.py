@@ -33,4 +33,3 @@ def test_commands_serve_host_memory_from_bfc_but_not_under_dtensor(inherited, st
     out = subprocess.run([sys.executable, "-c", PROBE, strategy], capture_output=True,
                          text=True, env=env, timeout=120, check=True).stdout
     assert out.split()[-1] == allocator
-

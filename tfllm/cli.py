@@ -98,8 +98,8 @@ def select_host_allocator(strategy):
     unless the command runs DTensor or the environment already chose.
 
     The default CPU allocator hands large blocks back to the system, so every XLA step
-    faulted its working memory in again: ~9,400 page faults per `bench_tiny` step, whose
-    step took 54 ms against 40 ms on BFC (docs/benchmarks.md). DTensor fails on BFC (its
+    faulted its working memory in again: 6,900-9,400 page faults per `bench_tiny` step,
+    which took 54 ms against 40 ms on BFC (docs/benchmarks.md). DTensor fails on BFC (its
     empty tensors get no data pointer: "TF_TensorData returned nullptr"), so it keeps the
     default even when a parent process chose BFC. TensorFlow reads the variable when it
     first places a tensor on the CPU: call this before that.
