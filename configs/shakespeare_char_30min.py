@@ -6,9 +6,9 @@ wall time on 2 CPU cores (issue 5):
 The speedrun recipe (rotary positions, RMSNorm, SwiGLU, QK normalization, Muon for the
 hidden matrices and AdamW for the rest) on a model sized for this machine: 6 blocks of
 width 192 (6 heads), context 128, batch 32, an evaluation of the whole validation split
-every 100 steps. 1500 steps (6.1 M tokens, ~6 passes over the training split) take about
-1,400 s of the 1,800 (5,000-5,500 tokens/s by `python -m tfllm.benchmark`), leaving room
-for a slow stretch of the VM. Against memorizing: a weight decay of 2.0 (0.1 -> 2.0 took
+every 100 steps. 1500 steps (6.1 M tokens, ~6 passes over the training split) took
+1,409-1,532 s of the 1,800 in three runs (4,600 tokens/s by `python -m tfllm.benchmark`),
+leaving room for a slow stretch of the VM. Against memorizing: a weight decay of 2.0 (0.1 -> 2.0 took
 the best loss of 950 steps from 1.4995 to 1.4773), an exponential moving average of the
 weights (decay 0.99) for evaluation (1.4773 -> 1.4582), and dropout 0.1 on the residual
 branches only, which loses in 950 steps (1.4922 against 1.4773) and wins in 1500 (1.4544

@@ -67,3 +67,22 @@ def test_a_budget_counts_only_the_evaluations_that_ended_within_it(tmp_path):
     within = [r for r in evals if r["elapsed_s"] <= 30]
     assert run["evaluations"] == len(within) >= 1
     assert run["seconds"] <= 30 and run["val_loss"] == min(r["val_loss"] for r in within)
+
+
+def test_no_target_trains_the_whole_schedule_and_reports_the_best_loss(tmp_path):
+    """--target=0 (the 30-minute question): no evaluation stops the run, not even at the
+    config's own train.target_val_loss, and the best evaluation is reported with exit 0."""
+    config = tmp_path / "with_target.py"
+    config.write_text("from tfllm.configs import tiny_test\n\n\n"
+                      "def get_config():\n"
+                      "    config = tiny_test.get_config()\n"
+                      "    config.train.update(steps=30, target_val_loss=4.1)\n"
+                      "    return config\n")
+    proc = speedrun(tmp_path, "--target=0", f"--config={config}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads(proc.stdout.strip().splitlines()[-1])["runs"][0]
+    with open(tmp_path / "repeat_0" / "metrics.jsonl") as f:
+        evals = [r for r in map(json.loads, f) if "val_loss" in r]
+    assert [r["step"] for r in evals] == [10, 20, 30]  # 4.1 is passed at step 10
+    best = min(evals, key=lambda r: r["val_loss"])
+    assert not run["reached"] and (run["step"], run["val_loss"]) == (best["step"], best["val_loss"])
