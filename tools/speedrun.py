@@ -78,7 +78,7 @@ def one_run(run_dir):
         print(f"speedrun: error: no evaluation ended within --budget={FLAGS.budget:g} s; "
               "raise the budget or evaluate sooner (eval.every).", file=sys.stderr)
         sys.exit(2)
-    hit = next((r for r in evals if r["val_loss"] <= FLAGS.target), None) if FLAGS.target else None
+    hit = next((r for r in evals if r["val_loss"] <= FLAGS.target), None)  # a loss is > 0: none with --target=0
     best = min(evals, key=lambda r: r["val_loss"])
     record = hit or best
     return {"reached": hit is not None, "seconds": record["elapsed_s"], "step": record["step"],
