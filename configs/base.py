@@ -66,7 +66,7 @@ def get_config():
             seq_len_start=0,      # sequence-length warm-up: the first steps' windows are this long,
                                   # doubling up to model.max_length at step shape_warmup_steps; 0 = off
             shape_warmup_steps=0,  # steps of those warm-ups (each size doubling = one more XLA compile)
-            optimizer="adamw",    # "adamw", "adam", "lion", "sgd", "adagrad" or "rmsprop"
+            optimizer="adamw",    # "adamw", "adam", "lion", "muon", "sgd", "adagrad" or "rmsprop"
             learning_rate=2e-3,   # peak learning rate
             schedule="warmup_cosine",  # "constant", "warmup_cosine", "wsd" (warmup-stable-decay),
                                        # "one_cycle", "step" or "exponential"

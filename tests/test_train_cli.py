@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,11 +66,49 @@ def test_weight_averaging_is_what_is_evaluated_and_saved_last(trained, tmp_path_
     np.testing.assert_allclose(result["loss"], averaged[-1]["val_loss"], rtol=1e-4)
 
 
+def test_a_finished_averaging_run_trained_further_continues_from_its_training_weights(
+        tmp_path_factory):
+    # The last checkpoint's model holds the average; training on must start from the
+    # training values, as the uninterrupted run does. A constant rate keeps the first 20
+    # steps independent of train.steps.
+    args = [*TINY, "--config.deterministic=True", "--config.train.ema_decay=0.8",
+            "--config.train.schedule=constant", "--config.sample.length=0"]
+    uninterrupted, _ = train_run(tmp_path_factory, *args, "--config.train.steps=30", name="ema30")
+    extended, _ = train_run(tmp_path_factory, *args, name="ema20")
+    proc = run("tfllm.train", *args, "--config.train.steps=30", f"--run_dir={extended}")
+    assert proc.returncode == 0 and "resuming" in proc.stdout, proc.stderr[-3000:]
+    expected, got = read_metrics(uninterrupted), read_metrics(extended)
+    assert [r["step"] for r in got] == [r["step"] for r in expected] == [5, 10, 15, 20, 25, 30]
+    for a, b in zip(expected, got):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=0), a["step"]
+        assert ("val_loss" in a) == ("val_loss" in b)
+        if "val_loss" in a:
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6, abs=0), a["step"]
+
+
 def test_rerun_of_a_finished_run_trains_nothing(trained):
     run_dir, _ = trained
     proc = run("tfllm.train", *TINY, f"--run_dir={run_dir}")
     assert proc.returncode == 0 and "already trained to step 20" in proc.stdout
     assert len(read_metrics(run_dir)) == 4
+
+
+@pytest.mark.parametrize("change, phrase", [
+    ("--config.model.hidden_dim=64", "model.hidden_dim=32, not 64"),
+    # Muon's variables would load AdamW's by position without a word.
+    ("--config.train.optimizer=muon", "train.optimizer='adamw', not 'muon'"),
+    ("--config.train.ema_decay=0.9", "train.ema_decay=0.0, not 0.9"),
+    ("--config.train.precision=mixed_float16", "train.precision='float32', not 'mixed_float16'"),
+])
+def test_resuming_with_another_training_state_is_one_line_and_changes_nothing(
+        trained, tmp_path, change, phrase):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(trained[0], run_dir)
+    before = {name: os.path.getmtime(os.path.join(run_dir, name)) for name in os.listdir(run_dir)}
+    proc = run("tfllm.train", *TINY, f"--run_dir={run_dir}", "--config.train.steps=30", change)
+    assert_one_line_error(proc, f"holds a run with {phrase}", "pass a new --run_dir")
+    assert {name: os.path.getmtime(os.path.join(run_dir, name))
+            for name in os.listdir(run_dir)} == before
 
 
 def test_evaluate_matches_the_final_validation_loss(trained):

@@ -27,14 +27,18 @@ NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.intra_op_threads", "eval.seq_len", "train.target_val_loss",
                 "train.batch_size_start", "train.seq_len_start", "train.shape_warmup_steps")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
-# resumed with the same values.
+# resumed with the same values. The optimizer's variables are restored by position, so
+# another optimizer would load them into the wrong slots (or fail on their shapes).
 RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_step",
                 "train.prune_sparsity", "train.prune_start_step", "train.prune_end_step",
-                "train.prune_every")
+                "train.prune_every", "train.optimizer", "train.ema_decay", "train.precision")
+# Keys of RUN_IDENTITY where only what a function of the value says must stay the same:
+# averaging on or off (its variables), float16's loss scale or not.
+IDENTITY_OF = {"train.ema_decay": bool, "train.precision": lambda p: p == "mixed_float16"}
 # Values of keys newer than some saved runs, for comparing with those runs.
 DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None,
             "train.qat_start_step": -1, "train.prune_sparsity": 0.0, "train.prune_start_step": 0,
-            "train.prune_end_step": -1, "train.prune_every": 50}
+            "train.prune_end_step": -1, "train.prune_every": 50, "train.ema_decay": 0.0}
 
 
 def _get(config, dotted):
@@ -196,6 +200,6 @@ def identity_mismatch(saved, current):
                 a_sub, b_sub = a.get(sub, default), b.get(sub, default)
                 if a_sub != b_sub:
                     return f"{key}.{sub}", a_sub, b_sub
-        elif a != b:
+        elif a != b and (key not in IDENTITY_OF or IDENTITY_OF[key](a) != IDENTITY_OF[key](b)):
             return key, a, b
     return None

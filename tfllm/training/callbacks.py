@@ -201,20 +201,30 @@ class CheckpointSaver(StepCallback):
 
     With weight averaging, the model's weights in the best and the last checkpoint are
     the averaged ones (those evaluated, and those `fit` leaves in the model at its end);
-    every other checkpoint holds the training values, so a killed run resumes exactly
-    (the average is in the optimizer's state in all of them)."""
+    every other checkpoint holds the training values. Each checkpoint also holds the
+    training values in `training_weights` (copied here before each save; the trainer
+    restores the model from them), so a run resumes exactly from any checkpoint, the
+    last included when a finished run is trained further."""
 
-    def __init__(self, manager, best_manager, best_val_loss, every, total_steps):
+    def __init__(self, manager, best_manager, best_val_loss, every, total_steps,
+                 training_weights=()):
         super().__init__(every, total_steps)
         self.manager, self.best_manager, self.best_val_loss = manager, best_manager, best_val_loss
+        self.training_weights = training_weights
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step_of(batch)
-        if "val_loss" in logs and logs["val_loss"] < float(self.best_val_loss.numpy()):
+        best = "val_loss" in logs and logs["val_loss"] < float(self.best_val_loss.numpy())
+        last = step == self.total_steps or self.model.stop_training
+        if not (best or last or self.due(step)):
+            return
+        for copy, variable in zip(self.training_weights, self.model.trainable_variables):
+            copy.assign(variable)
+        if best:
             self.best_val_loss.assign(logs["val_loss"])
             with averaged_weights(self.model):
                 self.best_manager.save(checkpoint_number=step)
-        if step == self.total_steps or self.model.stop_training:
+        if last:
             with averaged_weights(self.model):
                 self.manager.save(checkpoint_number=step)
         elif self.due(step):

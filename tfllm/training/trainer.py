@@ -171,10 +171,15 @@ class Trainer:
         with strategy.scope():
             best_val_loss = tf.Variable(math.inf, trainable=False, name="best_val_loss")
             generators = dropout_generators(model)
+            # With weight averaging the last checkpoint's model holds the average; these
+            # keep the training values beside it (see cb.CheckpointSaver).
+            training_weights = [tf.Variable(v, trainable=False) for v in model.trainable_variables
+                                ] if t.get("ema_decay", 0.0) else []
         # The data position is the optimizer step (batches are a function of it), so the
         # optimizer's `iterations` restores it; the dropout RNG streams are saved explicitly.
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, lr_scale=setup.lr_scale,
-                                         best_val_loss=best_val_loss, rng=generators)
+                                         best_val_loss=best_val_loss, rng=generators,
+                                         training_weights=training_weights)
         # Every worker saves (saving may take part in collectives); a non-chief into scratch.
         save_dir = self.run_dir if self.chief else self._scratch_dir()
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(save_dir, "checkpoints"),
@@ -185,6 +190,8 @@ class Trainer:
         if latest:
             run_directory.match_checkpoint(model, latest)  # saved after the switch to QAT/pruning
             checkpoint.restore(latest).assert_existing_objects_matched()
+            for variable, value in zip(model.trainable_variables, training_weights):
+                variable.assign(value)
         elif self.init_from:
             path = run_directory.latest_checkpoint(self.init_from)
             if path is None:
@@ -233,7 +240,8 @@ class Trainer:
                              lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn,
                              write=self.chief, flops_per_token=mfu.flops_per_token(model),
                              peak_flops=peak["flops_per_s"]),
-            cb.CheckpointSaver(manager, best_manager, best_val_loss, cfg.checkpoint.every, t.steps),
+            cb.CheckpointSaver(manager, best_manager, best_val_loss, cfg.checkpoint.every, t.steps,
+                               training_weights),
         ]
         setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
                        callbacks=callbacks, verbose=0)
