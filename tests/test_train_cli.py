@@ -26,6 +26,16 @@ def read_metrics(run_dir):
         return [json.loads(line) for line in f]
 
 
+def assert_same_losses(expected, got):
+    """Two runs' metrics log the same steps, training losses and evaluations (rel 1e-6)."""
+    assert [r["step"] for r in got] == [r["step"] for r in expected]
+    for a, b in zip(expected, got):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=0), a["step"]
+        assert ("val_loss" in a) == ("val_loss" in b), a["step"]
+        if "val_loss" in a:
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6, abs=0), a["step"]
+
+
 def test_run_directory_holds_everything_a_run_needs(trained):
     run_dir, proc = trained
     for name in ("config.json", "tokenizer.json", "tokens.npy", "checkpoints/checkpoint",
@@ -77,13 +87,8 @@ def test_a_finished_averaging_run_trained_further_continues_from_its_training_we
     extended, _ = train_run(tmp_path_factory, *args, name="ema20")
     proc = run("tfllm.train", *args, "--config.train.steps=30", f"--run_dir={extended}")
     assert proc.returncode == 0 and "resuming" in proc.stdout, proc.stderr[-3000:]
-    expected, got = read_metrics(uninterrupted), read_metrics(extended)
-    assert [r["step"] for r in got] == [r["step"] for r in expected] == [5, 10, 15, 20, 25, 30]
-    for a, b in zip(expected, got):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=0), a["step"]
-        assert ("val_loss" in a) == ("val_loss" in b)
-        if "val_loss" in a:
-            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6, abs=0), a["step"]
+    assert [r["step"] for r in read_metrics(extended)] == [5, 10, 15, 20, 25, 30]
+    assert_same_losses(read_metrics(uninterrupted), read_metrics(extended))
 
 
 def test_rerun_of_a_finished_run_trains_nothing(trained):
@@ -246,12 +251,7 @@ def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
     proc = run("tfllm.train", *RESUME_ARGS, f"--run_dir={killed}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stdout
-    expected, got = read_metrics(reference), read_metrics(killed)
-    assert [r["step"] for r in got] == [r["step"] for r in expected]
-    for a, b in zip(expected, got):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=0), a["step"]
-        if "val_loss" in a:
-            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6, abs=0)
+    assert_same_losses(read_metrics(reference), read_metrics(killed))
 
 
 def test_resume_after_the_corpus_changed_rewrites_the_token_cache(tmp_path):
