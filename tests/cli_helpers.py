@@ -28,6 +28,7 @@ def assert_one_line_error(proc, *phrases):
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert len(lines) == 1, lines
+    assert proc.stdout == "", proc.stdout  # nothing printed before the error (a stray prompt)
     assert lines[0].startswith("tfllm."), lines
     assert ": error: " in lines[0], lines
     for phrase in phrases:

@@ -27,6 +27,12 @@ def test_benchmark_bad_peak_sizes_is_one_line():
     assert_one_line_error(proc, "--peak_sizes=big must be whole numbers")
 
 
+def test_benchmark_unknown_config_key_is_one_line():
+    proc = run("tfllm.benchmark", "--config.train.stpes=3")  # on its default config
+    assert_one_line_error(proc, "--config.train.stpes: the config has no key 'stpes'",
+                          'did you mean "steps"')
+
+
 def test_benchmark_strategy_overhead_against_one_device():
     proc = run("tfllm.benchmark", "--config=tiny_test", "--steps=3", "--warmup=1",
                "--overhead=mirrored", "--overhead_devices=2", "--json")

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.cli_helpers import assert_one_line_error, run, train_run
+from tests.cli_helpers import (assert_one_line_error, assert_resume_loses_nothing, metrics, run,
+                               train_run)
 
 TINY = ["--config=tiny_test"]
 
@@ -19,11 +20,6 @@ TINY = ["--config=tiny_test"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     return train_run(tmp_path_factory, *TINY)
-
-
-def read_metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
 
 
 def assert_same_losses(expected, got):
@@ -41,7 +37,7 @@ def test_run_directory_holds_everything_a_run_needs(trained):
     for name in ("config.json", "tokenizer.json", "tokens.npy", "checkpoints/checkpoint",
                  "best/checkpoint", "tensorboard"):
         assert os.path.exists(os.path.join(run_dir, name)), name
-    records = read_metrics(run_dir)
+    records = metrics(run_dir)
     assert [r["step"] for r in records] == [5, 10, 15, 20]
     for r in records:
         assert {"step", "elapsed_s", "tokens", "loss", "lr", "tokens_per_s", "mfu"} <= set(r)
@@ -57,7 +53,7 @@ def test_batch_size_and_sequence_length_warm_up(tmp_path_factory):
     run_dir, _ = train_run(tmp_path_factory, *TINY, "--config.train.batch_size_start=2",
                            "--config.train.seq_len_start=4", "--config.train.shape_warmup_steps=10",
                            "--config.sample.length=0", name="warmup")
-    records = read_metrics(run_dir)
+    records = metrics(run_dir)
     # Steps 0-4: 2 windows of 4 tokens, 5-9: 2 of 8, from step 10 the full 4 of 16.
     assert [r["tokens"] for r in records] == [40, 120, 440, 760]
     assert records[-1]["val_loss"] < records[1]["val_loss"] < np.log(65) + 0.2
@@ -66,7 +62,7 @@ def test_batch_size_and_sequence_length_warm_up(tmp_path_factory):
 def test_weight_averaging_is_what_is_evaluated_and_saved_last(trained, tmp_path_factory):
     run_dir, _ = train_run(tmp_path_factory, *TINY, "--config.train.ema_decay=0.8",
                            "--config.sample.length=0", name="ema")
-    plain, averaged = read_metrics(trained[0]), read_metrics(run_dir)
+    plain, averaged = metrics(trained[0]), metrics(run_dir)
     # The average does not steer training: the same training losses as without it ...
     assert [r["loss"] for r in averaged] == pytest.approx([r["loss"] for r in plain], rel=1e-3)
     # ... but the evaluations are of the averaged weights, and so is the last checkpoint.
@@ -87,15 +83,21 @@ def test_a_finished_averaging_run_trained_further_continues_from_its_training_we
     extended, _ = train_run(tmp_path_factory, *args, name="ema20")
     proc = run("tfllm.train", *args, "--config.train.steps=30", f"--run_dir={extended}")
     assert proc.returncode == 0 and "resuming" in proc.stdout, proc.stderr[-3000:]
-    assert [r["step"] for r in read_metrics(extended)] == [5, 10, 15, 20, 25, 30]
-    assert_same_losses(read_metrics(uninterrupted), read_metrics(extended))
+    assert [r["step"] for r in metrics(extended)] == [5, 10, 15, 20, 25, 30]
+    assert_same_losses(metrics(uninterrupted), metrics(extended))
+
+
+def test_a_resume_may_split_the_batch_into_micro_batches(trained, tmp_path):
+    # A run that ran out of memory is rerun with gradient accumulation: the same batches,
+    # so the same losses up to float rounding.
+    assert_resume_loses_nothing(trained[0], tmp_path, 10, *TINY, "--config.train.grad_accum_steps=2")
 
 
 def test_rerun_of_a_finished_run_trains_nothing(trained):
     run_dir, _ = trained
     proc = run("tfllm.train", *TINY, f"--run_dir={run_dir}")
     assert proc.returncode == 0 and "already trained to step 20" in proc.stdout
-    assert len(read_metrics(run_dir)) == 4
+    assert len(metrics(run_dir)) == 4
 
 
 @pytest.mark.parametrize("change, phrase", [
@@ -122,8 +124,21 @@ def test_evaluate_matches_the_final_validation_loss(trained):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["tokens"] == 111_539
-    np.testing.assert_allclose(result["loss"], read_metrics(run_dir)[-1]["val_loss"], rtol=1e-4)
+    np.testing.assert_allclose(result["loss"], metrics(run_dir)[-1]["val_loss"], rtol=1e-4)
     np.testing.assert_allclose(result["perplexity"], np.exp(result["loss"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["missing --data", "empty --data", "no run"])
+def test_evaluate_bad_input_is_one_line(trained, case, tmp_path):
+    run_dir, _ = trained
+    (tmp_path / "empty.txt").write_text("\n")
+    args, phrase = {
+        "missing --data": ([f"--data={tmp_path / 'nope.txt'}"], "names no file; pass an existing "
+                           "text file, folder or glob as --data"),
+        "empty --data": ([f"--data={tmp_path / 'empty.txt'}"], "is empty; point --data at text"),
+        "no run": ([f"--run_dir={tmp_path}"], "holds no tfllm run"),
+    }[case]
+    assert_one_line_error(run("tfllm.evaluate", f"--run_dir={run_dir}", *args), phrase)
 
 
 def test_generate_is_reproducible_by_seed(trained):
@@ -157,7 +172,14 @@ def bad_inputs(tmp):
     blocker.write_text("x")
     return {
         "unknown flag": (["--epochs=3"], "Unknown command line flag 'epochs'"),
-        "unknown config key": (["--config.train.epochs=3"], "epochs"),
+        "unknown config key": (["--config.train.epochs=3"],
+                               "--config.train.epochs: the config has no key 'epochs'"),
+        # The default config is read as the flag is defined: a bad key once raised there.
+        "unknown config key, default config": (["--config.train.lr=3"],
+                                               "--config.train.lr: the config has no key 'lr'"),
+        "misspelt config section, default config": (
+            ["--config.trian.steps=3"],
+            "--config.trian.steps: the config has no key 'trian' (did you mean \"train\""),
         "wrong type": (["--config.train.batch_size=lots"], "batch_size"),
         "batch size 0": (["--config.train.batch_size=0"], "--config.train.batch_size=0 is not allowed: it must be > 0"),
         "width not divisible by heads": (["--config.model.hidden_dim=33"],
@@ -169,6 +191,8 @@ def bad_inputs(tmp):
         "empty corpus": ([f"--config.data.source={empty}"], "is empty"),
         "corpus shorter than a window": ([f"--config.data.source={short}"], "fewer than one window"),
         "unwritable run directory": ([f"--run_dir={blocker / 'run'}"], "cannot be created"),
+        # Passes the permission check as root, and mkdir fails (Linux's /proc).
+        "run directory the system refuses": (["--run_dir=/proc/tfllm_run"], "cannot be created"),
         "unknown config name": (["--config=nonesuch"], "no config 'nonesuch'"),
         "config file missing": ([f"--config={tmp / 'nope.py'}"], "cannot load the config"),
         "evaluation margin below -1": (["--config.eval.target_margin=-1.5"],
@@ -188,10 +212,12 @@ def bad_inputs(tmp):
     }
 
 
-BAD_INPUTS = ["unknown flag", "unknown config key", "wrong type", "batch size 0",
+BAD_INPUTS = ["unknown flag", "unknown config key", "unknown config key, default config",
+              "misspelt config section, default config", "wrong type", "batch size 0",
               "width not divisible by heads", "unknown choice", "eval window beyond a GPT's context",
               "missing corpus", "empty corpus",
-              "corpus shorter than a window", "unwritable run directory", "unknown config name",
+              "corpus shorter than a window", "unwritable run directory",
+              "run directory the system refuses", "unknown config name",
               "config file missing", "evaluation margin below -1", "compilation cache on a file",
               "warm-up without its steps", "warm-up from the full length", "attention dropout of 1",
               "averaging with pruning"]
@@ -203,7 +229,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path):
     run_dir = tmp_path / "run"
     if not any(a.startswith("--run_dir") for a in args):
         args = args + [f"--run_dir={run_dir}"]
-    if not any(a.startswith("--config=") for a in args):
+    if not any(a.startswith("--config=") for a in args) and not case.endswith("default config"):
         args = TINY + args
     proc = run("tfllm.train", *args)
     assert_one_line_error(proc, phrase)
@@ -237,21 +263,21 @@ def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "tfllm.train", *RESUME_ARGS, f"--run_dir={killed}"]
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = killed / "metrics.jsonl"
+    log = killed / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline:
-        if metrics.exists() and any(json.loads(l)["step"] >= 50 for l in metrics.read_text().splitlines()):
+        if log.exists() and any(json.loads(l)["step"] >= 50 for l in log.read_text().splitlines()):
             break
         time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    steps_before = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
+    steps_before = [json.loads(l)["step"] for l in log.read_text().splitlines()]
     assert 50 <= steps_before[-1] < 120, "the kill must land mid-run"
 
     proc = run("tfllm.train", *RESUME_ARGS, f"--run_dir={killed}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stdout
-    assert_same_losses(read_metrics(reference), read_metrics(killed))
+    assert_same_losses(metrics(reference), metrics(killed))
 
 
 def test_resume_after_the_corpus_changed_rewrites_the_token_cache(tmp_path):
@@ -270,7 +296,7 @@ def test_resume_after_the_corpus_changed_rewrites_the_token_cache(tmp_path):
 
 @pytest.mark.parametrize("case", ["empty prompt", "character outside the vocabulary",
                                   "beyond the learned context", "top_p outside (0, 1]",
-                                  "no checkpoint"])
+                                  "negative temperature", "no checkpoint"])
 def test_generate_bad_input_is_one_line(trained, case, tmp_path):
     run_dir, _ = trained
     untrained = tmp_path / "untrained"
@@ -279,6 +305,7 @@ def test_generate_bad_input_is_one_line(trained, case, tmp_path):
         (untrained / name).write_text(open(os.path.join(run_dir, name)).read())
     args, phrase = {
         "empty prompt": (["--prompt="], "the prompt is empty"),
+        "negative temperature": (["--temperature=-1"], "temperature must be >= 0"),
         "character outside the vocabulary": (["--prompt=Zebra \u00e9"], "does not fit the run's tokenizer"),
         "beyond the learned context": (["--prompt=ROMEO:", "--max_new_tokens=100"],
                                        "exceeds the model's context of 16 learned positions"),

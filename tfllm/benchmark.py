@@ -21,14 +21,12 @@ import datetime
 import json
 
 from absl import flags
-from ml_collections import config_flags
 
 from tfllm import cli
 
-config_flags.DEFINE_config_file(
-    "config", cli.default_config_path("bench_tiny"),
-    "Config to time (a packaged name such as bench_tiny, bench_small, bench_lstm, or a file); "
-    "override keys with --config.<section>.<key>=<value>.", lock_config=True)
+cli.define_config_flag(
+    "bench_tiny", "Config to time (a packaged name such as bench_tiny, bench_small, bench_lstm, "
+    "or a file); override keys with --config.<section>.<key>=<value>.")
 flags.DEFINE_integer("steps", 50, "Measured training steps.", lower_bound=3)
 flags.DEFINE_integer("warmup", 5, "Steps run before measuring (compilation, caches).",
                      lower_bound=1)

@@ -9,6 +9,7 @@ import os
 import sys
 
 from absl import app, flags, logging
+from ml_collections import config_flags
 
 from tfllm.errors import UserError  # noqa: F401  (re-exported for the commands)
 
@@ -39,6 +40,22 @@ def default_config_path(name="default"):
     return os.path.join(os.path.dirname(tfllm.configs.__file__), name + ".py")
 
 
+_default_config = {}
+
+
+def define_config_flag(default_name, help_string):
+    """Defines `--config` (a packaged config's name or a file, with typed
+    `--config.x.y=value` overrides), `default_name` when it is not given.
+
+    The default is filled in when the command line is parsed (`run`), not here:
+    ml_collections parses a flag's default, and applies the overrides it finds in
+    sys.argv, as the flag is defined, so a mistyped key would raise at import time,
+    before `run` can report it in one line."""
+    _default_config["path"] = default_config_path(default_name)
+    config_flags.DEFINE_config_file(
+        "config", None, f"{help_string} Default: {default_name}.", lock_config=True)
+
+
 def use_compilation_cache(directory):
     """Keeps XLA's compiled programs in `directory` ("" = off), so a later process that
     compiles the same step (same model, shapes and TensorFlow) loads it instead.
@@ -65,14 +82,39 @@ def _command_name():
     return spec.name if spec is not None else "tfllm"
 
 
+def config_name():
+    """The name of the parsed `--config` file, without directory or extension."""
+    path = config_flags.get_config_filename(flags.FLAGS["config"])
+    return os.path.splitext(os.path.basename(path))[0]
+
+
 def _resolve_config_flag(argv):
-    """Rewrites `--config=<name>` to the packaged config file of that name."""
+    """Rewrites `--config=<name>` to the packaged config file of that name, and adds the
+    command's default config when there is no `--config=`."""
     out = []
     for arg in argv:
         if arg.startswith("--config="):
             arg = "--config=" + config_path(arg[len("--config="):])
         out.append(arg)
+    if "path" in _default_config and not any(a.startswith("--config=") for a in out):
+        out.insert(1, "--config=" + _default_config["path"])
     return out
+
+
+def _override_error(error, argv):
+    """One line for an exception ml_collections raised on a `--config.x.y=` override."""
+    while error.args and isinstance(error.args[0], Exception):
+        error = error.args[0]  # ml_collections wraps a KeyError in an AttributeError
+    lines = [line.strip() for line in str(error.args[0] if error.args else error).splitlines()]
+    if isinstance(error, KeyError) and lines:  # an unknown key; ml_collections may suggest one
+        key = lines[0].strip("'\"")
+        for arg in argv:
+            name = arg.split("=")[0]
+            if name.startswith("--config.") and key in name.split("."):
+                hint = f" ({lines[1][0].lower()}{lines[1][1:]})" if len(lines) > 1 else ""
+                return (f"{name}: the config has no key {key!r}{hint}; configs/base.py lists "
+                        "every key and its type.")
+    return f"bad config override: {' '.join(lines)}; configs/base.py lists every key and its type."
 
 
 def _parse(argv):
@@ -90,7 +132,7 @@ def _parse(argv):
         fail(f"{message}; run with --helpfull to see the flags.")
     except (KeyError, AttributeError, TypeError, ValueError) as e:
         # ml_collections reports bad `--config.x.y=` overrides with these.
-        fail(f"bad config override: {e}; see configs/base.py for every key and its type.")
+        fail(_override_error(e, argv))
 
 
 def select_host_allocator(strategy):

@@ -90,8 +90,7 @@ class StreamPrinter:
         self.tokenizer = tokenizer
         self.ids = []
         self.printed = ""
-        sys.stdout.write(prompt)
-        sys.stdout.flush()
+        self.prompt = prompt  # written with the first text, after generate checked its settings
 
     def __call__(self, chunk):
         self.ids.extend(int(i) for i in chunk[0])
@@ -107,6 +106,9 @@ class StreamPrinter:
         sys.stdout.flush()
 
     def _emit(self, text):
+        if self.prompt is not None:
+            sys.stdout.write(self.prompt)
+            self.prompt = None
         if text.startswith(self.printed):
             sys.stdout.write(text[len(self.printed):])
             self.printed = text

@@ -5,14 +5,12 @@ into runs/default. Rerunning the same command on the same run directory resumes 
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from tfllm import cli
 
-config_flags.DEFINE_config_file(
-    "config", cli.default_config_path(),
-    "Config file (or the name of a packaged config: default, lstm, ...). Override keys with "
-    "--config.<section>.<key>=<value>; configs/base.py lists every key.", lock_config=True)
+cli.define_config_flag(
+    "default", "Config file (or the name of a packaged config: default, lstm, ...). Override "
+    "keys with --config.<section>.<key>=<value>; configs/base.py lists every key.")
 flags.DEFINE_string("run_dir", None, "Run directory; default runs/<config name>. An existing run "
                     "directory is resumed.")
 flags.DEFINE_string("init_from", None, "Start from the weights of this run directory or "
@@ -44,7 +42,7 @@ def main(argv):
     if FLAGS.prune_sparsity is not None:
         FLAGS.config.train.prune_sparsity = FLAGS.prune_sparsity
     config = validate(FLAGS.config)
-    config_name = os.path.splitext(os.path.basename(config_flags.get_config_filename(FLAGS["config"])))[0]
+    config_name = cli.config_name()
     run_dir = FLAGS.run_dir or os.path.join("runs", config_name)
     cli.use_compilation_cache(FLAGS.compilation_cache)
     from tfllm.training import Trainer, distribution  # TensorFlow loads once the config is valid

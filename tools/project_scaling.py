@@ -7,12 +7,10 @@ same table after measuring each strategy's overhead here).
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from tfllm import cli
 
-config_flags.DEFINE_config_file("config", cli.default_config_path(), "Config to project.",
-                                lock_config=True)
+cli.define_config_flag("default", "Config to project.")
 flags.DEFINE_integer("vocab_size", 65, "Vocabulary size of a char config (65: the "
                      "bundled corpus's characters); other tokenizers use their own.")
 flags.DEFINE_float("mfu", 0.4, "Assumed MFU on the targets.", lower_bound=0.01, upper_bound=1.0)

@@ -13,8 +13,9 @@ class CorpusError(UserError):
     """The corpus cannot be read; the message says why and what to do."""
 
 
-def corpus_files(source):
-    """The files a path, folder or glob names, sorted; raises CorpusError if none."""
+def corpus_files(source, flag="--config.data.source"):
+    """The files a path, folder or glob names, sorted; raises CorpusError (naming `flag`,
+    where the user set `source`) if none."""
     if os.path.isdir(source):
         files = sorted(os.path.join(root, name)
                        for root, _, names in os.walk(source) for name in names
@@ -25,11 +26,11 @@ def corpus_files(source):
         files = sorted(f for f in glob.glob(source, recursive=True) if os.path.isfile(f))
     if not files:
         raise CorpusError(f"corpus {source!r} names no file; pass an existing text file, folder "
-                          "or glob as --config.data.source, or tfds:<name> for a TFDS dataset.")
+                          f"or glob as {flag}, or tfds:<name> for a TFDS dataset.")
     return files
 
 
-def read_corpus(source, data_dir=None, split="train", text_key=None):
+def read_corpus(source, data_dir=None, split="train", text_key=None, flag="--config.data.source"):
     """The corpus as one string. Files are joined with a newline.
 
     Args:
@@ -39,29 +40,31 @@ def read_corpus(source, data_dir=None, split="train", text_key=None):
         split: the TFDS split to read.
         text_key: the TFDS feature holding text; found automatically when the dataset
             has exactly one text feature.
+        flag: the flag that set `source`, for error messages.
     """
     if source.startswith(TFDS_PREFIX):
         text = _read_tfds(source[len(TFDS_PREFIX):], data_dir, split, text_key)
     else:
         parts = []
-        for path in corpus_files(source):
+        for path in corpus_files(source, flag):
             try:
                 with open(path, encoding="utf-8") as f:
                     parts.append(f.read())
             except UnicodeDecodeError:
                 raise CorpusError(f"corpus file {path} is not UTF-8 text; convert it or leave it "
-                                  "out of --config.data.source.") from None
+                                  f"out of {flag}.") from None
         text = "\n".join(parts)
     if not text.strip():
-        raise CorpusError(f"corpus {source!r} is empty; point --config.data.source at text.")
+        raise CorpusError(f"corpus {source!r} is empty; point {flag} at text.")
     return text
 
 
 def read_configured_corpus(data, source=None):
     """The corpus a `data` config section names (its source, else the bundled corpus), or
-    `source` read with that section's TFDS settings."""
+    `source` (tfllm.evaluate's --data) read with that section's TFDS settings."""
     return read_corpus(source or data.source or DEFAULT_CORPUS, data.data_dir or None,
-                       data.split, data.text_key or None)
+                       data.split, data.text_key or None,
+                       flag="--data" if source else "--config.data.source")
 
 
 def _read_tfds(name, data_dir, split, text_key):
