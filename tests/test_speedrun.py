@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from tests.cli_helpers import error_lines
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -86,3 +88,15 @@ def test_no_target_trains_the_whole_schedule_and_reports_the_best_loss(tmp_path)
     assert [r["step"] for r in evals] == [10, 20, 30]  # 4.1 is passed at step 10
     best = min(evals, key=lambda r: r["val_loss"])
     assert not run["reached"] and (run["step"], run["val_loss"]) == (best["step"], best["val_loss"])
+
+
+def test_bad_input_is_one_line(tmp_path):
+    for args, phrase in [(["--target=-1"], "flag --target=-1: -1.0 is not a non-negative number"),
+                         (["--set=train.stpes=3"], "tfllm.train failed: tfllm.train: error: "
+                          "--config.train.stpes: the config has no key 'stpes'")]:
+        proc = speedrun(tmp_path, *args)
+        lines = error_lines(proc)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(lines) == 1 and lines[0].startswith("speedrun: error: "), lines
+        assert phrase in lines[0], (phrase, lines[0])
+        assert not (tmp_path / "repeat_0").exists()

@@ -79,7 +79,10 @@ def fail(message, code=2):
 def _command_name():
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    return spec.name if spec is not None else "tfllm"
+    if spec is not None:
+        return spec.name  # python -m tfllm.train
+    script = os.path.splitext(os.path.basename(sys.argv[0] if sys.argv else ""))[0]
+    return script or "tfllm"  # python tools/speedrun.py
 
 
 def config_name():
@@ -91,12 +94,14 @@ def config_name():
 def _resolve_config_flag(argv):
     """Rewrites `--config=<name>` to the packaged config file of that name, and adds the
     command's default config when there is no `--config=`."""
+    if "path" not in _default_config:  # the command has no define_config_flag --config
+        return argv
     out = []
     for arg in argv:
         if arg.startswith("--config="):
             arg = "--config=" + config_path(arg[len("--config="):])
         out.append(arg)
-    if "path" in _default_config and not any(a.startswith("--config=") for a in out):
+    if not any(a.startswith("--config=") for a in out):
         out.insert(1, "--config=" + _default_config["path"])
     return out
 
@@ -120,7 +125,7 @@ def _override_error(error, argv):
 def _parse(argv):
     try:
         argv = flags.FLAGS(_resolve_config_flag(argv))
-        if "config" in flags.FLAGS:
+        if "path" in _default_config:  # the command has a define_config_flag --config
             list(flags.FLAGS.config.keys())  # config files load lazily: surface errors here
         return argv
     except OSError as e:

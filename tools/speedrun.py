@@ -24,7 +24,9 @@ import statistics
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from tfllm import cli
 
 flags.DEFINE_string("config", "speedrun_shakespeare_char", "Config name or file, as tfllm.train takes it.")
 flags.DEFINE_float("target", 1.88, "Whole-validation-split loss to reach. 0: none (the config's "
@@ -60,8 +62,7 @@ def one_run(run_dir):
         proc = None  # stopped at the budget; its metrics.jsonl holds the evaluations so far
     if proc is not None and proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or ["no output"]
-        print(f"speedrun: error: tfllm.train failed: {lines[-1]}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"tfllm.train failed: {lines[-1]}")
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     lines = []
     if os.path.exists(metrics_path):  # a run stopped at the budget may not have one yet
@@ -75,9 +76,8 @@ def one_run(run_dir):
     evals = [r for r in map(json.loads, lines) if "val_loss" in r
              and (not FLAGS.budget or r["elapsed_s"] <= FLAGS.budget)]
     if not evals:
-        print(f"speedrun: error: no evaluation ended within --budget={FLAGS.budget:g} s; "
-              "raise the budget or evaluate sooner (eval.every).", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"no evaluation ended within --budget={FLAGS.budget:g} s; "
+                 "raise the budget or evaluate sooner (eval.every).")
     hit = next((r for r in evals if r["val_loss"] <= FLAGS.target), None)  # a loss is > 0: none with --target=0
     best = min(evals, key=lambda r: r["val_loss"])
     record = hit or best
@@ -88,9 +88,7 @@ def one_run(run_dir):
 
 def main(argv):
     if len(argv) > 1:
-        print(f"speedrun: error: unexpected arguments {argv[1:]}; flags look like --name=value.",
-              file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     runs = [one_run(os.path.join(FLAGS.run_root, f"repeat_{i}")) for i in range(FLAGS.repeats)]
     reached = all(r["reached"] for r in runs)  # False without a target
     summary = {"config": FLAGS.config, "target": FLAGS.target, "overrides": FLAGS.set,
@@ -115,4 +113,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)
