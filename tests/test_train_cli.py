@@ -236,6 +236,22 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path):
     assert not run_dir.exists()
 
 
+def test_a_checkpoint_without_the_state_the_run_restores_is_one_line(trained, tmp_path):
+    # As an averaging run saved before checkpoints kept its training weights: its config
+    # says averaging, its checkpoint holds no average and no training weights.
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained[0], run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["train"]["ema_decay"] = 0.9
+    (run_dir / "config.json").write_text(json.dumps(config))
+    before = sorted(os.listdir(run_dir / "checkpoints"))
+    proc = run("tfllm.train", *TINY, f"--run_dir={run_dir}", "--config.train.ema_decay=0.9",
+               "--config.train.steps=30")
+    assert_one_line_error(proc, "ckpt-20 does not hold what this run restores",
+                          f"start a new --run_dir, with --init_from={run_dir}")
+    assert sorted(os.listdir(run_dir / "checkpoints")) == before
+
+
 @pytest.mark.parametrize("override,phrase", [
     ("--config.model.hidden_dim=64", "model.hidden_dim=32, not 64"),
     ("--config.data.tokenizer=byte", "data.tokenizer='char', not 'byte'"),

@@ -193,7 +193,14 @@ class Trainer:
         latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
         if latest:
             run_directory.match_checkpoint(model, latest)  # saved after the switch to QAT/pruning
-            checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError) as e:  # unmatched objects, or shapes
+                # e.g. an averaging run saved before checkpoints kept training_weights
+                unmatched = str(e).strip().splitlines()[0][:200]
+                raise UserError(f"{latest} does not hold what this run restores ({unmatched}); "
+                                f"start a new --run_dir, with --init_from={self.run_dir} for its "
+                                "weights.") from None
             for variable, value in zip(model.trainable_variables, training_weights):
                 variable.assign(value)
         elif self.init_from:
