@@ -89,7 +89,8 @@ def test_tflite_float32_and_int8_losses_and_sizes(trained):
 
 
 @pytest.mark.parametrize("case", ["no checkpoint", "window beyond the context", "missing tflite",
-                                  "not a tflite file"])
+                                  "not a tflite file", "output under a file",
+                                  "output the system refuses"])
 def test_bad_input_is_one_line_and_writes_nothing(trained, case, tmp_path):
     untrained = tmp_path / "untrained"
     untrained.mkdir()
@@ -106,8 +107,14 @@ def test_bad_input_is_one_line_and_writes_nothing(trained, case, tmp_path):
                            "is not a file"),
         "not a tflite file": ("tfllm.evaluate", [f"--run_dir={trained}", f"--tflite={junk}"],
                               "is not a TFLite model"),
+        "output under a file": ("tfllm.export", [f"--run_dir={trained}", f"--output={junk}/model"],
+                                "/model cannot be written"),
+        # Passes a permission check as root, and mkdir fails (Linux's /proc).
+        "output the system refuses": ("tfllm.export", [f"--run_dir={trained}", "--format=tflite",
+                                                      "--output=/proc/tfllm_export"],
+                                      "--output=/proc/tfllm_export cannot be written"),
     }[case]
-    if module == "tfllm.export":
+    if module == "tfllm.export" and not any(a.startswith("--output=") for a in args):
         args.append(f"--output={out}")
     assert_one_line_error(run(module, *args), phrase)
     assert not out.exists()
