@@ -223,6 +223,11 @@ BAD_INPUTS = ["unknown flag", "unknown config key", "unknown config key, default
               "averaging with pruning"]
 
 
+def test_help_names_the_default_config():
+    proc = run("tfllm.train", "--helpfull")
+    assert "--config: Config file" in proc.stdout and "(default: 'default')" in proc.stdout
+
+
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path):
     args, phrase = bad_inputs(tmp_path)[case]

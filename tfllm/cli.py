@@ -52,8 +52,8 @@ def define_config_flag(default_name, help_string):
     sys.argv, as the flag is defined, so a mistyped key would raise at import time,
     before `run` can report it in one line."""
     _default_config["path"] = default_config_path(default_name)
-    config_flags.DEFINE_config_file(
-        "config", None, f"{help_string} Default: {default_name}.", lock_config=True)
+    config_flags.DEFINE_config_file("config", None, help_string, lock_config=True)
+    flags.FLAGS["config"].default_as_str = repr(default_name)  # what --helpfull shows
 
 
 def use_compilation_cache(directory):
