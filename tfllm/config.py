@@ -35,6 +35,8 @@ RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_st
 # Keys of RUN_IDENTITY where only what a function of the value says must stay the same:
 # averaging on or off (its variables), float16's loss scale or not.
 IDENTITY_OF = {"train.ema_decay": bool, "train.precision": lambda p: p == "mixed_float16"}
+# eval.target_margin's value that turns margin skipping off (evaluate whenever due).
+MARGIN_OFF = -1.0
 # Values of keys newer than some saved runs, for comparing with those runs.
 DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None,
             "train.qat_start_step": -1, "train.prune_sparsity": 0.0, "train.prune_start_step": 0,
@@ -80,8 +82,8 @@ def validate(config):
               "quantization-aware training or pruning; set one of them off")
     if not 0 <= config.train.get("muon_momentum", 0.95) < 1:
         _fail("train.muon_momentum", config.train.muon_momentum, "it must be in [0, 1)")
-    margin = config.eval.get("target_margin", -1.0)
-    if margin < -1:
+    margin = config.eval.get("target_margin", MARGIN_OFF)
+    if margin < MARGIN_OFF:
         _fail("eval.target_margin", margin, "it must be > -1, or -1 to evaluate whenever due")
     if config.train.div_factor < 1:
         _fail("train.div_factor", config.train.div_factor, "it must be >= 1")

@@ -15,6 +15,7 @@ import time
 import tensorflow as tf
 
 from tfllm._keras import keras
+from tfllm.config import MARGIN_OFF
 
 
 @contextlib.contextmanager
@@ -61,7 +62,7 @@ class Evaluator(StepCallback):
     and `val_bits_per_token` to the logs (and `eval_seconds`, the time it took). With a
     `target` val_loss, stops training at the first evaluation at or below it.
 
-    With a target and a `margin` other than -1 (which turns this off), an evaluation
+    With a target and a `margin` other than MARGIN_OFF (-1), an evaluation
     that falls due while the mean training loss since the last log (the model's
     `train_loss` tracker) is above target + margin is skipped: where the validation loss
     trails the training loss by more than -margin, it cannot be at the target yet. Skipping
@@ -69,7 +70,7 @@ class Evaluator(StepCallback):
     `skipped` counts them.
     """
 
-    def __init__(self, dataset, every, total_steps, target=0.0, steps=None, margin=-1.0):
+    def __init__(self, dataset, every, total_steps, target=0.0, steps=None, margin=MARGIN_OFF):
         super().__init__(every, total_steps)
         self.dataset = dataset
         self.steps = steps  # batches per evaluation (a distributed dataset needs it)
@@ -79,7 +80,7 @@ class Evaluator(StepCallback):
         self.skipped = 0
 
     def far_from_target(self, step):
-        if not self.target or self.margin == -1 or step == self.total_steps:
+        if not self.target or self.margin == MARGIN_OFF or step == self.total_steps:
             return False
         return float(self.model.train_loss.result()) > self.target + self.margin
 

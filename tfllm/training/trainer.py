@@ -228,7 +228,7 @@ class Trainer:
             strategy, self.mesh)
         eval_steps = eval_batches(len(store.val), eval_length(cfg), cfg.eval.batch_size)
         evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss, eval_steps,
-                                 cfg.eval.get("target_margin", -1.0))
+                                 cfg.eval.get("target_margin", config_lib.MARGIN_OFF))
         callbacks = [evaluator]
         if t.get("qat_start_step", -1) >= 0:
             from tfllm.compression import QuantizationAwareTraining
