@@ -108,11 +108,11 @@ def test_bad_input_is_one_line_and_writes_nothing(trained, case, tmp_path):
         "not a tflite file": ("tfllm.evaluate", [f"--run_dir={trained}", f"--tflite={junk}"],
                               "is not a TFLite model"),
         "output under a file": ("tfllm.export", [f"--run_dir={trained}", f"--output={junk}/model"],
-                                "/model cannot be written"),
+                                "junk.tflite/model cannot be created ("),
         # Passes a permission check as root, and mkdir fails (Linux's /proc).
         "output the system refuses": ("tfllm.export", [f"--run_dir={trained}", "--format=tflite",
                                                       "--output=/proc/tfllm_export"],
-                                      "--output=/proc/tfllm_export cannot be written"),
+                                      "export directory /proc/tfllm_export cannot be created"),
     }[case]
     if module == "tfllm.export" and not any(a.startswith("--output=") for a in args):
         args.append(f"--output={out}")

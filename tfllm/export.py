@@ -35,7 +35,7 @@ FLAGS = flags.FLAGS
 def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representative_windows=128):
     """Exports a run; returns {"path", "files": {name: bytes}}."""
     from tfllm.inference import exporting
-    from tfllm.training.run_directory import CONFIG_FILE, load_run, write_json
+    from tfllm.training.run_directory import CONFIG_FILE, check_writable, load_run, write_json
     from tfllm.training.training_setup import checked_window
 
     if fmt == "tflite_int8" and representative_windows < 1:
@@ -43,7 +43,7 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
                             "of training data to set the ranges of the activations that "
                             "quantization-aware training does not fake-quantize; use e.g. 128.")
     output = output or os.path.join(run_dir, "export", "tflite" if fmt == "tflite_int8" else fmt)
-    _check_writable(output)
+    check_writable(output, "--output", "export directory")  # before loading and converting
     config, tokenizer, model = load_run(run_dir, checkpoint)
     if fmt == "saved_model":
         extra = {name: os.path.join(run_dir, name)
@@ -82,20 +82,6 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
     write_json(listing, {"run_dir": os.path.abspath(run_dir), "seq_len": window,
                          "files": {**listed, **written}})
     return {"path": output, "files": written}
-
-
-def _check_writable(output):
-    """Raises UserError unless a file can be made beside `output` (creating its parent):
-    before the model is loaded and converted, not after."""
-    import tempfile
-
-    parent = os.path.dirname(os.path.abspath(output))
-    try:
-        os.makedirs(parent, exist_ok=True)
-        os.rmdir(tempfile.mkdtemp(prefix=".tmp-export-", dir=parent))
-    except OSError as e:
-        raise cli.UserError(f"--output={output} cannot be written ({e.strerror}); pass a "
-                            "writable --output.") from None
 
 
 def _training_windows(run_dir, config, window, count):

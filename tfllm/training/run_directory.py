@@ -12,6 +12,7 @@
 
 import json
 import os
+import tempfile
 
 import tensorflow as tf
 from ml_collections import ConfigDict
@@ -22,17 +23,25 @@ from tfllm.tokenizers import load_tokenizer
 CONFIG_FILE = "config.json"
 
 
-def check_writable(run_dir):
-    """Raises UserError if `run_dir` can be neither used nor created."""
-    path = os.path.abspath(run_dir)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"run directory {run_dir} is a file; pass a directory as --run_dir.")
-    parent = path
+def check_writable(path, flag="--run_dir", what="run directory"):
+    """Raises UserError (naming `what` and the `flag` that set it) unless the directory
+    `path` exists or can be created. Tried, not read from permission bits: root passes
+    those on /proc or a read-only disk, where making a directory still fails."""
+    path_abs = os.path.abspath(path)
+    if os.path.exists(path_abs) and not os.path.isdir(path_abs):
+        raise UserError(f"{what} {path} is a file; pass a directory as {flag}.")
+    parent = path_abs
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise UserError(f"run directory {run_dir} cannot be created ({parent} is not a writable "
-                        "directory); pass a writable --run_dir.")
+    reason = "it is a file"
+    if os.path.isdir(parent):
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".tmp-check-", dir=parent))
+            return
+        except OSError as e:
+            reason = e.strerror
+    raise UserError(f"{what} {path} cannot be created ({parent} is not a writable directory: "
+                    f"{reason}); pass a writable {flag}.")
 
 
 def write_json(path, data):

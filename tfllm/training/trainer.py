@@ -84,11 +84,7 @@ class Trainer:
         try:
             tokenizer, store = self._prepare_data(resuming)
             self._check_lengths(store)
-            try:
-                os.makedirs(run_dir, exist_ok=True)
-            except OSError as e:  # check_writable passed, as root does on /proc or a read-only disk
-                raise UserError(f"run directory {run_dir} cannot be created ({e.strerror}); "
-                                "pass a writable --run_dir.") from None
+            os.makedirs(run_dir, exist_ok=True)
             return self._run(tokenizer, store, resuming)
         except BaseException:
             if self.chief and created and run_directory.latest_checkpoint(run_dir) is None:
