@@ -10,8 +10,9 @@ NOISE = ("cudart_stub", "absl::InitializeLog", "cuda_platform", "cpu_feature_gua
          "rebuild TensorFlow", "To enable the following instructions")
 
 
-def run(module, *args, cwd=None, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+def run(module, *args, cwd=None, timeout=600, env=None):
+    """The finished process of `python -m module args`; `env` adds to the environment."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     return proc

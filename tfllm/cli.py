@@ -13,6 +13,27 @@ from ml_collections import config_flags
 
 from tfllm.errors import UserError  # noqa: F401  (re-exported for the commands)
 
+# The flags this module's helpers define belong to the command that calls them, so its
+# --help lists them.
+flags.disclaim_key_flags()
+
+
+class _PathParser(flags.ArgumentParser):
+    """A path with `~` expanded: the shell leaves the `~` of `--run_dir=~/runs` alone."""
+
+    def parse(self, argument):
+        return os.path.expanduser(argument) if isinstance(argument, str) else argument
+
+    def flag_type(self):
+        return "string"
+
+
+def define_path(name, default, help_string, **kwargs):
+    """A string flag for a file or directory; `~` and `~user` expand as in the shell."""
+    flags.DEFINE(_PathParser(), name, default, help_string,
+                 serializer=flags.ArgumentSerializer(), **kwargs)
+
+
 def packaged_configs():
     import tfllm.configs
 
@@ -23,6 +44,7 @@ def packaged_configs():
 
 def config_path(name_or_path):
     """A config file path for `--config`: a path as is, or a packaged config's name."""
+    name_or_path = os.path.expanduser(name_or_path)
     path = name_or_path.split(":")[0]
     if os.path.isfile(path) or path.endswith(".py") or "/" in path:
         return name_or_path
@@ -53,6 +75,7 @@ def define_config_flag(default_name, help_string):
     before `run` can report it in one line."""
     _default_config["path"] = default_config_path(default_name)
     config_flags.DEFINE_config_file("config", None, help_string, lock_config=True)
+    flags.declare_key_flag("config")  # the calling command's: its --help lists it
     flags.FLAGS["config"].default_as_str = repr(default_name)  # what --helpfull shows
 
 

@@ -14,29 +14,41 @@ from absl import flags
 
 from tfllm import cli
 
-flags.DEFINE_string("run_dir", None, "Run directory of a training run.", required=True)
-flags.DEFINE_string("checkpoint", None, "A checkpoint prefix; default the run's newest.")
-flags.DEFINE_string("data", None, "Corpus to evaluate on (file, folder, glob, tfds:<name>); "
+cli.define_path("run_dir", None, "Run directory of a training run.", required=True)
+cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
+cli.define_path("data", None, "Corpus to evaluate on (file, folder, glob, tfds:<name>); "
                     "default the run's own corpus.")
+cli.define_path("tfds_data_dir", None, "Where the --data=tfds:<name> dataset is prepared; "
+                    "default the run's data.data_dir.")
+flags.DEFINE_string("tfds_split", None, "The TFDS split --data=tfds:<name> reads (before "
+                    "--split); default the run's data.split.")
+flags.DEFINE_string("tfds_text_key", None, "The text feature of --data=tfds:<name>; default the "
+                    "run's data.text_key.")
 flags.DEFINE_enum("split", "val", ["val", "train", "all"], "Which part of the corpus.")
 flags.DEFINE_integer("batch_size", 64, "Windows per batch.", lower_bound=1)
 flags.DEFINE_integer("seq_len", 0, "Evaluation window (each starts from an empty context); "
                      "0 = the run's eval.seq_len, else its training context.", lower_bound=0)
-flags.DEFINE_string("tflite", None, "Evaluate this exported .tflite model (tfllm.export) "
+cli.define_path("tflite", None, "Evaluate this exported .tflite model (tfllm.export) "
                     "in place of the run's checkpoint; the run gives tokenizer and corpus.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
 FLAGS = flags.FLAGS
 
 
+# The flags of this command that set each corpus setting, for error messages.
+CORPUS_FLAGS = {"source": "--data", "data_dir": "--tfds_data_dir", "split": "--tfds_split",
+                "text_key": "--tfds_text_key"}
+
+
 def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64, seq_len=0,
-                 tflite=None):
+                 tflite=None, tfds_data_dir=None, tfds_split=None, tfds_text_key=None):
     """{"loss", "perplexity", "bits_per_token", "tokens"} of a run on a split, read in
     windows of `seq_len` tokens (0: the run's own evaluation window, or the TFLite
     model's). With `tflite`, that exported model is evaluated instead of the checkpoint;
-    without, "kernel_sparsity" is the fraction of zeros in the kernels pruning prunes."""
+    without, "kernel_sparsity" is the fraction of zeros in the kernels pruning prunes.
+    A TFDS corpus is read with the run's data settings unless `tfds_*` are given."""
     import numpy as np
 
-    from tfllm.data import TokenStore, eval_dataset, read_configured_corpus
+    from tfllm.data import DEFAULT_CORPUS, TokenStore, eval_dataset, read_corpus
     from tfllm.errors import UserError
     from tfllm.training.run_directory import load_run
     from tfllm.training.training_model import TrainingModel
@@ -50,7 +62,8 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
             seq_len = seq_len or chunk
     window = checked_window(config, seq_len)
     d = config.data
-    text = read_configured_corpus(d, data)
+    text = read_corpus(data or d.source or DEFAULT_CORPUS, tfds_data_dir or d.data_dir or None,
+                       tfds_split or d.split, tfds_text_key or d.text_key or None, CORPUS_FLAGS)
     try:
         store = TokenStore(tokenizer.encode_to_array(text, np.int32), d.val_fraction)
     except ValueError as e:
@@ -95,7 +108,8 @@ def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     result = evaluate_run(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.data, FLAGS.split,
-                          FLAGS.batch_size, FLAGS.seq_len, FLAGS.tflite)
+                          FLAGS.batch_size, FLAGS.seq_len, FLAGS.tflite, FLAGS.tfds_data_dir,
+                          FLAGS.tfds_split, FLAGS.tfds_text_key)
     if FLAGS.json:
         print(json.dumps(result))
     else:

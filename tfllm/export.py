@@ -19,11 +19,11 @@ from absl import flags
 
 from tfllm import cli
 
-flags.DEFINE_string("run_dir", None, "Run directory of a training run.", required=True)
-flags.DEFINE_string("checkpoint", None, "A checkpoint prefix; default the run's newest.")
+cli.define_path("run_dir", None, "Run directory of a training run.", required=True)
+cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
 flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "tflite_int8"],
                   "What to export.")
-flags.DEFINE_string("output", None, "Where to write; default DIR/export/<format>.")
+cli.define_path("output", None, "Where to write; default DIR/export/<format>.")
 flags.DEFINE_integer("seq_len", 0, "tflite: the window a GPT reads (0 = the run's evaluation "
                      "window), or the chunk a recurrent model reads at a time, carrying its state "
                      "(0 = model.max_length).", lower_bound=0)

@@ -13,10 +13,10 @@ from absl import flags
 
 from tfllm import cli
 
-flags.DEFINE_string("run_dir", None, "Run directory of a training run.", required=True)
-flags.DEFINE_string("checkpoint", None, "A checkpoint prefix; default the run's newest.")
+cli.define_path("run_dir", None, "Run directory of a training run.", required=True)
+cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
 flags.DEFINE_string("prompt", None, "Prompt text.")
-flags.DEFINE_string("prompt_file", None, "Read the prompt from this file ('-' for stdin).")
+cli.define_path("prompt_file", None, "Read the prompt from this file ('-' for stdin).")
 flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate per sample.")
 flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 = greedy.")
 flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens; 0 = all.")

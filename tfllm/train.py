@@ -11,9 +11,9 @@ from tfllm import cli
 cli.define_config_flag(
     "default", "Config file (or the name of a packaged config: default, lstm, ...). Override "
     "keys with --config.<section>.<key>=<value>; configs/base.py lists every key.")
-flags.DEFINE_string("run_dir", None, "Run directory; default runs/<config name>. An existing run "
+cli.define_path("run_dir", None, "Run directory; default runs/<config name>. An existing run "
                     "directory is resumed.")
-flags.DEFINE_string("init_from", None, "Start from the weights of this run directory or "
+cli.define_path("init_from", None, "Start from the weights of this run directory or "
                     "checkpoint (fine-tuning), with its tokenizer.")
 flags.DEFINE_string("strategy", "auto", "Where to train: auto, one_device, mirrored, "
                     "multi_worker (TF_CONFIG), tpu or dtensor (docs/distributed.md).")
@@ -25,7 +25,7 @@ flags.DEFINE_integer("qat_start_step", None, "Switch to int8 quantization-aware 
 flags.DEFINE_float("prune_sparsity", None, "Magnitude-prune each kernel to this fraction of zeros "
                    "(sets --config.train.prune_sparsity; schedule: --config.train.prune_start_step, "
                    "prune_end_step, prune_every; docs/quantization.md).")
-flags.DEFINE_string("compilation_cache", "", "Directory to keep XLA-compiled steps in, so a rerun "
+cli.define_path("compilation_cache", "", "Directory to keep XLA-compiled steps in, so a rerun "
                     "of the same config skips compiling (docs/speedrun.md); empty = off.")
 FLAGS = flags.FLAGS
 

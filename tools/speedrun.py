@@ -33,13 +33,13 @@ flags.DEFINE_float("target", 1.88, "Whole-validation-split loss to reach. 0: non
                    "own target too): train the whole schedule, or until --budget, and report "
                    "the best loss.", lower_bound=0.0)
 flags.DEFINE_integer("repeats", 1, "Independent runs (the median is reported).", lower_bound=1)
-flags.DEFINE_string("run_root", "runs/speedrun", "Run directories go here (replaced each repeat).")
+cli.define_path("run_root", "runs/speedrun", "Run directories go here (replaced each repeat).")
 flags.DEFINE_multi_string("set", [], "Config overrides, key=value (e.g. --set=train.steps=600).")
 flags.DEFINE_float("budget", 0.0, "Wall-time budget in seconds per repeat: evaluations ending "
                    "later do not count and the run is stopped there. 0 (the default): none.",
                    lower_bound=0.0)
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
-flags.DEFINE_string("compilation_cache", "", "Passed to tfllm.train: XLA's compiled steps are kept "
+cli.define_path("compilation_cache", "", "Passed to tfllm.train: XLA's compiled steps are kept "
                     "in (and loaded from) this directory. Empty (the default): every repeat "
                     "compiles from scratch.")
 FLAGS = flags.FLAGS

@@ -1,37 +1,18 @@
 """Corpus sources, the TFDS one through a dataset built here with real TFDS machinery."""
 
+import os
+
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
+from tests.tfds_datasets import DOCS, TinyPlays, prepare
 from tfllm.data import CorpusError, TokenStore, read_corpus
 from tfllm.tokenizers import CharTokenizer
-
-DOCS = ["to be or not to be", "that is the question", "whether tis nobler in the mind"]
-
-
-class TinyPlays(tfds.core.GeneratorBasedBuilder):
-    """A three-document text dataset prepared locally (no download)."""
-
-    VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self):
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
-            {"text": tfds.features.Text(), "id": np.int32}))
-
-    def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples(DOCS), "test": self._generate_examples(DOCS[:1])}
-
-    def _generate_examples(self, docs):
-        for i, doc in enumerate(docs):
-            yield i, {"text": doc, "id": i}
 
 
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    TinyPlays(data_dir=data_dir).download_and_prepare()
-    return data_dir
+    return prepare(TinyPlays, tmp_path_factory.mktemp("tfds"))
 
 
 def test_tfds_dataset_by_name(tfds_dir):
@@ -40,12 +21,32 @@ def test_tfds_dataset_by_name(tfds_dir):
 
 
 def test_tfds_errors_say_what_to_do(tfds_dir, tmp_path):
-    with pytest.raises(CorpusError, match="no split 'validation'"):
+    with pytest.raises(CorpusError, match=r"no split 'validation'; set --config.data.split to one "
+                                          r"of \['test', 'train'\]"):
         read_corpus("tfds:tiny_plays", data_dir=tfds_dir, split="validation")
-    with pytest.raises(CorpusError, match="not prepared"):
+    with pytest.raises(CorpusError, match="not prepared .* or set --config.data.data_dir to where"):
         read_corpus("tfds:tiny_plays", data_dir=str(tmp_path))
     with pytest.raises(CorpusError, match="not found"):
         read_corpus("tfds:no_such_dataset_xyz", data_dir=tfds_dir)
+
+
+def test_errors_name_the_flags_of_the_command(tfds_dir, tmp_path):
+    flags = {"source": "--data", "data_dir": "--tfds_data_dir", "split": "--tfds_split"}
+    with pytest.raises(CorpusError, match="set --tfds_split to one of"):
+        read_corpus("tfds:tiny_plays", data_dir=tfds_dir, split="validation", flags=flags)
+    with pytest.raises(CorpusError, match="or set --tfds_data_dir to where"):
+        read_corpus("tfds:tiny_plays", data_dir=str(tmp_path), flags=flags)
+    with pytest.raises(CorpusError, match="as --data, or tfds:"):
+        read_corpus(str(tmp_path / "nope.txt"), flags=flags)
+
+
+def test_paths_starting_with_a_tilde_are_under_home(tfds_dir, tmp_path, monkeypatch):
+    # No shell expands the ~ of `--config.data.source=~/plays.txt`.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "plays.txt").write_text("alpha")
+    assert read_corpus("~/plays.txt") == "alpha"
+    os.symlink(tfds_dir, tmp_path / "tfds")
+    assert read_corpus("tfds:tiny_plays", data_dir="~/tfds", split="test") == DOCS[0]
 
 
 def test_file_folder_and_glob(tmp_path):

@@ -1,7 +1,6 @@
 import pytest
 
 from tfllm.configs import tiny_test
-from tfllm.training.mfu import flops_per_token
 from tfllm.training.throughput import StepTimer, benchmark_training
 
 

@@ -7,6 +7,9 @@ from tfllm.errors import UserError
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tinyshakespeare.txt")
 TFDS_PREFIX = "tfds:"
+# The flags that set each corpus setting under tfllm.train; error messages name them.
+CONFIG_FLAGS = {"source": "--config.data.source", "data_dir": "--config.data.data_dir",
+                "split": "--config.data.split", "text_key": "--config.data.text_key"}
 
 
 class CorpusError(UserError):
@@ -16,6 +19,7 @@ class CorpusError(UserError):
 def corpus_files(source, flag="--config.data.source"):
     """The files a path, folder or glob names, sorted; raises CorpusError (naming `flag`,
     where the user set `source`) if none."""
+    source = os.path.expanduser(source)  # `--config.data.source=~/texts`: no shell expands it
     if os.path.isdir(source):
         files = sorted(os.path.join(root, name)
                        for root, _, names in os.walk(source) for name in names
@@ -30,7 +34,7 @@ def corpus_files(source, flag="--config.data.source"):
     return files
 
 
-def read_corpus(source, data_dir=None, split="train", text_key=None, flag="--config.data.source"):
+def read_corpus(source, data_dir=None, split="train", text_key=None, flags=None):
     """The corpus as one string. Files are joined with a newline.
 
     Args:
@@ -40,10 +44,13 @@ def read_corpus(source, data_dir=None, split="train", text_key=None, flag="--con
         split: the TFDS split to read.
         text_key: the TFDS feature holding text; found automatically when the dataset
             has exactly one text feature.
-        flag: the flag that set `source`, for error messages.
+        flags: the command's flags for "source", "data_dir", "split" and "text_key", which
+            error messages name; default tfllm.train's (CONFIG_FLAGS).
     """
+    flags = {**CONFIG_FLAGS, **(flags or {})}
+    flag = flags["source"]
     if source.startswith(TFDS_PREFIX):
-        text = _read_tfds(source[len(TFDS_PREFIX):], data_dir, split, text_key)
+        text = _read_tfds(source[len(TFDS_PREFIX):], data_dir, split, text_key, flags)
     else:
         parts = []
         for path in corpus_files(source, flag):
@@ -59,34 +66,34 @@ def read_corpus(source, data_dir=None, split="train", text_key=None, flag="--con
     return text
 
 
-def read_configured_corpus(data, source=None):
-    """The corpus a `data` config section names (its source, else the bundled corpus), or
-    `source` (tfllm.evaluate's --data) read with that section's TFDS settings."""
-    return read_corpus(source or data.source or DEFAULT_CORPUS, data.data_dir or None,
-                       data.split, data.text_key or None,
-                       flag="--data" if source else "--config.data.source")
+def read_configured_corpus(data):
+    """The corpus a `data` config section names: its source, else the bundled corpus."""
+    return read_corpus(data.source or DEFAULT_CORPUS, data.data_dir or None, data.split,
+                       data.text_key or None)
 
 
-def _read_tfds(name, data_dir, split, text_key):
+def _read_tfds(name, data_dir, split, text_key, flags):
     import tensorflow_datasets as tfds  # only TFDS users pay for the import
 
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
+        builder = tfds.builder(name, data_dir=data_dir and os.path.expanduser(data_dir))
     except Exception as e:  # TFDS raises several types for unknown names and configs
         raise CorpusError(f"TFDS dataset {name!r} not found ({type(e).__name__}); check the name "
-                          "with `tfds.list_builders()`.") from None
+                          f"with `tfds.list_builders()`, or set {flags['data_dir']} to where it "
+                          "is prepared.") from None
     if not builder.is_prepared():
         raise CorpusError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; prepare it "
-                          "with `tfds build` (tfllm downloads nothing) or set --config.data.data_dir.")
+                          f"with `tfds build` (tfllm downloads nothing) or set {flags['data_dir']} to "
+                          "where it is prepared.")
     features = builder.info.features
     text_keys = [k for k, v in features.items() if isinstance(v, tfds.features.Text)]
     key = text_key or (text_keys[0] if len(text_keys) == 1 else None)
     if key not in features:
         raise CorpusError(f"TFDS dataset {name!r}: choose its text feature with "
-                          f"--config.data.text_key (text features: {text_keys}).")
+                          f"{flags['text_key']} (text features: {text_keys}).")
     if split not in builder.info.splits:
-        raise CorpusError(f"TFDS dataset {name!r} has no split {split!r}; "
-                          f"use one of {sorted(builder.info.splits)}.")
+        raise CorpusError(f"TFDS dataset {name!r} has no split {split!r}; set {flags['split']} "
+                          f"to one of {sorted(builder.info.splits)}.")
     dataset = builder.as_dataset(split=split, shuffle_files=False)
     docs = (example[key].decode("utf-8") for example in tfds.as_numpy(dataset))
     return "\n".join(docs)
