@@ -1,4 +1,4 @@
-"""`python -m tfllm.train` end to end: outputs, bad input, resume after SIGKILL."""
+"""`python -m tfllm.train` end to end: outputs, bad input, resume after SIGKILL or Ctrl-C."""
 
 import json
 import os
@@ -10,9 +10,10 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from tests.cli_helpers import (assert_one_line_error, assert_resume_loses_nothing, metrics, run,
-                               train_run)
+from tests.cli_helpers import (assert_one_line_error, assert_resume_loses_nothing, error_lines,
+                               metrics, run, train_run)
 
 TINY = ["--config=tiny_test"]
 
@@ -277,30 +278,42 @@ RESUME_ARGS = TINY + ["--config.deterministic=True", "--config.train.steps=120",
                       "--config.train.ema_decay=0.9", "--config.sample.length=0"]
 
 
-@pytest.mark.slow
-def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
-    reference = tmp_path / "reference"
-    proc = run("tfllm.train", *RESUME_ARGS, f"--run_dir={reference}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return train_run(tmp_path_factory, *RESUME_ARGS, name="uninterrupted")[0]
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_a_killed_or_interrupted_run_resumes_with_identical_losses(uninterrupted, tmp_path, sig):
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "tfllm.train", *RESUME_ARGS, f"--run_dir={killed}"]
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = killed / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if log.exists() and any(json.loads(l)["step"] >= 50 for l in log.read_text().splitlines()):
-            break
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    with open(tmp_path / "stderr", "w+") as stderr:
+        # SIGINT's default action even where the test runs in the background (which ignores it)
+        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        log = killed / "metrics.jsonl"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if log.exists() and any(json.loads(l)["step"] >= 50 for l in log.read_text().splitlines()):
+                break
+            time.sleep(0.02)
+        child.send_signal(sig)
+        child.wait()
+        stderr.seek(0)
+        lines = error_lines(subprocess.CompletedProcess(cmd, child.returncode, "", stderr.read()))
     steps_before = [json.loads(l)["step"] for l in log.read_text().splitlines()]
     assert 50 <= steps_before[-1] < 120, "the kill must land mid-run"
+    checkpoint = int(tf.train.latest_checkpoint(str(killed / "checkpoints")).rsplit("-", 1)[1])
+    if sig == signal.SIGINT:  # one line saying where a rerun resumes; 128 + SIGINT
+        assert child.returncode == 130 and lines == [
+            f"tfllm.train: interrupted; rerun the same command to resume from step {checkpoint}, "
+            "the last checkpoint."]
 
     proc = run("tfllm.train", *RESUME_ARGS, f"--run_dir={killed}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "resuming" in proc.stdout
-    assert_same_losses(metrics(reference), metrics(killed))
+    assert f"resuming {killed} from step {checkpoint}" in proc.stdout
+    assert_same_losses(metrics(uninterrupted), metrics(killed))
 
 
 def test_resume_after_the_corpus_changed_rewrites_the_token_cache(tmp_path):

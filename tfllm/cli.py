@@ -2,7 +2,8 @@
 
 A user mistake (bad flag, config key or value, missing file) prints one line,
 `<command>: error: <what is wrong and how to fix it>`, to stderr and exits 2; there is
-no traceback. Anything else is a bug and keeps its traceback.
+no traceback. Ctrl-C prints `<command>: interrupted; <what was kept>` and exits 130.
+Anything else is a bug and keeps its traceback.
 """
 
 import os
@@ -11,7 +12,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tfllm.errors import UserError  # noqa: F401  (re-exported for the commands)
+from tfllm.errors import Interrupted, UserError  # noqa: F401  (UserError: for the commands)
 
 # The flags this module's helpers define belong to the command that calls them, so its
 # --help lists them.
@@ -99,6 +100,12 @@ def fail(message, code=2):
     sys.exit(code)
 
 
+def stop(message):
+    """Ends a command the user interrupted: one line, exit code 130 (128 + SIGINT)."""
+    print(f"{_command_name()}: {message}", file=sys.stderr)
+    sys.exit(130)
+
+
 def _command_name():
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
@@ -181,8 +188,8 @@ def select_host_allocator(strategy):
 
 
 def run(main):
-    """absl's app.run with one-line errors for user mistakes, on the host allocator
-    `select_host_allocator` picks for the command's --strategy."""
+    """absl's app.run with one-line errors for user mistakes and for Ctrl-C, on the host
+    allocator `select_host_allocator` picks for the command's --strategy."""
 
     def guarded(argv):
         logging.set_verbosity(logging.ERROR)  # Keras and checkpoint chatter; progress is ours
@@ -192,5 +199,9 @@ def run(main):
             main(argv)
         except UserError as e:
             fail(str(e))
+        except Interrupted as e:
+            stop(str(e))
+        except KeyboardInterrupt:
+            stop("interrupted.")
 
     app.run(guarded, flags_parser=_parse)

@@ -1,5 +1,9 @@
-"""The error type for mistakes a user can fix; the CLIs print its message on one line."""
+"""Errors the CLIs report on one line: mistakes a user can fix, and a stop the user asked for."""
 
 
 class UserError(ValueError):
     """A bad config, flag, path or input. The message names the problem and the fix."""
+
+
+class Interrupted(Exception):
+    """The user stopped a command (Ctrl-C). The message says what was kept."""

@@ -13,7 +13,7 @@ from tfllm import config as config_lib
 from tfllm.data import (DEFAULT_CORPUS, TokenStore, describe_source, eval_dataset,
                         read_configured_corpus, train_dataset)
 from tfllm.data.pipeline import ShapeWarmup, eval_batches
-from tfllm.errors import UserError
+from tfllm.errors import Interrupted, UserError
 from tfllm.inference import generate
 from tfllm.tokenizers import load_tokenizer, train_tokenizer
 from tfllm.training import callbacks as cb
@@ -86,9 +86,16 @@ class Trainer:
             self._check_lengths(store)
             os.makedirs(run_dir, exist_ok=True)
             return self._run(tokenizer, store, resuming)
-        except BaseException:
-            if self.chief and created and run_directory.latest_checkpoint(run_dir) is None:
+        except BaseException as e:
+            latest = run_directory.latest_checkpoint(run_dir) if os.path.isdir(run_dir) else None
+            if self.chief and created and latest is None:
                 shutil.rmtree(run_dir, ignore_errors=True)
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted(
+                    f"interrupted; rerun the same command to resume from step "
+                    f"{latest.rsplit('-', 1)[1]}, the last checkpoint." if latest else
+                    "interrupted before the first checkpoint; rerun the same command to start "
+                    "again.") from None
             raise
 
     def _prepare_data(self, resuming):
