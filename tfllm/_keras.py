@@ -42,7 +42,27 @@ def fresh_initializer(initializer):
     """
     return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(initializer)))
 
-__all__ = ["keras", "register", "fresh_initializer", "in_xla_context"]
+class Keras2Model(keras.Model):
+    """A tf_keras Model whose `compile` refuses Keras 3 objects in one clear line.
+
+    A Keras 3 optimizer, loss or metric (from the `keras` package, or from `tf.keras`
+    used before tfllm was imported, which then resolves to Keras 3) fails deep in tf_keras
+    with "Could not interpret optimizer identifier", which does not say why.
+    """
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        for what, value in (("optimizer", optimizer), ("loss", loss), ("metrics", metrics),
+                            ("weighted_metrics", kwargs.get("weighted_metrics"))):
+            for obj in tf.nest.flatten(value):
+                if type(obj).__module__.split(".")[0] == "keras":
+                    raise TypeError(
+                        f"the {what} {type(obj).__name__} is a Keras 3 object; tfllm models are "
+                        "tf_keras (Keras 2) models: import tfllm before the first use of "
+                        "tf.keras (or set TF_USE_LEGACY_KERAS=1), or build it from tf_keras.")
+        return super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+
+__all__ = ["keras", "register", "fresh_initializer", "in_xla_context", "Keras2Model"]
 
 
 def map_layouts(model, layout_map):

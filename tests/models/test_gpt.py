@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -92,6 +96,27 @@ def test_user_code_fit_with_tf_keras():
     losses = history.history["loss"]
     assert losses[-1] < losses[0] - 0.3, losses
     assert isinstance(model, tf.keras.Model)
+
+
+KERAS3_COMPILE = """
+import keras  # Keras 3, as `tf.keras` is when used before tfllm is imported
+import tfllm
+from tfllm.models import GPT
+try:
+    GPT.from_preset("nano", vocab_size=10).compile(optimizer=keras.optimizers.AdamW(1e-3))
+except TypeError as e:
+    print(e)
+"""
+
+
+def test_compile_names_a_keras3_object():
+    # tf_keras's own error is "Could not interpret optimizer identifier". A fresh
+    # interpreter keeps Keras 3 out of the test process.
+    proc = subprocess.run([sys.executable, "-c", KERAS3_COMPILE], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("the optimizer AdamW is a Keras 3 object; tfllm models are "
+                                  "tf_keras (Keras 2) models: import tfllm before"), proc.stdout
 
 
 def test_presets_and_errors():

@@ -7,7 +7,7 @@ import math
 
 import tensorflow as tf
 
-from tfllm._keras import fresh_initializer, keras, register
+from tfllm._keras import Keras2Model, fresh_initializer, keras, register
 from tfllm.layers.dropout import Dropout
 from tfllm.layers.position_embedding import PositionEmbedding
 from tfllm.layers.token_embedding import TokenEmbedding
@@ -16,7 +16,7 @@ from tfllm.models.presets import PresetMixin
 
 
 @register("tfllm")
-class GPT(PresetMixin, keras.Model):
+class GPT(PresetMixin, Keras2Model):
     """Token ids (B, T) -> next-token logits (B, T, V), float32.
 
     A Keras model like any other: compile it with a sparse categorical cross-entropy

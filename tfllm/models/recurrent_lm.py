@@ -5,7 +5,7 @@ Dimensions: B batch, T time steps, E embedding width, U recurrent units, V vocab
 
 import tensorflow as tf
 
-from tfllm._keras import keras, register
+from tfllm._keras import Keras2Model, keras, register
 from tfllm.layers.dropout import Dropout
 from tfllm.layers.recurrent_block import RecurrentBlock
 from tfllm.layers.token_embedding import TokenEmbedding
@@ -13,7 +13,7 @@ from tfllm.models.presets import PresetMixin
 
 
 @register("tfllm")
-class RecurrentLM(PresetMixin, keras.Model):
+class RecurrentLM(PresetMixin, Keras2Model):
     """Token ids (B, T) -> next-token logits (B, T, V), float32, through stacked LSTM/GRU.
 
     `call_with_state` continues from carried states, one step or many at a time.

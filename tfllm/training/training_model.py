@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfllm._keras import keras
+from tfllm._keras import Keras2Model, keras
 
 
 def token_cross_entropy(targets, logits):
@@ -11,7 +11,7 @@ def token_cross_entropy(targets, logits):
         labels=tf.cast(targets, tf.int32), logits=tf.cast(logits, tf.float32))
 
 
-class TrainingModel(keras.Model):
+class TrainingModel(Keras2Model):
     """Wraps a language model with the step tfllm trains it with.
 
     - The loss is the mean next-token cross-entropy over every token of the *global*
