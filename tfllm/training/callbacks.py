@@ -38,6 +38,27 @@ def averaged_weights(model):
             variable.assign(value)
 
 
+class PauseClock:
+    """Seconds the callbacks spend saving (checkpoints, metrics) after MetricsLogger has
+    taken its reading, which it then leaves out of the next interval's tokens_per_s."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    @contextlib.contextmanager
+    def pause(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def take(self):
+        """The seconds paused since the last call."""
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+
 class StepCallback(keras.callbacks.Callback):
     """Knows the global step: the optimizer step at the start of fit plus batches done."""
 
@@ -132,15 +153,18 @@ class MetricsLogger(StepCallback):
 
     Records: step, elapsed_s (since `process_start`), tokens (trained on so far,
     `tokens_seen(step)`), loss (mean over the steps since the last record), lr,
-    tokens_per_s (training only, evaluation time excluded), mfu (when
+    tokens_per_s (training only: the time spent evaluating, and saving checkpoints and
+    these records (`clock`), is left out), mfu (when
     `flops_per_token` and `peak_flops` are given: tokens_per_s * flops_per_token /
     peak_flops, see tfllm/training/mfu.py), and val_loss, val_perplexity,
     val_bits_per_token at evaluation steps.
     """
 
     def __init__(self, run_dir, every, total_steps, tokens_seen, lr_fn, process_start,
-                 print_fn=print, write=True, flops_per_token=None, peak_flops=None):
+                 print_fn=print, write=True, flops_per_token=None, peak_flops=None,
+                 clock=None):
         super().__init__(every, total_steps)
+        self.clock = clock or PauseClock()
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         self.path = os.path.join(run_dir, "metrics.jsonl")
         self.tokens_seen = tokens_seen  # step -> tokens in steps 0 .. step - 1
@@ -153,6 +177,7 @@ class MetricsLogger(StepCallback):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.last_step, self.last_time, self.eval_time = self.start_step, time.perf_counter(), 0.0
+        self.clock.take()
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step_of(batch)
@@ -160,7 +185,7 @@ class MetricsLogger(StepCallback):
             return
         now = time.perf_counter()
         self.eval_time += logs.get("eval_seconds", 0.0)
-        train_seconds = max(now - self.last_time - self.eval_time, 1e-9)
+        train_seconds = max(now - self.last_time - self.eval_time - self.clock.take(), 1e-9)
         tokens = self.tokens_seen(step)
         record = {
             "step": step,
@@ -178,13 +203,14 @@ class MetricsLogger(StepCallback):
         self.model.train_loss.reset_state()
         self.last_step, self.last_time, self.eval_time = step, now, 0.0
         if self.write:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            with self.writer.as_default(step=step):
-                for key, value in record.items():
-                    if key not in ("step", "elapsed_s"):
-                        tf.summary.scalar(key, value)
-            self.writer.flush()
+            with self.clock.pause():
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                with self.writer.as_default(step=step):
+                    for key, value in record.items():
+                        if key not in ("step", "elapsed_s"):
+                            tf.summary.scalar(key, value)
+                self.writer.flush()
         line = (f"step {step:>6}/{self.total_steps} ({100 * step / self.total_steps:5.1f}%) | "
                 f"loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
                 f"{record['tokens_per_s']:,.0f} tok/s | "
@@ -208,10 +234,11 @@ class CheckpointSaver(StepCallback):
     last included when a finished run is trained further."""
 
     def __init__(self, manager, best_manager, best_val_loss, every, total_steps,
-                 training_weights=()):
+                 training_weights=(), clock=None):
         super().__init__(every, total_steps)
         self.manager, self.best_manager, self.best_val_loss = manager, best_manager, best_val_loss
         self.training_weights = training_weights
+        self.clock = clock or PauseClock()  # shared with MetricsLogger: saving is not training
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step_of(batch)
@@ -219,6 +246,10 @@ class CheckpointSaver(StepCallback):
         last = step == self.total_steps or self.model.stop_training
         if not (best or last or self.due(step)):
             return
+        with self.clock.pause():
+            self._save(step, best, last, logs)
+
+    def _save(self, step, best, last, logs):
         for copy, variable in zip(self.training_weights, self.model.trainable_variables):
             copy.assign(variable)
         if best:

@@ -249,13 +249,14 @@ class Trainer:
         peak = mfu.matmul_peak(mfu.POLICY_DTYPES[t.precision])  # cached after a machine's first run
         # FLOPs per token count attention over the full context (12 L T D): during a
         # sequence-length warm-up the logged MFU is high by that term's shortfall.
+        clock = cb.PauseClock()  # saving time, which the logged tokens/s leaves out
         callbacks += [
             cb.MetricsLogger(self.run_dir, cfg.log_every, t.steps, warmup.tokens_seen,
                              lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn,
                              write=self.chief, flops_per_token=mfu.flops_per_token(model),
-                             peak_flops=peak["flops_per_s"]),
+                             peak_flops=peak["flops_per_s"], clock=clock),
             cb.CheckpointSaver(manager, best_manager, best_val_loss, cfg.checkpoint.every, t.steps,
-                               training_weights),
+                               training_weights, clock=clock),
         ]
         setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
                        callbacks=callbacks, verbose=0)
