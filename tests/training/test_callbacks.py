@@ -24,16 +24,20 @@ class SlowManager:
         self.saved.append(checkpoint_number)
 
 
-def test_logged_tokens_per_s_leaves_out_the_time_spent_saving(tmp_path):
+def tiny_task():
+    """(compiled TrainingModel, endless dataset of one batch, tokens per step)."""
     task = TrainingModel(GPT(vocab_size=11, num_layers=1, num_heads=2, hidden_dim=8, max_length=8))
     task.compile(tf.keras.optimizers.SGD(0.1))
     x = np.random.RandomState(0).randint(0, 11, (2, 8))
-    data = tf.data.Dataset.from_tensors((x, np.roll(x, -1, axis=1))).repeat()
+    return task, tf.data.Dataset.from_tensors((x, np.roll(x, -1, axis=1))).repeat(), x.size
+
+
+def test_logged_tokens_per_s_leaves_out_the_time_spent_saving(tmp_path):
+    task, data, tokens_per_step = tiny_task()
     manager, clock = SlowManager(), PauseClock()
-    tokens_seen = lambda step: step * x.size
     task.fit(data, steps_per_epoch=15, verbose=0, callbacks=[
-        MetricsLogger(str(tmp_path), 5, 15, tokens_seen, lambda step: 0.1, time.time(),
-                      print_fn=lambda line: None, clock=clock),
+        MetricsLogger(str(tmp_path), 5, 15, lambda step: step * tokens_per_step,
+                      lambda step: 0.1, time.time(), print_fn=lambda line: None, clock=clock),
         CheckpointSaver(manager, SlowManager(), tf.Variable(np.inf), 5, 15, clock=clock)])
     assert manager.saved == [5, 10, 15]
     with open(tmp_path / "metrics.jsonl") as f:
@@ -41,4 +45,25 @@ def test_logged_tokens_per_s_leaves_out_the_time_spent_saving(tmp_path):
     # Steps 6-10 and 11-15 follow a save: their seconds of training, as the logged
     # tokens/s implies, are a tiny model's 5 steps, not the save's second.
     for record in records[1:]:
-        assert 5 * x.size / record["tokens_per_s"] < SAVE_SECONDS / 2, records
+        assert 5 * tokens_per_step / record["tokens_per_s"] < SAVE_SECONDS / 2, records
+
+
+class SlowFirstCall(tf.keras.callbacks.Callback):
+    """Makes fit's first call take a second longer, as compiling a large step does."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            time.sleep(1.0)
+
+
+def test_the_first_interval_leaves_out_the_first_call_which_compiles(tmp_path):
+    task, data, tokens_per_step = tiny_task()
+    task.fit(data, steps_per_epoch=10, verbose=0, callbacks=[
+        SlowFirstCall(),
+        MetricsLogger(str(tmp_path), 5, 10, lambda step: step * tokens_per_step, lambda step: 0.1,
+                      time.time(), print_fn=lambda line: None)])
+    with open(tmp_path / "metrics.jsonl") as f:
+        first = json.loads(f.readline())
+    assert first["step"] == 5 and first["elapsed_s"] >= 1.0
+    # Steps 2-5: a tiny model's 4 steps, not the first call's second.
+    assert 4 * tokens_per_step / first["tokens_per_s"] < 0.5, first

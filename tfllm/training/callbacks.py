@@ -154,7 +154,8 @@ class MetricsLogger(StepCallback):
     Records: step, elapsed_s (since `process_start`), tokens (trained on so far,
     `tokens_seen(step)`), loss (mean over the steps since the last record), lr,
     tokens_per_s (training only: the time spent evaluating, and saving checkpoints and
-    these records (`clock`), is left out), mfu (when
+    these records (`clock`), is left out, as is fit's first call, which compiles the
+    step), mfu (when
     `flops_per_token` and `peak_flops` are given: tokens_per_s * flops_per_token /
     peak_flops, see tfllm/training/mfu.py), and val_loss, val_perplexity,
     val_bits_per_token at evaluation steps.
@@ -178,10 +179,18 @@ class MetricsLogger(StepCallback):
         super().on_train_begin(logs)
         self.last_step, self.last_time, self.eval_time = self.start_step, time.perf_counter(), 0.0
         self.clock.take()
+        self.first_call = True
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step_of(batch)
-        if not (self.due(step) or "val_loss" in logs):
+        due = self.due(step) or "val_loss" in logs
+        if self.first_call and not due:
+            # fit's first call traces and compiles the step (seconds, which elapsed_s
+            # shows): the first interval's tokens/s starts after it.
+            self.last_step, self.last_time, self.eval_time = step, time.perf_counter(), 0.0
+            self.clock.take()
+        self.first_call = False
+        if not due:
             return
         now = time.perf_counter()
         self.eval_time += logs.get("eval_seconds", 0.0)
