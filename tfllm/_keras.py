@@ -42,6 +42,7 @@ def fresh_initializer(initializer):
     """
     return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(initializer)))
 
+
 class Keras2Model(keras.Model):
     """A tf_keras Model whose `compile` refuses Keras 3 objects in one clear line.
 

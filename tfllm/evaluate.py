@@ -17,9 +17,9 @@ from tfllm import cli
 cli.define_path("run_dir", None, "Run directory of a training run.", required=True)
 cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
 cli.define_path("data", None, "Corpus to evaluate on (file, folder, glob, tfds:<name>); "
-                    "default the run's own corpus.")
+                "default the run's own corpus.")
 cli.define_path("tfds_data_dir", None, "Where the --data=tfds:<name> dataset is prepared; "
-                    "default the run's data.data_dir.")
+                "default the run's data.data_dir.")
 flags.DEFINE_string("tfds_split", None, "The TFDS split --data=tfds:<name> reads (before "
                     "--split); default the run's data.split.")
 flags.DEFINE_string("tfds_text_key", None, "The text feature of --data=tfds:<name>; default the "
@@ -29,7 +29,7 @@ flags.DEFINE_integer("batch_size", 64, "Windows per batch.", lower_bound=1)
 flags.DEFINE_integer("seq_len", 0, "Evaluation window (each starts from an empty context); "
                      "0 = the run's eval.seq_len, else its training context.", lower_bound=0)
 cli.define_path("tflite", None, "Evaluate this exported .tflite model (tfllm.export) "
-                    "in place of the run's checkpoint; the run gives tokenizer and corpus.")
+                "in place of the run's checkpoint; the run gives tokenizer and corpus.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
 FLAGS = flags.FLAGS
 

@@ -12,9 +12,9 @@ cli.define_config_flag(
     "default", "Config file (or the name of a packaged config: default, lstm, ...). Override "
     "keys with --config.<section>.<key>=<value>; configs/base.py lists every key.")
 cli.define_path("run_dir", None, "Run directory; default runs/<config name>. An existing run "
-                    "directory is resumed.")
+                "directory is resumed.")
 cli.define_path("init_from", None, "Start from the weights of this run directory or "
-                    "checkpoint (fine-tuning), with its tokenizer.")
+                "checkpoint (fine-tuning), with its tokenizer.")
 flags.DEFINE_string("strategy", "auto", "Where to train: auto, one_device, mirrored, "
                     "multi_worker (TF_CONFIG), tpu or dtensor (docs/distributed.md).")
 flags.DEFINE_string("mesh", None, "DTensor mesh for --strategy=dtensor, e.g. batch:2,model:2.")
@@ -26,7 +26,7 @@ flags.DEFINE_float("prune_sparsity", None, "Magnitude-prune each kernel to this 
                    "(sets --config.train.prune_sparsity; schedule: --config.train.prune_start_step, "
                    "prune_end_step, prune_every; docs/quantization.md).")
 cli.define_path("compilation_cache", "", "Directory to keep XLA-compiled steps in, so a rerun "
-                    "of the same config skips compiling (docs/speedrun.md); empty = off.")
+                "of the same config skips compiling (docs/speedrun.md); empty = off.")
 FLAGS = flags.FLAGS
 
 

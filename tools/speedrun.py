@@ -40,8 +40,8 @@ flags.DEFINE_float("budget", 0.0, "Wall-time budget in seconds per repeat: evalu
                    lower_bound=0.0)
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
 cli.define_path("compilation_cache", "", "Passed to tfllm.train: XLA's compiled steps are kept "
-                    "in (and loaded from) this directory. Empty (the default): every repeat "
-                    "compiles from scratch.")
+                "in (and loaded from) this directory. Empty (the default): every repeat "
+                "compiles from scratch.")
 FLAGS = flags.FLAGS
 
 
