@@ -7,9 +7,11 @@ MultiWorkerMirroredStrategy without a cluster:
 (`python tools/launch_workers.py ...` in a checkout is the same.)
 
 Everything after `--` is the Python command line each worker runs. Worker 0 is the chief
-(it writes the run directory). Output of worker i goes to <log_dir>/worker_<i>.log (and
-the chief's also to this terminal); <log_dir>/workers.json lists their process ids. If any worker fails, the others are stopped and the
-exit code is that worker's: rerunning the same command resumes from the last checkpoint.
+(it writes the run directory). Output of worker i goes to <log_dir>/worker_<i>.log, the
+chief's also to this terminal as it is written; <log_dir>/workers.json lists their process
+ids. If any worker fails, the others are stopped and the exit code is that worker's; on
+Ctrl-C all are stopped and the exit code is 130. Rerunning the same command resumes from
+the last checkpoint.
 """
 
 import argparse
@@ -38,8 +40,9 @@ def tf_configs(num_workers, ports):
             for i in range(num_workers)]
 
 
-def launch(num_workers, command, log_dir, env=None):
-    """Runs the workers to completion; returns the first non-zero exit code, or 0."""
+def launch(num_workers, command, log_dir, env=None, echo=None):
+    """Runs the workers to completion; returns the first non-zero exit code, or 0.
+    `echo(text)` receives the chief's output as it is written."""
     os.makedirs(log_dir, exist_ok=True)
     procs, logs = [], []
     for i, tf_config in enumerate(tf_configs(num_workers, free_ports(num_workers))):
@@ -50,9 +53,17 @@ def launch(num_workers, command, log_dir, env=None):
         logs.append(log)
     with open(os.path.join(log_dir, "workers.json"), "w") as f:
         json.dump({"pids": [p.pid for p in procs]}, f)  # worker i's process id, for tools and tests
+    chief_log = open(os.path.join(log_dir, "worker_0.log"))
+
+    def pass_on_chief_output():
+        text = chief_log.read()
+        if text and echo is not None:
+            echo(text)
+
     code = 0
     try:
         while any(p.poll() is None for p in procs):
+            pass_on_chief_output()
             failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
             if failed:
                 code = failed[0]
@@ -71,6 +82,8 @@ def launch(num_workers, command, log_dir, env=None):
                 p.kill()
         for log in logs:
             log.close()
+        pass_on_chief_output()
+        chief_log.close()
     return code
 
 
@@ -85,9 +98,16 @@ def main():
     if args.num_workers < 1 or not command:
         parser.error("give --num_workers >= 1 and, after --, the command each worker runs "
                      "(e.g. -- -m tfllm.train --strategy=multi_worker).")
-    code = launch(args.num_workers, command, args.log_dir)
-    with open(os.path.join(args.log_dir, "worker_0.log")) as f:
-        sys.stdout.write(f.read())
+    def echo(text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    try:
+        code = launch(args.num_workers, command, args.log_dir, echo=echo)
+    except KeyboardInterrupt:  # the workers were stopped on the way out of launch
+        print("launch_workers: interrupted; the workers were stopped. Rerun the same command to "
+              "resume from the last checkpoint.", file=sys.stderr)
+        sys.exit(130)
     if code:
         print(f"launch_workers: a worker exited with {code}; the others were stopped. Rerun "
               "to resume from the last checkpoint.", file=sys.stderr)

@@ -61,26 +61,30 @@ def test_muon_mirrored_over_logical_cpus_equals_one_device(tmp_path_factory, tmp
     np.testing.assert_allclose(losses(run_dir), losses(reference), rtol=1e-4)
 
 
-def launch(run_dir, log_dir, env=None):
+def launch(run_dir, log_dir, env=None, stdout=subprocess.PIPE):
     return subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "tools", "launch_workers.py"), "--num_workers=2",
          f"--log_dir={log_dir}", "--", "-m", "tfllm.train", *RUN, f"--run_dir={run_dir}",
          "--strategy=multi_worker"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=stdout, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})))
 
 
 def test_multi_worker_killed_then_rerun_equals_one_device(single, tmp_path):
     run_dir, logs = tmp_path / "run", tmp_path / "logs"
-    job = launch(run_dir, logs)
-    # Kill worker 1 once the chief has a checkpoint mid-run.
-    deadline = time.time() + 300
-    while not (run_dir / "checkpoints" / "ckpt-10.index").exists():
-        assert job.poll() is None and time.time() < deadline, job.communicate()
-        time.sleep(0.1)
-    worker_1 = json.loads((logs / "workers.json").read_text())["pids"][1]
-    os.kill(worker_1, signal.SIGKILL)
-    job.communicate(timeout=120)
+    with open(tmp_path / "stdout", "w") as stdout:
+        job = launch(run_dir, logs, stdout=stdout)
+        # Kill worker 1 once the chief has a checkpoint mid-run.
+        deadline = time.time() + 300
+        while not (run_dir / "checkpoints" / "ckpt-10.index").exists():
+            assert job.poll() is None and time.time() < deadline, job.communicate()
+            time.sleep(0.1)
+        time.sleep(0.5)  # the launcher passes the chief's output on every 0.2 s
+        # The chief's progress reaches the terminal while the job runs.
+        assert "step     10/20" in (tmp_path / "stdout").read_text()
+        worker_1 = json.loads((logs / "workers.json").read_text())["pids"][1]
+        os.kill(worker_1, signal.SIGKILL)
+        job.communicate(timeout=120)
     assert job.returncode != 0  # the launcher stopped the chief and reported the failure
     assert int(tf.train.latest_checkpoint(run_dir / "checkpoints").rsplit("-", 1)[1]) < 20
 
