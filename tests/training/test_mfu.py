@@ -39,3 +39,13 @@ def test_matmul_peak_is_measured_once_then_cached(tmp_path, monkeypatch):
     assert mfu.matmul_peak("float32") == first
     cache = json.loads((tmp_path / "tfllm" / "matmul_peak.json").read_text())
     assert list(cache.values()) == [first]
+
+
+def test_the_cached_peak_is_the_highest_measured(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    peak = lambda gflops: {"flops_per_s": gflops * 1e9, "dtype": "float32", "size": 3072}
+    mfu.remember_peak(peak(160))
+    mfu.remember_peak(peak(130))  # a reading in a slow stretch
+    assert mfu.matmul_peak("float32") == peak(160)
+    mfu.remember_peak(peak(170))
+    assert mfu.matmul_peak("float32") == peak(170)
