@@ -153,9 +153,8 @@ class MetricsLogger(StepCallback):
 
     Records: step, elapsed_s (since `process_start`), tokens (trained on so far,
     `tokens_seen(step)`), loss (mean over the steps since the last record), lr,
-    tokens_per_s (training only: the time spent evaluating, and saving checkpoints and
-    these records (`clock`), is left out, as is fit's first call, which compiles the
-    step), mfu (when
+    tokens_per_s (over training time: evaluations, saving checkpoints and these records
+    (`clock`), and fit's first call, which compiles the step, are left out), mfu (when
     `flops_per_token` and `peak_flops` are given: tokens_per_s * flops_per_token /
     peak_flops, see tfllm/training/mfu.py), and val_loss, val_perplexity,
     val_bits_per_token at evaluation steps.
