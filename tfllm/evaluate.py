@@ -48,7 +48,7 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
     A TFDS corpus is read with the run's data settings unless `tfds_*` are given."""
     import numpy as np
 
-    from tfllm.data import DEFAULT_CORPUS, TokenStore, eval_dataset, read_corpus
+    from tfllm.data import TokenStore, eval_dataset, read_configured_corpus
     from tfllm.errors import UserError
     from tfllm.training.run_directory import load_run
     from tfllm.training.training_model import TrainingModel
@@ -62,8 +62,7 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
             seq_len = seq_len or chunk
     window = checked_window(config, seq_len)
     d = config.data
-    text = read_corpus(data or d.source or DEFAULT_CORPUS, tfds_data_dir or d.data_dir or None,
-                       tfds_split or d.split, tfds_text_key or d.text_key or None, CORPUS_FLAGS)
+    text = read_configured_corpus(d, data, tfds_data_dir, tfds_split, tfds_text_key, CORPUS_FLAGS)
     try:
         store = TokenStore(tokenizer.encode_to_array(text, np.int32), d.val_fraction)
     except ValueError as e:

@@ -66,10 +66,14 @@ def read_corpus(source, data_dir=None, split="train", text_key=None, flags=None)
     return text
 
 
-def read_configured_corpus(data):
-    """The corpus a `data` config section names: its source, else the bundled corpus."""
-    return read_corpus(data.source or DEFAULT_CORPUS, data.data_dir or None, data.split,
-                       data.text_key or None)
+def read_configured_corpus(data, source=None, data_dir=None, split=None, text_key=None,
+                           flags=None):
+    """The corpus a `data` config section names (its source, else the bundled corpus),
+    each setting replaced by the argument of its name where that is given (tfllm.evaluate's
+    --data and --tfds_* flags, which `flags` then names in errors, as in read_corpus)."""
+    return read_corpus(source or data.source or DEFAULT_CORPUS,
+                       data_dir or data.data_dir or None, split or data.split,
+                       text_key or data.text_key or None, flags)
 
 
 def _read_tfds(name, data_dir, split, text_key, flags):
@@ -82,9 +86,9 @@ def _read_tfds(name, data_dir, split, text_key, flags):
                           f"with `tfds.list_builders()`, or set {flags['data_dir']} to where it "
                           "is prepared.") from None
     if not builder.is_prepared():
-        raise CorpusError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; prepare it "
-                          f"with `tfds build` (tfllm downloads nothing) or set {flags['data_dir']} to "
-                          "where it is prepared.")
+        raise CorpusError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir}; prepare "
+                          f"it with `tfds build` (tfllm downloads nothing) or set "
+                          f"{flags['data_dir']} to where it is prepared.")
     features = builder.info.features
     text_keys = [k for k, v in features.items() if isinstance(v, tfds.features.Text)]
     key = text_key or (text_keys[0] if len(text_keys) == 1 else None)
