@@ -176,9 +176,13 @@ class MetricsLogger(StepCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.last_step, self.last_time, self.eval_time = self.start_step, time.perf_counter(), 0.0
-        self.clock.take()
+        self._start_interval(self.start_step, time.perf_counter())
         self.first_call = True
+
+    def _start_interval(self, step, now):
+        """The next record's tokens/s counts the training from `step`, at `now`, on."""
+        self.last_step, self.last_time = step, now
+        self.clock.take()  # saves so far belong to no interval
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step_of(batch)
@@ -186,14 +190,14 @@ class MetricsLogger(StepCallback):
         if self.first_call and not due:
             # fit's first call traces and compiles the step (seconds, which elapsed_s
             # shows): the first interval's tokens/s starts after it.
-            self.last_step, self.last_time, self.eval_time = step, time.perf_counter(), 0.0
-            self.clock.take()
+            self._start_interval(step, time.perf_counter())
         self.first_call = False
         if not due:
             return
         now = time.perf_counter()
-        self.eval_time += logs.get("eval_seconds", 0.0)
-        train_seconds = max(now - self.last_time - self.eval_time - self.clock.take(), 1e-9)
+        # An evaluation runs only at a step that is logged, so its time is this step's.
+        paused = logs.get("eval_seconds", 0.0) + self.clock.take()
+        train_seconds = max(now - self.last_time - paused, 1e-9)
         tokens = self.tokens_seen(step)
         record = {
             "step": step,
@@ -209,7 +213,7 @@ class MetricsLogger(StepCallback):
             if key in logs:
                 record[key] = float(logs[key])
         self.model.train_loss.reset_state()
-        self.last_step, self.last_time, self.eval_time = step, now, 0.0
+        self._start_interval(step, now)
         if self.write:
             with self.clock.pause():
                 with open(self.path, "a") as f:
