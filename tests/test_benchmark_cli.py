@@ -16,6 +16,9 @@ def test_benchmark_json_report():
                 "peak_rss_mb", "page_faults_per_step", "machine", "date"):
         assert key in result, key
     assert 0 < result["mfu"] < 1.5
+    # Tokens over the measured steps' total time (what tfllm.train logs): the same units as
+    # the median step's throughput, apart from the steps' spread.
+    assert 0.1 < result["mean_tokens_per_s"] / result["tokens_per_s"] < 10
     g = result["generation"]
     assert g["new_tokens"] == 15  # tiny_test's 16 learned positions, after a 1-token prompt
     assert g["cached_tokens_per_s"] > 0 and g["naive_tokens_per_s"] > 0

@@ -61,7 +61,8 @@ def report(result):
         f"{result['exchanged_bytes'] / 1e6:.2f} MB per step",
         f"step         {s['median']:.1f} ms median (p10 {s['p10']:.1f}, p90 {s['p90']:.1f}) "
         f"over {result['steps']} steps",
-        f"throughput   {result['tokens_per_s']:,.0f} tokens/s",
+        f"throughput   {result['tokens_per_s']:,.0f} tokens/s (median step); "
+        f"{result['mean_tokens_per_s']:,.0f} over all measured steps, as tfllm.train logs",
         f"FLOPs/token  {result['flops_per_token'] / 1e6:.2f} M (6N + 12LTD; 6N for recurrent)",
     ]
     if "mfu" in result:

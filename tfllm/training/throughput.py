@@ -90,7 +90,8 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
         strategy, mesh: where the step runs, as `tfllm.train --strategy` (the same
             per-replica input and build as Trainer).
 
-    Returns a dict: tokens_per_s, step_ms (median, p10, p90), flops_per_token, mfu,
+    Returns a dict: tokens_per_s (of the median step), mean_tokens_per_s (over all the
+    measured steps' time, as `tfllm.train` logs), step_ms (median, p10, p90), flops_per_token, mfu,
     input_ms (time the input pipeline takes to make one batch), input_wait (input_ms as
     a share of the median step: an upper bound on the time a step waits for input, since
     the pipeline prefetches on its own thread while the step runs), page_faults_per_step
@@ -138,6 +139,9 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
         "step_ms": {"median": 1e3 * median, "p10": 1e3 * float(np.percentile(times, 10)),
                     "p90": 1e3 * float(np.percentile(times, 90))},
         "tokens_per_s": tokens_per_step / median,
+        # Tokens over the measured steps' whole time: the statistic `tfllm.train` logs per
+        # interval, so compare it with those; it is below tokens_per_s when slow steps skew.
+        "mean_tokens_per_s": tokens_per_step * len(times) / float(np.sum(times)),
         "flops_per_token": fpt,
         "input_ms": input_ms,
         "input_wait": input_ms / (1e3 * median),
