@@ -90,6 +90,9 @@ def get_config():
             muon_ns_steps=5,      # muon: Newton-Schulz iterations orthogonalizing each update
             nesterov=False,       # sgd Nesterov momentum
             grad_clip=1.0,        # clip gradients by global norm; 0 = off
+            max_loss=0.0,         # stop (exit 2) once the mean training loss since the last log
+                                  # is above this; 0 = no bound. A loss that is not finite
+                                  # always stops the run, and nothing diverged is saved
             ema_decay=0.0,        # weight averaging: evaluations, best/ and the final weights
                                   # use this exponential moving average of the weights; 0 = off
             precision="float32",  # "float32", "mixed_bfloat16" or "mixed_float16"

@@ -1,7 +1,7 @@
 """The best whole-validation loss on char-level Tiny Shakespeare within 30 minutes of
 wall time on 2 CPU cores (issue 5):
 
-    python tools/speedrun.py --config=shakespeare_char_30min --target=0 --budget=1800
+    python -m tfllm.speedrun --config=shakespeare_char_30min --target=0 --budget=1800
 
 The speedrun recipe (rotary positions, RMSNorm, SwiGLU, QK normalization, Muon for the
 hidden matrices and AdamW for the rest) on a model sized for this machine: 6 blocks of
@@ -13,7 +13,7 @@ leaving room for a slow stretch of the VM. Against memorizing: a weight decay of
 average of the weights (decay 0.99) for evaluation (1.4773 -> 1.4582), and dropout 0.1 on
 the residual branches only, which loses in 950 steps (1.4922 against 1.4773) and wins in
 1500 (1.4544 at step 1500 against 1.4599 at step 900 of the 950-step recipe).
-docs/speedrun.md has each measurement.
+docs/speedrun.md condenses each measurement (docs/results/speedrun-log.md has them all).
 """
 
 from tfllm.configs import base

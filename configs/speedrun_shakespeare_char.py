@@ -1,7 +1,7 @@
 """Speedrun: the fastest route to a whole-validation loss target on char-level Tiny
 Shakespeare (the last 10% of the bundled corpus, evaluated in full).
 
-    python tools/speedrun.py --config=speedrun_shakespeare_char --target=1.88 --repeats=3
+    python -m tfllm.speedrun --config=speedrun_shakespeare_char --target=1.88 --repeats=3
 
 The best recipe measured so far (docs/speedrun.md): the default GPT's depth and width
 with rotary positions, RMSNorm, a squared-ReLU MLP of 3 D (384) units, QK normalization and
@@ -9,7 +9,7 @@ no biases, Muon for the hidden matrices (AdamW for the rest) with momentum 0.8, 
 10-step warm-up and a 200-step cosine, no gradient clipping, evaluated once, at the end of
 the cosine. The baseline of the
 ablations is the AdamW recipe of 2026-11-22 with position=learned, normalization=layer,
-activation=gelu (docs/speedrun.md gives each row's overrides).
+activation=gelu (docs/results/speedrun-log.md gives each row's overrides).
 """
 
 from tfllm.configs import base

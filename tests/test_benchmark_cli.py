@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
 from tests.cli_helpers import assert_one_line_error, run
+
+pytestmark = pytest.mark.slow  # trains in subprocesses
 
 
 def test_benchmark_json_report():

@@ -11,6 +11,8 @@ import pytest
 
 from tests.cli_helpers import assert_one_line_error, run, train_run
 
+pytestmark = pytest.mark.slow  # trains in subprocesses
+
 # RoPE, so generation runs past the 16-token context; kernels over 1,024 elements, so
 # dynamic-range quantization has weights to quantize.
 MODEL = ["--config=tiny_test", "--config.model.position=rope", "--config.model.hidden_dim=128",
@@ -31,7 +33,12 @@ LOADER = textwrap.dedent("""
     ids = m.signatures["generate"](prompt=tf.constant([[5, 6, 7]]), **args)
     text = m.signatures["generate_text"](prompt=tf.constant("ROMEO:"), num_samples=tf.constant(2), **args)
     score = m.signatures["score"](token_ids=tf.constant([[5, 6, 7, 8, 9]]))
-    print(json.dumps({"tokens": ids["tokens"].numpy().tolist(), "num_tokens": ids["num_tokens"].numpy().tolist(),
+    try:
+        m.signatures["generate"](prompt=tf.constant([[5]]), **dict(args, temperature=tf.constant(-1.0)))
+        refused = False
+    except tf.errors.InvalidArgumentError as e:
+        refused = "temperature must be >= 0" in str(e)
+    print(json.dumps({"refused_negative_temperature": refused,"tokens": ids["tokens"].numpy().tolist(), "num_tokens": ids["num_tokens"].numpy().tolist(),
                       "text": [t.decode() for t in text["text"].numpy()],
                       "log_probs": score["log_probs"].numpy().tolist(),
                       "tfllm_imported": any(n.startswith("tfllm") for n in sys.modules)}))
@@ -51,6 +58,7 @@ def test_saved_model_serves_without_tfllm_and_matches_generate(trained, tmp_path
     assert served.returncode == 0, served.stderr[-3000:]
     out = json.loads(served.stdout.strip().splitlines()[-1])
     assert not out["tfllm_imported"]
+    assert out["refused_negative_temperature"]  # as tfllm.generate refuses it
 
     import tensorflow as tf
 

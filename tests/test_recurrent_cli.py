@@ -8,6 +8,8 @@ import pytest
 
 from tests.cli_helpers import run, train_run
 
+pytestmark = pytest.mark.slow  # trains in subprocesses
+
 TINY_LSTM = ["--config=lstm", "--config.model.units=16", "--config.model.embedding_dim=8",
              "--config.model.max_length=16", "--config.train.steps=10",
              "--config.train.batch_size=4", "--config.train.warmup_steps=2",

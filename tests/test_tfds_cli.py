@@ -10,6 +10,8 @@ import pytest
 from tests.cli_helpers import assert_one_line_error, metrics, run
 from tests.tfds_datasets import DOCS, ShakespeareScenes, TinyPlays, prepare
 
+pytestmark = pytest.mark.slow  # trains in subprocesses
+
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):

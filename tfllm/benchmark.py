@@ -122,7 +122,7 @@ def time_in_process(config_args, flags_, workers):
         from tfllm.launch_workers import launch
 
         with tempfile.TemporaryDirectory() as log_dir:
-            code = launch(workers, command, log_dir)
+            code, _ = launch(workers, command, log_dir)
             with open(f"{log_dir}/worker_0.log") as f:
                 output = f.read()
         stdout = stderr = output

@@ -8,10 +8,12 @@ Anything else is a bug and keeps its traceback.
 
 import os
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from tfllm import native_logs
 from tfllm.errors import Interrupted, UserError  # noqa: F401  (UserError: for the commands)
 
 # The flags this module's helpers define belong to the command that calls them, so its
@@ -152,22 +154,60 @@ def _override_error(error, argv):
     return f"bad config override: {' '.join(lines)}; configs/base.py lists every key and its type."
 
 
+def _config_file_error(error, argv):
+    """One line for an exception raised while a `--config=FILE` ran (a syntax error, a bad
+    value, a raise), naming the file and line, or None when the file did not raise it."""
+    path = next((a.split("=", 1)[1].split(":")[0] for a in argv if a.startswith("--config=")), None)
+    if path is None:
+        return None
+    path = os.path.abspath(path)
+    while error is not None:
+        if isinstance(error, SyntaxError) and error.filename and os.path.abspath(error.filename) == path:
+            return f"config file {path}: line {error.lineno}: {error.msg}; fix the file."
+        lines = [line for frame, line in traceback.walk_tb(error.__traceback__)
+                 if os.path.abspath(frame.f_code.co_filename) == path]
+        if lines:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            return (f"config file {path}: line {lines[-1]}: {type(error).__name__}"
+                    f"{': ' + message if message else ''}; fix the file.")
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _parse(argv):
     try:
-        argv = flags.FLAGS(_resolve_config_flag(argv))
+        argv = _resolve_config_flag(argv)
+        parsed = flags.FLAGS(argv)
         if "path" in _default_config:  # the command has a define_config_flag --config
             list(flags.FLAGS.config.keys())  # config files load lazily: surface errors here
-        return argv
-    except OSError as e:
+        return parsed
+    except SystemExit as e:  # absl's --help/--helpfull print the help, then exit 1
+        if e.code == 1 and any(a.split("=")[0] in HELP_FLAGS for a in argv[1:]):
+            sys.exit(0)
+        raise
+    except Exception as e:
+        message = _config_file_error(e, argv)
+        if message:
+            fail(message)
+        _parse_error(e, argv)
+
+
+HELP_FLAGS = ("--help", "-help", "-h", "--helpfull", "--helpshort", "--helpxml", "-?")
+
+
+def _parse_error(e, argv):
+    """One line for a flag or config error that `_parse` caught (re-raises anything else)."""
+    if isinstance(e, OSError):
         reason = str(e).strip().splitlines()[-1].strip()  # ml_collections' last line says why
         fail(f"cannot load the config: {reason}; pass a config file or one of "
              f"{packaged_configs()}.")
-    except flags.Error as e:
+    if isinstance(e, flags.Error):
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         fail(f"{message}; run with --helpfull to see the flags.")
-    except (KeyError, AttributeError, TypeError, ValueError) as e:
+    if isinstance(e, (KeyError, AttributeError, TypeError, ValueError)):
         # ml_collections reports bad `--config.x.y=` overrides with these.
         fail(_override_error(e, argv))
+    raise e
 
 
 def select_host_allocator(strategy):
@@ -189,7 +229,9 @@ def select_host_allocator(strategy):
 
 def run(main):
     """absl's app.run with one-line errors for user mistakes and for Ctrl-C, on the host
-    allocator `select_host_allocator` picks for the command's --strategy."""
+    allocator `select_host_allocator` picks for the command's --strategy, with TensorFlow's
+    native start-up chatter kept off stderr (tfllm.native_logs)."""
+    native_logs.filter_stderr()
 
     def guarded(argv):
         logging.set_verbosity(logging.ERROR)  # Keras and checkpoint chatter; progress is ours

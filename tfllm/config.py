@@ -1,6 +1,8 @@
 """Checks a resolved config before any work starts. No TensorFlow import here, so a bad
 value is reported in a fraction of a second."""
 
+import math
+
 from tfllm.errors import UserError
 
 CHOICES = {
@@ -25,7 +27,8 @@ NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.momentum",
                 "sample.length", "train.min_lr_ratio", "train.inter_op_threads",
                 "train.intra_op_threads", "eval.seq_len", "train.target_val_loss",
-                "train.batch_size_start", "train.seq_len_start", "train.shape_warmup_steps")
+                "train.batch_size_start", "train.seq_len_start", "train.shape_warmup_steps",
+                "train.max_loss")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values. The optimizer's variables are restored by position, so
 # another optimizer would load them into the wrong slots (or fail on their shapes).
@@ -57,7 +60,12 @@ def _fail(key, value, allowed):
 
 
 def validate(config):
-    """Raises UserError naming the first bad key, its value and what is allowed."""
+    """Raises UserError naming the first bad key, its value and what is allowed.
+
+    The same checks hold for a config from a file (`--config=FILE`) as for `--config.x.y`
+    flags: every key must be one of configs/base.py's, of its type (an int may stand for a
+    float), and every number finite."""
+    _check_schema(config, _schema(config))
     for key, choices in CHOICES.items():
         value = _get(config, key)
         if value is not None and value not in choices:
@@ -131,6 +139,58 @@ def validate(config):
     return config
 
 
+def _schema(config):
+    """base.py's config for the kind of model `config` names: every key and its type."""
+    from tfllm.configs import base  # ml_collections only: no TensorFlow
+
+    schema = base.get_config().to_dict()
+    recurrent = (config.get("model") or {}).get("name") == "recurrent"
+    schema["model"] = (base.recurrent_model() if recurrent else base.gpt_model()).to_dict()
+    return schema
+
+
+# Keys whose default is None (ml_collections placeholders), with the type a value must have.
+OPTIONAL_FLOATS = ("model.attention_dropout",)
+
+
+def _check_schema(config, schema, prefix=""):
+    for key in config.keys():
+        dotted = prefix + key
+        if key not in schema:
+            raise UserError(f"the config has no key {dotted!r}; configs/base.py lists every key "
+                            "(a config file should start from tfllm.configs.base.get_config()).")
+        value, expected = config[key], schema[key]
+        if isinstance(expected, dict):
+            if not hasattr(value, "keys"):
+                _fail(dotted, value, "it is a section of keys, not a value")
+            _check_schema(value, expected, dotted + ".")
+            continue
+        _check_value(dotted, value, expected)
+    missing = [prefix + key for key in schema if key not in config.keys()]
+    if missing:
+        raise UserError(f"the config lacks {missing[0]!r}; start a config file from "
+                        "tfllm.configs.base.get_config() and change what differs.")
+
+
+def _check_value(key, value, default):
+    if default is None and key in OPTIONAL_FLOATS:
+        default = 0.0
+        if value is None:
+            return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        _fail(key, value, f"it must be {type(default).__name__ if default is not None else 'None'}")
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail(key, value, "it must be a finite number")
+
+
 def _validate_shape_warmup(config):
     t = config.train
     batch_start, len_start = t.get("batch_size_start", 0), t.get("seq_len_start", 0)
@@ -197,7 +257,9 @@ def identity_mismatch(saved, current):
         a = DEFAULTS.get(key) if a is None else a
         b = DEFAULTS.get(key) if b is None else b
         if isinstance(a, dict) and isinstance(b, dict):
-            for sub in sorted(set(a) | set(b)):
+            # "name" first: a GPT run resumed under an LSTM config differs in its kind of
+            # model before any of the keys that kind has.
+            for sub in sorted(set(a) | set(b), key=lambda sub: (sub != "name", sub)):
                 default = DEFAULTS.get(f"{key}.{sub}")
                 a_sub, b_sub = a.get(sub, default), b.get(sub, default)
                 if a_sub != b_sub:

@@ -56,7 +56,7 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
 
     config, tokenizer, model = load_run(run_dir, checkpoint)
     if tflite is not None:
-        chunk = _tflite_window(tflite)
+        chunk = _tflite_window(tflite, tokenizer.vocab_size)
         # A recurrent model's file carries its state: it reads the run's own windows.
         if config.model.name != "recurrent":
             seq_len = seq_len or chunk
@@ -83,7 +83,9 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64
     return {**_result(loss, tokens), "kernel_sparsity": sparsity(model)["pruned_fraction"]}
 
 
-def _tflite_window(path):
+def _tflite_window(path, vocab_size):
+    """The window the TFLite model at `path` reads; UserError unless it is a TFLite model
+    whose logits cover exactly the run's `vocab_size` tokens."""
     from tfllm.errors import UserError
     from tfllm.inference.exporting import tflite_interpreter
 
@@ -95,6 +97,11 @@ def _tflite_window(path):
         reason = " ".join(str(e).split()).rstrip(".")
         raise UserError(f"--tflite={path} is not a TFLite model ({reason}); pass a file written by "
                         "tfllm.export --format=tflite.") from None
+    scored = int(interpreter.get_signature_runner().get_output_details()["logits"]["shape"][-1])
+    if scored != vocab_size:
+        raise UserError(f"--tflite={path} scores {scored} tokens, the run's tokenizer has "
+                        f"{vocab_size}; pass a model exported from this run "
+                        "(tfllm.export --run_dir=RUN --format=tflite).")
     return int(interpreter.get_input_details()[0]["shape_signature"][1])
 
 

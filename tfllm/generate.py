@@ -64,11 +64,10 @@ def main(argv):
         raise cli.UserError(f"the prompt does not fit the run's tokenizer: {e}") from None
     end_token = None
     if FLAGS.stop_at is not None:
-        stop_ids = _encode_or_none(tokenizer, FLAGS.stop_at)
-        if stop_ids is None or len(stop_ids) != 1:
+        end_token = tokenizer.token_id(FLAGS.stop_at)
+        if end_token is None:
             raise cli.UserError(f"--stop_at={FLAGS.stop_at!r} is not a single token of the run's "
                                 "tokenizer; pass one character (char tokenizer) or one piece.")
-        end_token = int(stop_ids[0])
     streaming = FLAGS.num_samples == 1 and FLAGS.stream_chunk > 0
     printer = StreamPrinter(tokenizer, prompt) if streaming else None
     samples = generate(model, prompt_ids, FLAGS.max_new_tokens, temperature, top_k, top_p,
@@ -113,13 +112,6 @@ class StreamPrinter:
             sys.stdout.write(text[len(self.printed):])
             self.printed = text
         sys.stdout.flush()
-
-
-def _encode_or_none(tokenizer, text):
-    try:
-        return tokenizer.encode(text)
-    except ValueError:
-        return None
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ MultiWorkerMirroredStrategy without a cluster:
 Everything after `--` is the Python command line each worker runs. Worker 0 is the chief
 (it writes the run directory). Output of worker i goes to <log_dir>/worker_<i>.log, the
 chief's also to this terminal as it is written; <log_dir>/workers.json lists their process
-ids. If any worker fails, the others are stopped and the exit code is that worker's; on
-Ctrl-C all are stopped and the exit code is 130. Rerunning the same command resumes from
+ids. If any worker fails, the others are stopped, one line names it, and the exit code is
+that worker's (128 + N for a worker killed by signal N); on Ctrl-C all are stopped and the
+exit code is 130. Rerunning the same command resumes from
 the last checkpoint.
 """
 
@@ -41,7 +42,8 @@ def tf_configs(num_workers, ports):
 
 
 def launch(num_workers, command, log_dir, env=None, echo=None):
-    """Runs the workers to completion; returns the first non-zero exit code, or 0.
+    """Runs the workers to completion; returns (exit code, worker index) of the worker whose
+    failure stopped the job (a negative code: killed by that signal), or (0, None).
     `echo(text)` receives the chief's output as it is written."""
     os.makedirs(log_dir, exist_ok=True)
     procs, logs = [], []
@@ -60,17 +62,16 @@ def launch(num_workers, command, log_dir, env=None, echo=None):
         if text and echo is not None:
             echo(text)
 
-    code = 0
+    failed = None
     try:
         while any(p.poll() is None for p in procs):
             pass_on_chief_output()
-            failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
-            if failed:
-                code = failed[0]
+            failed = first_failure(procs)
+            if failed is not None:
                 break
             time.sleep(0.2)
         else:
-            code = next((p.returncode for p in procs if p.returncode), 0)
+            failed = first_failure(procs)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -84,7 +85,24 @@ def launch(num_workers, command, log_dir, env=None, echo=None):
             log.close()
         pass_on_chief_output()
         chief_log.close()
-    return code
+    return failed if failed is not None else (0, None)
+
+
+def first_failure(procs):
+    """(exit code, worker index) of the worker whose failure stopped the job, or None.
+    A worker killed by a signal comes first: the others then fail in their collectives,
+    often within the same poll."""
+    failed = [(p.returncode, i) for i, p in enumerate(procs) if p.returncode not in (None, 0)]
+    return min(failed, key=lambda f: (f[0] >= 0, f[1])) if failed else None
+
+
+def describe_exit(code):
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with {code}"
 
 
 def main():
@@ -103,15 +121,16 @@ def main():
         sys.stdout.flush()
 
     try:
-        code = launch(args.num_workers, command, args.log_dir, echo=echo)
+        code, worker = launch(args.num_workers, command, args.log_dir, echo=echo)
     except KeyboardInterrupt:  # the workers were stopped on the way out of launch
         print("launch_workers: interrupted; the workers were stopped. Rerun the same command to "
               "resume from the last checkpoint.", file=sys.stderr)
         sys.exit(130)
     if code:
-        print(f"launch_workers: a worker exited with {code}; the others were stopped. Rerun "
-              "to resume from the last checkpoint.", file=sys.stderr)
-    sys.exit(code)
+        log = os.path.join(args.log_dir, f"worker_{worker}.log")
+        print(f"launch_workers: worker {worker} {describe_exit(code)}; the others were stopped "
+              f"(its output: {log}). Rerun to resume from the last checkpoint.", file=sys.stderr)
+    sys.exit(128 - code if code < 0 else code)
 
 
 if __name__ == "__main__":

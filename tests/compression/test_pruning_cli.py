@@ -10,6 +10,8 @@ import pytest
 from tests.cli_helpers import (assert_one_line_error, assert_resume_loses_nothing, metrics, run,
                                train_run)
 
+pytestmark = pytest.mark.slow  # trains in subprocesses
+
 ARGS = ("--config=tiny_test", "--config.train.steps=40", "--prune_sparsity=0.5",
         "--config.train.prune_start_step=10", "--config.train.prune_end_step=30",
         "--config.train.prune_every=10", "--config.checkpoint.keep=5", "--config.sample.length=0")

@@ -10,6 +10,8 @@ import pytest
 from tests.cli_helpers import (assert_one_line_error, assert_resume_loses_nothing, metrics, run,
                                train_run)
 
+pytestmark = pytest.mark.slow  # trains in subprocesses
+
 ARGS = ("--config=tiny_test", "--config.train.steps=30", "--qat_start_step=10",
         "--config.checkpoint.keep=5", "--config.sample.length=0")
 # The int8 model and the QAT Keras model it comes from agree within int8 rounding of the

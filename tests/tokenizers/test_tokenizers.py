@@ -9,7 +9,7 @@ TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n
 @pytest.mark.parametrize("name,options", [
     ("char", {}), ("byte", {}),
     ("sentencepiece", dict(vocab_size=400, model_type="bpe")),
-    ("sentencepiece", dict(vocab_size=400, model_type="unigram"))])
+    ("sentencepiece", dict(vocab_size=300, model_type="unigram"))])
 def test_round_trip_and_reload(tmp_path, name, options):
     tok = train_tokenizer(name, TEXT, **options)
     ids = tok.encode(TEXT)
@@ -36,9 +36,26 @@ def test_char_vocabulary_is_sorted_corpus_characters():
     assert tok.chars == ["e", "h", "l", "o"] and tok.vocab_size == 4
 
 
-def test_char_unknown_character_names_it():
-    with pytest.raises(ValueError, match="'z' is not in this tokenizer"):
+def test_char_unknown_characters_are_all_named():
+    with pytest.raises(ValueError, match=r"1 character \('z'\) is not in this tokenizer"):
         CharTokenizer.train("abc").encode("abz")
+    with pytest.raises(ValueError, match=r"3 characters \('x', 'y', 'z'\) are not"):
+        CharTokenizer.train("abc").encode("xyzabzx")
+
+
+def test_sentencepiece_larger_vocabulary_than_the_corpus_gives_is_refused_with_the_most():
+    with pytest.raises(ValueError, match=r"vocab_size=50000 is more than this corpus gives: at "
+                       r"most (\d+) pieces; set --config.data.vocab_size=\1 or less"):
+        train_tokenizer("sentencepiece", TEXT, vocab_size=50000)
+
+
+@pytest.mark.parametrize("name,options", [
+    ("char", {}), ("byte", {}), ("sentencepiece", dict(vocab_size=400))])
+def test_a_newline_is_one_token_of_every_tokenizer(name, options):
+    tok = train_tokenizer(name, TEXT, **options)
+    newline = tok.token_id("\n")
+    assert newline is not None and tok.decode([newline]) == "\n"
+    assert tok.token_id("speak") is None or tok.decode([tok.token_id("speak")]) == "speak"
 
 
 def test_byte_tokenizer_handles_any_text():

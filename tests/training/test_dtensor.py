@@ -10,6 +10,8 @@ import pytest
 
 from tests.cli_helpers import assert_one_line_error
 
+pytestmark = pytest.mark.slow  # trains in subprocesses
+
 CHECKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dtensor_checks.py")
 
 
@@ -58,6 +60,7 @@ def test_training_on_a_2x2_mesh_equals_one_device(tmp_path):
                                f"--run_dir={runs[name]}", *extra], capture_output=True,
                               text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stderr == "", proc.stderr[-3000:]  # no cost-model or start-up chatter
     assert len(losses(runs["mesh"])) == 20
     np.testing.assert_allclose(losses(runs["mesh"]), losses(runs["single"]), rtol=1e-4)
     # The mesh's checkpoint serves generation on one device like the one-device run's.

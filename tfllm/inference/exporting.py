@@ -54,6 +54,11 @@ class ServingModule(tf.Module):
         tf.debugging.assert_positive(max_new_tokens, message="max_new_tokens must be >= 1")
         tf.debugging.assert_greater(top_p, 0.0, message="top_p must be in (0, 1]")
         tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]")
+        # The same bounds as tfllm.generate's check_sampling_args.
+        tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0 (0 = greedy)")
+        tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0 = off)")
+        tf.debugging.assert_less_equal(top_k, self.vocab_size,
+                                       message="top_k exceeds the vocabulary")
         logits, state, position = self.decoder.prefill(prompt)
         tokens, _, _, _, _ = self.decoder.decode(
             logits, state, position, tf.stack([seed, tf.constant(0, tf.int64)]), 0,

@@ -46,5 +46,13 @@ class Tokenizer:
         return json.dumps({"type": self.name, **self._state(None)}, sort_keys=True,
                           ensure_ascii=False)
 
+    def token_id(self, text):
+        """The id of the one token that is `text`, or None if `text` is not one token."""
+        try:
+            ids = self.encode(text)
+        except ValueError:
+            return None
+        return int(ids[0]) if len(ids) == 1 else None
+
     def encode_to_array(self, text, dtype=np.int32):
         return np.asarray(self.encode(text), dtype=dtype)

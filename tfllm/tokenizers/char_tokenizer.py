@@ -33,9 +33,13 @@ class CharTokenizer(Tokenizer):
     def encode(self, text):
         try:
             return np.fromiter((self._ids[c] for c in text), dtype=np.int32, count=len(text))
-        except KeyError as e:
+        except KeyError:
+            missing = sorted(set(text) - set(self._ids))
+            shown = ", ".join(repr(c) for c in missing[:20])
+            more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
             raise ValueError(
-                f"character {e.args[0]!r} is not in this tokenizer's vocabulary of "
+                f"{len(missing)} character{'s' if len(missing) > 1 else ''} ({shown}{more}) "
+                f"{'are' if len(missing) > 1 else 'is'} not in this tokenizer's vocabulary of "
                 f"{self.vocab_size} characters; use only characters of the training corpus "
                 "or train with a byte or sentencepiece tokenizer.") from None
 

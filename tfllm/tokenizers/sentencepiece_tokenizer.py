@@ -3,6 +3,7 @@
 import hashlib
 import io
 import os
+import re
 
 import numpy as np
 import sentencepiece as spm
@@ -40,16 +41,24 @@ class SentencePieceTokenizer(Tokenizer):
         if vocab_size < minimum:
             raise ValueError(f"sentencepiece vocab_size={vocab_size} is too small for this corpus; "
                              f"use at least {minimum} (--config.data.vocab_size).")
-        # hard_vocab_limit=False: on a small corpus vocab_size is an upper bound, not an error.
+        # hard_vocab_limit=True: a corpus too small for vocab_size is an error naming the
+        # largest size it supports, not a smaller vocabulary than the config records.
         try:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(text.splitlines()), model_writer=model,
                 vocab_size=vocab_size, model_type=model_type, character_coverage=1.0,
                 normalization_rule_name="identity", remove_extra_whitespaces=False,
                 byte_fallback=True, split_digits=True, allow_whitespace_only_pieces=True,
-                user_defined_symbols=["\n"], hard_vocab_limit=False, minloglevel=2)
+                user_defined_symbols=["\n"], hard_vocab_limit=True, minloglevel=2)
         except RuntimeError as e:
-            raise ValueError(f"sentencepiece could not train: {str(e).split('] ')[-1]}") from None
+            reason = str(e).split("] ")[-1]
+            most = re.search(r"value <= (\d+)", reason)
+            if most:
+                raise ValueError(f"sentencepiece vocab_size={vocab_size} is more than this corpus "
+                                 f"gives: at most {most.group(1)} pieces; set "
+                                 f"--config.data.vocab_size={most.group(1)} or less, or use a "
+                                 "larger corpus.") from None
+            raise ValueError(f"sentencepiece could not train: {reason}") from None
         return cls(model.getvalue())
 
     @property
@@ -61,6 +70,12 @@ class SentencePieceTokenizer(Tokenizer):
 
     def decode(self, ids):
         return self._sp.decode([int(i) for i in ids])
+
+    def token_id(self, text):
+        piece = self._sp.piece_to_id(text)  # "\n" is a piece of its own; encode adds "▁"
+        if piece != self._sp.unk_id() or text == self._sp.id_to_piece(self._sp.unk_id()):
+            return int(piece)
+        return super().token_id(text)
 
     def _state(self, directory):
         if directory is None:  # fingerprint: the model bytes themselves

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tfllm._keras import keras
 from tfllm.config import MARGIN_OFF
+from tfllm.errors import UserError
 
 
 @contextlib.contextmanager
@@ -147,11 +148,65 @@ class ReduceLROnPlateau(StepCallback):
             self.wait = 0
 
 
+class Diverged(UserError):
+    """Training stopped because the loss or the weights are no longer finite (or the loss
+    is above train.max_loss); the message names the step and the fix."""
+
+
+class DivergenceGuard(StepCallback):
+    """Stops training, before anything of that step is logged or saved, once the loss is
+    not finite or above `max_loss` (0: no bound), or the weights are not finite.
+
+    It checks at every step where a later callback would log, evaluate or save (so no
+    non-finite value reaches metrics.jsonl, a checkpoint or best/): the mean training loss
+    since the last log, the validation loss of an evaluation, and, before a checkpoint,
+    every weight. Put it after the Evaluator and before MetricsLogger and CheckpointSaver.
+    `manager` names the last checkpoint, which a rerun resumes from; `lr` is the peak
+    learning rate the message suggests lowering.
+    """
+
+    def __init__(self, log_every, checkpoint_every, total_steps, manager, lr, max_loss=0.0):
+        super().__init__(log_every, total_steps)
+        self.checkpoint_every = checkpoint_every
+        self.manager, self.lr, self.max_loss = manager, lr, max_loss
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step_of(batch)
+        saving = step % self.checkpoint_every == 0 or step == self.total_steps
+        if not (self.due(step) or saving or "val_loss" in logs or self.model.stop_training):
+            return
+        loss = float(self.model.train_loss.result())
+        if not math.isfinite(loss) or (self.max_loss and loss > self.max_loss):
+            self._stop(step, f"the training loss is {loss:.4g}" + (
+                f", above train.max_loss={self.max_loss:g}" if math.isfinite(loss) else ""))
+        if "val_loss" in logs and not math.isfinite(logs["val_loss"]):
+            self._stop(step, f"the validation loss is {logs['val_loss']}")
+        if (saving or "val_loss" in logs) and not self._weights_finite():
+            self._stop(step, "some weights are not finite")
+
+    def _weights_finite(self):
+        return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables)
+
+    def _stop(self, step, what):
+        latest = self.manager.latest_checkpoint
+        kept = (f"the last checkpoint, step {latest.rsplit('-', 1)[1]}, is kept and a rerun "
+                "resumes from it" if latest else "no checkpoint was written")
+        raise Diverged(f"training diverged at step {step}: {what}; {kept}. Lower "
+                       f"--config.train.learning_rate (now {self.lr:g}), or clip gradients "
+                       "harder (--config.train.grad_clip), and rerun the same command.")
+
+
+def _json_number(value):
+    """`value`, or None where it is not finite: strict JSON has no NaN or Infinity."""
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
 class MetricsLogger(StepCallback):
     """Every `every` steps (and at evaluations): one JSON record in `metrics.jsonl`,
     TensorBoard scalars and a progress line.
 
-    Records: step, elapsed_s (since `process_start`), tokens (trained on so far,
+    Records: step, elapsed_s (since `process_start`, plus `elapsed_before`: the elapsed_s
+    a resumed run had reached at its checkpoint), tokens (trained on so far,
     `tokens_seen(step)`), loss (mean over the steps since the last record), lr,
     tokens_per_s (over training time: evaluations, saving checkpoints and these records
     (`clock`), and fit's first call, which compiles the step, are left out), mfu (when
@@ -162,8 +217,9 @@ class MetricsLogger(StepCallback):
 
     def __init__(self, run_dir, every, total_steps, tokens_seen, lr_fn, process_start,
                  print_fn=print, write=True, flops_per_token=None, peak_flops=None,
-                 clock=None):
+                 clock=None, elapsed_before=0.0):
         super().__init__(every, total_steps)
+        self.elapsed_before = elapsed_before  # elapsed_s of the run this one resumes
         self.clock = clock or PauseClock()
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         self.path = os.path.join(run_dir, "metrics.jsonl")
@@ -201,7 +257,7 @@ class MetricsLogger(StepCallback):
         tokens = self.tokens_seen(step)
         record = {
             "step": step,
-            "elapsed_s": round(time.time() - self.process_start, 3),
+            "elapsed_s": round(self.elapsed_before + time.time() - self.process_start, 3),
             "tokens": tokens,
             "loss": float(self.model.train_loss.result()),  # mean since the last record
             "lr": float(self.lr_fn(step)),
@@ -217,7 +273,8 @@ class MetricsLogger(StepCallback):
         if self.write:
             with self.clock.pause():
                 with open(self.path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                    f.write(json.dumps({k: _json_number(v) for k, v in record.items()},
+                                       allow_nan=False) + "\n")
                 with self.writer.as_default(step=step):
                     for key, value in record.items():
                         if key not in ("step", "elapsed_s"):

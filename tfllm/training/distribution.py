@@ -112,12 +112,26 @@ def is_chief(strategy):
     """Whether this process writes the run's checkpoints and metrics (TensorFlow's rule:
     the chief, or worker 0 when the cluster has no chief)."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+    if resolver is None or not in_multi_worker_mode(strategy):
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
     return task_type is None or task_type == "chief" or (
         task_type == "worker" and task_id == 0
         and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def in_multi_worker_mode(strategy):
+    return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
+
+
+def barrier(strategy):
+    """Returns once every worker of a multi-worker job has reached it (a one-number
+    all-reduce); at once elsewhere. At the end of a run, so that no worker exits while
+    the chief still writes its output: the coordination service reads an early exit as
+    a crashed task and logs an abort."""
+    if in_multi_worker_mode(strategy):
+        strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)),
+                        axis=None)
 
 
 def worker_id(strategy):

@@ -8,10 +8,13 @@
       best/              the state with the best validation loss
       metrics.jsonl      one record per log step
       tensorboard/
+      run.json           what the run was started from (--init_from)
+      .lock              held by the tfllm.train process training the run
 """
 
 import json
 import os
+import re
 import tempfile
 
 import tensorflow as tf
@@ -21,6 +24,8 @@ from tfllm.errors import UserError
 from tfllm.tokenizers import load_tokenizer
 
 CONFIG_FILE = "config.json"
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
 
 
 def check_writable(path, flag="--run_dir", what="run directory"):
@@ -60,6 +65,15 @@ def load_config(run_dir):
         return ConfigDict(json.load(f))
 
 
+def load_run_file(run_dir):
+    """run.json of a run directory ({} for runs older than it)."""
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def latest_checkpoint(path):
     """The newest checkpoint in a run directory (or the path itself if it is a checkpoint
     prefix), or None."""
@@ -68,22 +82,175 @@ def latest_checkpoint(path):
     return path if tf.io.gfile.exists(path + ".index") else None
 
 
+def remove_partial_saves(run_dir):
+    """Removes what a checkpoint save that failed midway (a full disk) left: TensorFlow
+    writes a save into `<prefix>_temp` and renames it when complete."""
+    import shutil
+
+    for sub in ("checkpoints", "best"):
+        directory = os.path.join(run_dir, sub)
+        for name in os.listdir(directory) if os.path.isdir(directory) else []:
+            if name.endswith("_temp"):
+                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of a training process.
+
+    flock(2) on `.lock`: the kernel releases it when the process ends, however it ends, so
+    a lock file left by a killed run is no obstacle. A second process is refused in one
+    line naming the first. Readers (evaluate, generate, export) take no lock.
+    """
+
+    def __init__(self, run_dir):
+        self.path = os.path.join(run_dir, LOCK_FILE)
+        self.file = None
+
+    def acquire(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            return self
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            self.file = None
+            run_dir = os.path.dirname(self.path)
+            raise UserError(f"{run_dir} is being trained by {holder}; wait for it to finish (or "
+                            "stop it), or pass another --run_dir.") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"tfllm.train (pid {os.getpid()})")
+        self.file.flush()
+        return self
+
+    def release(self):
+        if self.file is not None:
+            self.file.close()  # closing drops the flock
+            self.file = None
+
+
+def resolve_init_from(path):
+    """The checkpoint prefix `--init_from` names: a run directory's newest checkpoint, or
+    a checkpoint prefix as it is. Raises UserError, naming the flag, when there is none."""
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+            raise UserError(f"--init_from={path} holds no tfllm run (no {CONFIG_FILE}); pass a "
+                            "run directory of tfllm.train or a checkpoint prefix.")
+        checkpoint = latest_checkpoint(path)
+        if checkpoint is None:
+            raise UserError(f"--init_from={path} has no checkpoint yet; pass a trained run "
+                            "directory or a checkpoint prefix.")
+        return checkpoint
+    return checkpoint_prefix(path, "--init_from")
+
+
+def run_of_checkpoint(prefix):
+    """The run directory a checkpoint prefix (run/checkpoints/ckpt-N, run/best/ckpt-N)
+    belongs to."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(prefix)))
+
+
+def checkpoint_prefix(path, flag):
+    """`path` if it is a checkpoint prefix (path.index exists); else UserError naming
+    `flag`, with the prefixes that do exist beside it."""
+    if tf.io.gfile.exists(path + ".index"):
+        return path
+    if os.path.isdir(path):
+        raise UserError(f"{flag}={path} is a directory; pass a checkpoint prefix such as "
+                        f"{os.path.join(path, 'ckpt-200')} (the files ckpt-200.index and "
+                        "ckpt-200.data-*), or a run directory where one is expected.")
+    directory = os.path.dirname(path) or "."
+    if not os.path.exists(directory):
+        raise UserError(f"{flag}={path} does not exist; pass a run directory of tfllm.train or "
+                        "a checkpoint prefix such as RUN/checkpoints/ckpt-200.")
+    found = sorted(name[:-len(".index")] for name in os.listdir(directory)
+                   if name.endswith(".index"))
+    there = f"; {directory} holds {', '.join(found)}" if found else ""
+    raise UserError(f"{flag}={path}: no checkpoint there (no {os.path.basename(path)}.index"
+                    f"{there}); pass a run directory of tfllm.train or a checkpoint prefix such "
+                    "as RUN/checkpoints/ckpt-200.")
+
+
+def describe_model(model_cfg, vocab_size=None):
+    """A few words for the model a config's `model` section builds, for error messages."""
+    m = model_cfg
+    if m.get("name") == "recurrent":
+        what = f"a {m.num_layers}-layer {m.cell.upper()} of {m.units} units"
+    else:
+        what = f"a {m.num_layers}-layer GPT of width {m.hidden_dim}"
+    return what + (f" over {vocab_size} tokens" if vocab_size else "")
+
+
+def _checkpoint_side(path):
+    """" (what the checkpoint's run trained)" if its config.json is found, else ""."""
+    run_dir = run_of_checkpoint(path)
+    config = load_config(run_dir)
+    if config is None:
+        return ""
+    try:
+        vocab = load_tokenizer(run_dir).vocab_size
+    except (OSError, ValueError, KeyError):
+        vocab = None
+    return f" ({describe_model(config.model, vocab)})"
+
+
+def _mismatch(error):
+    """What a failed restore reported, in a few words."""
+    text = " ".join(str(error).split())
+    shapes = re.search(r"incompatible tensor with shape (\([^)]*\)) when attempting to restore "
+                       r"variable with shape (\([^)]*\)) and name ([^ ]+?)\.? ", text + " ")
+    if shapes:
+        saved, wanted, name = shapes.groups()
+        return f"its {name.split(':')[0]} has shape {saved}, this model's {wanted}"
+    unbound = re.search(r"\[<tf\.Variable '([^']+)'", text)
+    if unbound:
+        return f"it holds no value for this model's {unbound.group(1).split(':')[0]}"
+    return text[:200]
+
+
+def restore_model(model, path, flag, model_cfg=None, vocab_size=None):
+    """Restores the weights of `model` from the checkpoint at `path`, strictly: every
+    weight of the model must be in the checkpoint, in its shape. Anything else is a
+    UserError naming `flag`, both models and the first weight that does not fit.
+    Quantization-aware and pruning wrappers are matched first (match_checkpoint)."""
+    match_checkpoint(model, path)
+    try:
+        # read, not restore: restore would also ask for the Checkpoint's own save counter,
+        # which a checkpoint written with `write` does not hold.
+        status = tf.train.Checkpoint(model=model).read(path)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+        named = f"{flag}={path}" if flag.startswith("--") else f"{flag} {path}"
+        here = f" ({describe_model(model_cfg, vocab_size)})" if model_cfg else ""
+        raise UserError(f"{named}{_checkpoint_side(path)} does not fit the run's model{here}: "
+                        f"{_mismatch(e)}; pass a checkpoint of the same model and "
+                        "tokenizer.") from None
+    status.expect_partial()  # the optimizer's and the run's state are not the model's
+
+
 def load_run(run_dir, checkpoint=None):
     """(config, tokenizer, model) of a trained run, weights restored from its newest
-    checkpoint (or `checkpoint`). For evaluation and generation."""
+    checkpoint (or `checkpoint`, a prefix the --checkpoint flag gave). For evaluation and
+    generation."""
     from tfllm.training.model_factory import build_model
 
     config = load_config(run_dir)
     if config is None:
         raise UserError(f"{run_dir} holds no tfllm run (no {CONFIG_FILE}); pass the --run_dir "
                         "of a training run.")
-    path = checkpoint or latest_checkpoint(run_dir)
+    path = checkpoint_prefix(checkpoint, "--checkpoint") if checkpoint else latest_checkpoint(run_dir)
     if path is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it longer with tfllm.train "
                         "(checkpoints are saved every checkpoint.every steps).")
     tokenizer = load_tokenizer(run_dir)
     model = build_model(config.model, tokenizer.vocab_size)
-    restore_weights(model, path)
+    restore_weights(model, path, "--checkpoint" if checkpoint else "the checkpoint",
+                    config.model, tokenizer.vocab_size)
     return config, tokenizer, model
 
 
@@ -103,12 +270,11 @@ def match_checkpoint(model, path):
         prune_built(model)
 
 
-def restore_weights(model, path):
-    """Restores a checkpoint's model weights for inference or as a starting point: a
-    quantization-aware model stays so; a pruned one comes back plain, its kernels
-    multiplied by their masks."""
-    match_checkpoint(model, path)
-    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+def restore_weights(model, path, flag="the checkpoint", model_cfg=None, vocab_size=None):
+    """Restores a checkpoint's model weights (strictly, see restore_model) for inference
+    or as a starting point: a quantization-aware model stays so; a pruned one comes back
+    plain, its kernels multiplied by their masks."""
+    restore_model(model, path, flag, model_cfg, vocab_size)
     from tfllm.compression.pruning import strip_pruning
 
     strip_pruning(model)

@@ -5,6 +5,7 @@ import math
 import os
 import shutil
 import time
+import types
 
 import numpy as np
 import tensorflow as tf
@@ -41,6 +42,18 @@ def process_start_time():
 PROCESS_START = process_start_time()
 
 
+# What a collective op raises when a worker it waits for is gone.
+COLLECTIVE_FAILURES = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                       tf.errors.CancelledError, tf.errors.DeadlineExceededError)
+
+
+def _out_of_space(error):
+    """Whether `error` (an OSError or a TensorFlow error) says the disk is full."""
+    import errno
+
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
+
+
 class Trainer:
     """Trains the model a config describes in `run_dir`, resuming whatever is there.
 
@@ -70,33 +83,76 @@ class Trainer:
         self.print_fn = print_fn if self.chief else (lambda *args: None)
 
     def train(self):
-        cfg, run_dir = self.config, self.run_dir
+        run_dir = self.run_dir
         run_directory.check_writable(run_dir)
-        saved = run_directory.load_config(run_dir)
-        resuming = saved is not None
-        if resuming:
-            mismatch = config_lib.identity_mismatch(saved.to_dict(), cfg.to_dict())
-            if mismatch:
-                key, old, new = mismatch
-                raise UserError(f"{run_dir} holds a run with {key}={old!r}, not {new!r}; rerun with "
-                                "the same config to resume, or pass a new --run_dir.")
+        # Resolved before anything is written: a missing --init_from fails here.
+        self.init_checkpoint = (run_directory.resolve_init_from(self.init_from)
+                                if self.init_from else None)
         created = not os.path.exists(run_dir)
+        lock = None
         try:
+            if self.chief:  # the other workers write only their scratch directories
+                os.makedirs(run_dir, exist_ok=True)
+                lock = run_directory.RunLock(run_dir).acquire()
+            resuming = self._check_resume()
             tokenizer, store = self._prepare_data(resuming)
             self._check_lengths(store)
             os.makedirs(run_dir, exist_ok=True)
-            return self._run(tokenizer, store, resuming)
+            summary = self._run(tokenizer, store, resuming)
+            distribution.barrier(self.strategy)
+            return summary
         except BaseException as e:
             latest = run_directory.latest_checkpoint(run_dir) if os.path.isdir(run_dir) else None
-            if self.chief and created and latest is None:
+            # Only the process that holds the lock may remove what it created.
+            if self.chief and lock is not None and created and latest is None:
                 shutil.rmtree(run_dir, ignore_errors=True)
-            if isinstance(e, KeyboardInterrupt):
-                raise Interrupted(
-                    f"interrupted; rerun the same command to resume from step "
-                    f"{latest.rsplit('-', 1)[1]}, the last checkpoint." if latest else
-                    "interrupted before the first checkpoint; rerun the same command to start "
-                    "again.") from None
-            raise
+            explained = self._explain(e, latest)
+            if explained is None:
+                raise
+            raise explained from None
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _explain(self, error, latest):
+        """The one-line error for a run stopped by `error` (Ctrl-C, a full disk, a worker
+        of the job gone), saying where a rerun resumes (`latest`); None for any other."""
+        resume = (f"step {latest.rsplit('-', 1)[1]}, the last checkpoint." if latest else
+                  "the start.")
+        if isinstance(error, KeyboardInterrupt):
+            return Interrupted(f"interrupted; rerun the same command to resume from {resume}"
+                               if latest else "interrupted before the first checkpoint; rerun "
+                               "the same command to start again.")
+        if isinstance(error, (OSError, tf.errors.OpError)) and _out_of_space(error):
+            run_directory.remove_partial_saves(self.run_dir)
+            return UserError(f"no space left on the device of {self.run_dir} while writing the "
+                             f"run; free some space and rerun the same command to resume from "
+                             f"{resume}")
+        if isinstance(error, COLLECTIVE_FAILURES) and distribution.in_multi_worker_mode(
+                self.strategy):
+            reason = " ".join(str(error).split())[:120]
+            return UserError(f"another worker of this job stopped ({type(error).__name__}: "
+                             f"{reason}...); rerun the job to resume from {resume}")
+        return None
+
+    def _check_resume(self):
+        """Whether the run directory holds a run to resume; raises UserError when the
+        config or --init_from do not fit that run."""
+        saved = run_directory.load_config(self.run_dir)
+        if saved is None:
+            return False
+        mismatch = config_lib.identity_mismatch(saved.to_dict(), self.config.to_dict())
+        if mismatch:
+            key, old, new = mismatch
+            raise UserError(f"{self.run_dir} holds a run with {key}={old!r}, not {new!r}; rerun "
+                            "with the same config to resume, or pass a new --run_dir.")
+        started_from = run_directory.load_run_file(self.run_dir).get("init_from")
+        if self.init_from and started_from != os.path.abspath(self.init_from):
+            origin = f"--init_from={started_from}" if started_from else "scratch"
+            raise UserError(f"{self.run_dir} already holds a run, started from {origin}; "
+                            f"--init_from starts a new run: pass a new --run_dir, or rerun "
+                            "without --init_from to resume this one.")
+        return True
 
     def _prepare_data(self, resuming):
         d = self.config.data
@@ -105,13 +161,18 @@ class Trainer:
         if resuming:
             tokenizer = load_tokenizer(self.run_dir)
         elif self.init_from:
-            tokenizer = load_tokenizer(self._init_dir())
+            tokenizer = load_tokenizer(run_directory.run_of_checkpoint(self.init_checkpoint))
             if tokenizer.name != d.tokenizer:
                 raise UserError(f"--init_from run uses a {tokenizer.name} tokenizer, the config "
                                 f"asks for {d.tokenizer}; set --config.data.tokenizer={tokenizer.name}.")
         else:
-            tokenizer = train_tokenizer(d.tokenizer, read(), vocab_size=d.vocab_size,
-                                        model_type=d.sp_model_type)
+            try:
+                tokenizer = train_tokenizer(d.tokenizer, read(), vocab_size=d.vocab_size,
+                                            model_type=d.sp_model_type)
+            except UserError:
+                raise
+            except ValueError as e:  # e.g. a vocabulary the corpus cannot give
+                raise UserError(str(e)) from None
         self._cache_key = TokenStore.cache_key(describe_source(source, d.data_dir, d.split),
                                                tokenizer)
         store = TokenStore.load(self._tokens_path(), self._cache_key, d.val_fraction)
@@ -126,10 +187,6 @@ class Trainer:
     def _tokens_path(self):
         return os.path.join(self.run_dir, "tokens.npy")
 
-    def _init_dir(self):
-        path = self.init_from
-        return path if os.path.isdir(path) else os.path.dirname(os.path.dirname(path))
-
     def _check_lengths(self, store):
         window = self.config.model.max_length + 1
         if len(store.train) <= window:
@@ -141,6 +198,9 @@ class Trainer:
                             "--config.data.val_fraction.")
 
     def _write_run_files(self, tokenizer, store):
+        run_directory.write_json(os.path.join(self.run_dir, run_directory.RUN_FILE), {
+            "init_from": os.path.abspath(self.init_from) if self.init_from else None,
+            "init_checkpoint": self.init_checkpoint and os.path.abspath(self.init_checkpoint)})
         run_directory.write_json(os.path.join(self.run_dir, run_directory.CONFIG_FILE),
                                  self.config.to_dict())
         tokenizer.save(self.run_dir)
@@ -148,7 +208,45 @@ class Trainer:
 
     def _run(self, tokenizer, store, resuming):
         cfg, t = self.config, self.config.train
-        strategy = self.strategy
+        warmup = ShapeWarmup(t.batch_size, cfg.model.max_length, t.get("shape_warmup_steps", 0),
+                             t.get("batch_size_start", 0), t.get("seq_len_start", 0))
+        self._check_placement(warmup)
+        if self.chief and not resuming:
+            self._write_run_files(tokenizer, store)
+        elif self.chief and self._tokenized:
+            store.save(self._tokens_path(), self._cache_key)
+        apply_runtime_settings(cfg)
+        setup = build_training_setup(cfg, tokenizer.vocab_size, self.strategy, self.mesh)
+        state = self._checkpointing(setup)
+        self._restore(state, setup.model, tokenizer)
+        start_step = int(setup.optimizer.iterations.numpy())
+        elapsed_before = self._truncate_metrics(start_step) if self.chief else 0.0
+        if start_step >= t.steps:
+            self.print_fn(f"{self.run_dir} is already trained to step {start_step} "
+                          f"(train.steps={t.steps}); raise --config.train.steps to train further.")
+            return self._summary(setup.model, tokenizer, start_step, [], state.best_val_loss)
+        if start_step:
+            self.print_fn(f"resuming {self.run_dir} from step {start_step}")
+        train_ds = distribution.distribute_dataset(lambda context: train_dataset(
+            store.train, cfg.model.max_length, t.batch_size, cfg.seed, start_step, context,
+            warmup), t.batch_size, self.strategy, self.mesh)
+        evaluator = self._evaluator(store)
+        callbacks = self._callbacks(setup, state, evaluator, warmup, elapsed_before)
+        setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
+                       callbacks=callbacks, verbose=0)
+        step = int(setup.optimizer.iterations.numpy())
+        if not self.chief and not os.environ.get("TFLLM_KEEP_WORKER_SCRATCH"):
+            self._remove_scratch()
+        if step < t.steps:
+            self.print_fn(f"reached val_loss {evaluator.history[-1][1]:.4f} <= "
+                          f"train.target_val_loss={t.target_val_loss} at step {step}, "
+                          f"{time.time() - PROCESS_START:.1f} s from process start")
+        return self._summary(setup.model, tokenizer, step, evaluator.history, state.best_val_loss)
+
+    def _check_placement(self, warmup):
+        """UserError for what the strategy or mesh cannot run: batches that do not split
+        across replicas, and what a DTensor mesh does not support."""
+        cfg, t, strategy = self.config, self.config.train, self.strategy
         replicas = self.mesh.dim_size("batch") if self.mesh is not None else None
         if self.mesh is not None and t.get("qat_start_step", -1) >= 0:
             raise UserError("quantization-aware training does not run on a DTensor mesh; use "
@@ -159,8 +257,6 @@ class Trainer:
         distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
         distribution.check_batch(strategy, cfg.eval.batch_size, key="eval.batch_size",
                                  replicas=replicas)
-        warmup = ShapeWarmup(t.batch_size, cfg.model.max_length, t.get("shape_warmup_steps", 0),
-                             t.get("batch_size_start", 0), t.get("seq_len_start", 0))
         if warmup.active and self.mesh is not None:
             raise UserError("a batch-size or sequence-length warm-up does not run on a DTensor "
                             "mesh (its batches have one shape); set train.batch_size_start=0 and "
@@ -168,81 +264,77 @@ class Trainer:
         if warmup.batch_size_start:
             distribution.check_batch(strategy, warmup.batch_size_start, t.grad_accum_steps,
                                      key="train.batch_size_start", replicas=replicas)
-        if self.chief and not resuming:
-            self._write_run_files(tokenizer, store)
-        elif self.chief and self._tokenized:
-            store.save(self._tokens_path(), self._cache_key)
-        apply_runtime_settings(cfg)
-        setup = build_training_setup(cfg, tokenizer.vocab_size, strategy, self.mesh)
-        model, optimizer, schedule = setup.model, setup.optimizer, setup.schedule
-        with strategy.scope():
+
+    def _checkpointing(self, setup):
+        """What a checkpoint holds, and the managers that save it (latest and best)."""
+        cfg, model = self.config, setup.model
+        with self.strategy.scope():
             best_val_loss = tf.Variable(math.inf, trainable=False, name="best_val_loss")
             generators = dropout_generators(model)
             # With weight averaging the last checkpoint's model holds the average; these
             # keep the training values beside it (see cb.CheckpointSaver).
             training_weights = [tf.Variable(v, trainable=False) for v in model.trainable_variables
-                                ] if t.get("ema_decay", 0.0) else []
+                                ] if cfg.train.get("ema_decay", 0.0) else []
         # The data position is the optimizer step (batches are a function of it), so the
         # optimizer's `iterations` restores it; the dropout RNG streams are saved explicitly.
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, lr_scale=setup.lr_scale,
-                                         best_val_loss=best_val_loss, rng=generators,
-                                         training_weights=training_weights)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=setup.optimizer,
+                                         lr_scale=setup.lr_scale, best_val_loss=best_val_loss,
+                                         rng=generators, training_weights=training_weights)
         # Every worker saves (saving may take part in collectives); a non-chief into scratch.
         save_dir = self.run_dir if self.chief else self._scratch_dir()
-        manager = tf.train.CheckpointManager(checkpoint, os.path.join(save_dir, "checkpoints"),
-                                             max_to_keep=cfg.checkpoint.keep)
-        best_manager = tf.train.CheckpointManager(checkpoint, os.path.join(save_dir, "best"),
-                                                  max_to_keep=1)
+        return types.SimpleNamespace(
+            checkpoint=checkpoint, best_val_loss=best_val_loss, training_weights=training_weights,
+            manager=tf.train.CheckpointManager(checkpoint, os.path.join(save_dir, "checkpoints"),
+                                               max_to_keep=cfg.checkpoint.keep),
+            best_manager=tf.train.CheckpointManager(checkpoint, os.path.join(save_dir, "best"),
+                                                    max_to_keep=1))
+
+    def _restore(self, state, model, tokenizer):
+        """The run's newest checkpoint into everything it holds, or, for a new run started
+        with --init_from, that checkpoint's weights into the model; both strictly."""
         latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
         if latest:
             run_directory.match_checkpoint(model, latest)  # saved after the switch to QAT/pruning
             try:
-                checkpoint.restore(latest).assert_existing_objects_matched()
+                state.checkpoint.restore(latest).assert_existing_objects_matched()
             except (AssertionError, ValueError) as e:  # unmatched objects, or shapes
                 # e.g. an averaging run saved before checkpoints kept training_weights
                 unmatched = str(e).strip().splitlines()[0][:200]
                 raise UserError(f"{latest} does not hold what this run restores ({unmatched}); "
                                 f"start a new --run_dir, with --init_from={self.run_dir} for its "
                                 "weights.") from None
-            for variable, value in zip(model.trainable_variables, training_weights):
+            for variable, value in zip(model.trainable_variables, state.training_weights):
                 variable.assign(value)
-        elif self.init_from:
-            path = run_directory.latest_checkpoint(self.init_from)
-            if path is None:
-                raise UserError(f"--init_from={self.init_from} has no checkpoint; pass a trained "
-                                "run directory or a checkpoint prefix.")
-            run_directory.restore_weights(model, path)
-        start_step = int(optimizer.iterations.numpy())
-        if self.chief:
-            self._truncate_metrics(start_step)
-        if start_step >= t.steps:
-            self.print_fn(f"{self.run_dir} is already trained to step {start_step} "
-                          f"(train.steps={t.steps}); raise --config.train.steps to train further.")
-            return self._summary(model, tokenizer, start_step, [], best_val_loss)
-        if start_step:
-            self.print_fn(f"resuming {self.run_dir} from step {start_step}")
+        elif self.init_checkpoint:
+            run_directory.restore_weights(model, self.init_checkpoint, "--init_from",
+                                          self.config.model, tokenizer.vocab_size)
 
-        seq_len = cfg.model.max_length
-        train_ds = distribution.distribute_dataset(lambda context: train_dataset(
-            store.train, seq_len, t.batch_size, cfg.seed, start_step, context, warmup),
-            t.batch_size, strategy, self.mesh)
-        val_ds = distribution.distribute_dataset(lambda context: eval_dataset(
-            store.val, eval_length(cfg), cfg.eval.batch_size, context), cfg.eval.batch_size,
-            strategy, self.mesh)
-        eval_steps = eval_batches(len(store.val), eval_length(cfg), cfg.eval.batch_size)
-        evaluator = cb.Evaluator(val_ds, cfg.eval.every, t.steps, t.target_val_loss, eval_steps,
-                                 cfg.eval.get("target_margin", config_lib.MARGIN_OFF))
-        callbacks = [evaluator]
-        if t.get("qat_start_step", -1) >= 0:
-            from tfllm.compression import QuantizationAwareTraining
+    def _evaluator(self, store):
+        cfg = self.config
+        window, batch = eval_length(cfg), cfg.eval.batch_size
+        val_ds = distribution.distribute_dataset(
+            lambda context: eval_dataset(store.val, window, batch, context), batch,
+            self.strategy, self.mesh)
+        return cb.Evaluator(val_ds, cfg.eval.every, cfg.train.steps, cfg.train.target_val_loss,
+                            eval_batches(len(store.val), window, batch),
+                            cfg.eval.get("target_margin", config_lib.MARGIN_OFF))
 
-            callbacks.insert(0, QuantizationAwareTraining(t.qat_start_step))
+    def _callbacks(self, setup, state, evaluator, warmup, elapsed_before):
+        """The training loop's callbacks, in the order they must run at a step: compression
+        schedules, evaluation, the plateau rule, the divergence guard (before anything of
+        the step is logged or saved), metrics, checkpoints."""
+        cfg, t = self.config, self.config.train
+        callbacks = []
         if t.get("prune_sparsity", 0.0):
             from tfllm.compression.pruning import MagnitudePruningCallback
 
             start, end = config_lib.pruning_steps(t)
-            callbacks.insert(0, MagnitudePruningCallback(t.prune_sparsity, start, end,
-                                                         t.prune_every))
+            callbacks.append(MagnitudePruningCallback(t.prune_sparsity, start, end, t.prune_every))
+        if t.get("qat_start_step", -1) >= 0:
+            from tfllm.compression import QuantizationAwareTraining
+
+            callbacks.append(QuantizationAwareTraining(t.qat_start_step))
+        callbacks.append(evaluator)
         if t.reduce_on_plateau:
             callbacks.append(cb.ReduceLROnPlateau(setup.lr_scale, t.plateau_factor,
                                                   t.plateau_patience, t.steps))
@@ -250,42 +342,41 @@ class Trainer:
         # FLOPs per token count attention over the full context (12 L T D): during a
         # sequence-length warm-up the logged MFU is high by that term's shortfall.
         clock = cb.PauseClock()  # saving time, which the logged tokens/s leaves out
-        callbacks += [
+        schedule = setup.schedule
+        return callbacks + [
+            cb.DivergenceGuard(cfg.log_every, cfg.checkpoint.every, t.steps, state.manager,
+                               t.learning_rate, t.get("max_loss", 0.0)),
             cb.MetricsLogger(self.run_dir, cfg.log_every, t.steps, warmup.tokens_seen,
                              lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn,
-                             write=self.chief, flops_per_token=mfu.flops_per_token(model),
-                             peak_flops=peak["flops_per_s"], clock=clock),
-            cb.CheckpointSaver(manager, best_manager, best_val_loss, cfg.checkpoint.every, t.steps,
-                               training_weights, clock=clock),
+                             write=self.chief, flops_per_token=mfu.flops_per_token(setup.model),
+                             peak_flops=peak["flops_per_s"], clock=clock,
+                             elapsed_before=elapsed_before),
+            cb.CheckpointSaver(state.manager, state.best_manager, state.best_val_loss,
+                               cfg.checkpoint.every, t.steps, state.training_weights, clock=clock),
         ]
-        setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
-                       callbacks=callbacks, verbose=0)
-        step = int(optimizer.iterations.numpy())
-        if not self.chief and not os.environ.get("TFLLM_KEEP_WORKER_SCRATCH"):
-            shutil.rmtree(self._scratch_dir(), ignore_errors=True)
-            try:
-                os.rmdir(os.path.dirname(self._scratch_dir()))  # .workers, once all are done
-            except OSError:
-                pass
-        if step < t.steps:
-            self.print_fn(f"reached val_loss {evaluator.history[-1][1]:.4f} <= "
-                          f"train.target_val_loss={t.target_val_loss} at step {step}, "
-                          f"{time.time() - PROCESS_START:.1f} s from process start")
-        return self._summary(model, tokenizer, step, evaluator.history, best_val_loss)
+
+    def _remove_scratch(self):
+        shutil.rmtree(self._scratch_dir(), ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(self._scratch_dir()))  # .workers, once all are done
+        except OSError:
+            pass
 
     def _scratch_dir(self):
         return os.path.join(self.run_dir, ".workers", distribution.worker_id(self.strategy))
 
     def _truncate_metrics(self, step):
-        """Drops records after the restored step: the resumed run logs those steps again."""
+        """Drops records after the restored step (the resumed run logs those steps again);
+        returns the elapsed_s of the last record kept, where the resumed run's clock goes on."""
         path = os.path.join(self.run_dir, "metrics.jsonl")
         if not os.path.exists(path):
-            return
+            return 0.0
         with open(path) as f:
             kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
         with open(path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(path + ".tmp", path)
+        return json.loads(kept[-1])["elapsed_s"] if kept else 0.0
 
     def _summary(self, model, tokenizer, step, history, best_val_loss):
         s = self.config.sample
