@@ -185,7 +185,9 @@ class DivergenceGuard(StepCallback):
             self._stop(step, "some weights are not finite")
 
     def _weights_finite(self):
-        return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.trainable_variables)
+        # One reduction over every weight: one read back from the device, not one per weight.
+        return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
+                                   for v in self.model.trainable_variables]))
 
     def _stop(self, step, what):
         latest = self.manager.latest_checkpoint

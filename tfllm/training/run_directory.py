@@ -56,22 +56,24 @@ def write_json(path, data):
     os.replace(path + ".tmp", path)
 
 
-def load_config(run_dir):
-    """The resolved config saved in `run_dir`, or None if it holds no run."""
-    path = os.path.join(run_dir, CONFIG_FILE)
+def _read_json(run_dir, name):
+    """The JSON file `name` of a run directory, or None if it has none."""
+    path = os.path.join(run_dir, name)
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return ConfigDict(json.load(f))
+        return json.load(f)
+
+
+def load_config(run_dir):
+    """The resolved config saved in `run_dir`, or None if it holds no run."""
+    config = _read_json(run_dir, CONFIG_FILE)
+    return None if config is None else ConfigDict(config)
 
 
 def load_run_file(run_dir):
     """run.json of a run directory ({} for runs older than it)."""
-    path = os.path.join(run_dir, RUN_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+    return _read_json(run_dir, RUN_FILE) or {}
 
 
 def latest_checkpoint(path):
