@@ -46,7 +46,9 @@ def get_config():
         seed=1337,                # model init, data order and dropout
         deterministic=False,      # TF op determinism (bitwise-reproducible runs, slower)
         data=dict(
-            source="",            # text file, folder, glob or tfds:<name>; "" = bundled Tiny Shakespeare
+            source="",            # text file, folder, glob, tfds:<name>, or a directory tfllm.prepare
+                                  # wrote (which then sets tokenizer, vocab_size, sp_model_type
+                                  # and val_fraction); "" = bundled Tiny Shakespeare
             data_dir="",          # TFDS data_dir for prepared datasets; "" = TFDS default
             split="train",        # TFDS split to read
             text_key="",          # TFDS text feature; "" = the only text feature
@@ -107,7 +109,10 @@ def get_config():
             intra_op_threads=0,   # TensorFlow intra-op (matmul) threads; 0 = one per core
         ),
         eval=dict(
-            every=200,            # evaluate on the whole validation split every N steps (and at the end)
+            every=200,            # evaluate on the validation split every N steps (and at the end)
+            max_tokens=114688,    # tokens an evaluation scores: the whole split if it has at most
+                                  # this many, else this many in windows spread evenly over it (the
+                                  # same at every evaluation and in tfllm.evaluate); 0 = whole split
             batch_size=64,        # windows per evaluation batch
             seq_len=0,            # evaluation window; 0 = model.max_length. Each window starts from
                                   # an empty context; a recurrent model may read longer windows

@@ -38,7 +38,7 @@ def assert_same_losses(expected, got):
 
 def test_run_directory_holds_everything_a_run_needs(trained):
     run_dir, proc = trained
-    for name in ("config.json", "tokenizer.json", "tokens.npy", "checkpoints/checkpoint",
+    for name in ("config.json", "tokenizer.json", "data/manifest.json", "checkpoints/checkpoint",
                  "best/checkpoint", "tensorboard"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     records = metrics(run_dir)
@@ -329,7 +329,7 @@ def test_a_killed_or_interrupted_run_resumes_with_identical_losses(uninterrupted
     assert_same_losses(metrics(uninterrupted), metrics(killed))
 
 
-def test_resume_after_the_corpus_changed_rewrites_the_token_cache(tmp_path):
+def test_resume_after_the_corpus_changed_prepares_it_again(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("To be, or not to be, that is the question.\n" * 400)
     args = TINY + [f"--run_dir={tmp_path / 'run'}", f"--config.data.source={corpus}",
@@ -338,9 +338,8 @@ def test_resume_after_the_corpus_changed_rewrites_the_token_cache(tmp_path):
     corpus.write_text("To be, or not to be, that is the question.\n" * 500)
     proc = run("tfllm.train", *args, "--config.train.steps=20")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    key = json.loads((tmp_path / "run" / "tokens.npy.json").read_text())
-    assert f":{corpus.stat().st_size}:" in key["source"]  # made from the corpus as it is now
-    assert len(np.load(tmp_path / "run" / "tokens.npy")) == corpus.stat().st_size
+    manifest = json.loads((tmp_path / "run" / "data" / "manifest.json").read_text())
+    assert manifest["tokens"] == corpus.stat().st_size  # made from the corpus as it is now
 
 
 @pytest.mark.parametrize("case", ["empty prompt", "character outside the vocabulary",

@@ -15,6 +15,9 @@ at --overhead_devices (default 1, 2 and 4 logical CPU devices, or worker process
 multi_worker), each in a fresh process, against one device: on one machine the devices
 share the same cores, so the difference is the strategy's overhead, not a speed-up. It
 ends with the projection of docs/distributed.md (tfllm.training.scaling).
+
+--prepare=CORPUS instead times tokenizing (tfllm.prepare's encoding) with one worker and
+with --prepare_workers, alternately, on the corpus's first --prepare_mb MB (docs/data.md).
 """
 
 import datetime
@@ -40,6 +43,16 @@ flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical dev
 flags.DEFINE_list("overhead", [], "Strategies whose per-step overhead to measure against one "
                   "device: mirrored, multi_worker, dtensor.")
 flags.DEFINE_list("overhead_devices", ["1", "2", "4"], "Device (or worker) counts for --overhead.")
+cli.define_path("prepare", None, "Instead of the training step, time tokenizing this corpus "
+                "(tfllm.prepare's encoding) with one worker and with --prepare_workers, "
+                "alternately, on its first --prepare_mb MB.")
+cli.define_path("prepare_tokenizer", None, "With --prepare: a prepared dataset or run directory "
+                "whose tokenizer to encode with; default a char tokenizer of the sample.")
+flags.DEFINE_integer("prepare_mb", 128, "With --prepare: MB of the corpus to encode.", lower_bound=1)
+flags.DEFINE_integer("prepare_workers", None, "With --prepare: workers to compare with one; "
+                     "default one per core.", lower_bound=2)
+flags.DEFINE_integer("prepare_rounds", 2, "With --prepare: runs of each, alternating.",
+                     lower_bound=1)
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
 FLAGS = flags.FLAGS
 
@@ -193,6 +206,49 @@ def overhead_report(result):
     return "\n".join(lines)
 
 
+def measure_preparation():
+    """Encoding speed of --prepare's corpus with one worker and with several (no TensorFlow)."""
+    import os
+    import statistics
+
+    from tfllm.data.preparation import measure_encoding
+    from tfllm.tokenizers import CharTokenizer, load_tokenizer
+
+    sample = FLAGS.prepare_mb * 1_000_000
+    if FLAGS.prepare_tokenizer:
+        tokenizer = load_tokenizer(FLAGS.prepare_tokenizer)
+    else:
+        from tfllm.data.corpus import iter_pieces
+
+        chars = set()
+        for _, text in iter_pieces(FLAGS.prepare, flags={"source": "--prepare"}):
+            chars.update(text)
+        tokenizer = CharTokenizer(sorted(chars))
+    workers = FLAGS.prepare_workers or os.cpu_count()
+    runs = measure_encoding(FLAGS.prepare, tokenizer, workers, sample, FLAGS.prepare_rounds)
+    summary = {str(count): {key: statistics.median(r[key] for r in rows)
+                            for key in ("mb_per_s", "tokens_per_s")} | {"runs": rows}
+               for count, rows in runs.items()}
+    ratios = [b["tokens_per_s"] / a["tokens_per_s"] for a, b in zip(runs[1], runs[workers])]
+    return {"corpus": FLAGS.prepare, "sample_mb": FLAGS.prepare_mb,
+            "tokenizer": f"{tokenizer.name} ({tokenizer.vocab_size} ids)", "cpus": os.cpu_count(),
+            "workers": summary, "speedup": statistics.median(ratios), "speedups": ratios}
+
+
+def preparation_report(result):
+    lines = [f"date         {result['date']}",
+             f"corpus       {result['corpus']} (first {result['sample_mb']} MB), "
+             f"{result['tokenizer']}, {result['cpus']} CPUs",
+             f"{'workers':<8} {'MB/s':>8} {'M tokens/s':>11}   runs (MB/s)"]
+    for count, row in result["workers"].items():
+        runs = ", ".join(f"{r['mb_per_s']:.2f}" for r in row["runs"])
+        lines.append(f"{count:<8} {row['mb_per_s']:8.2f} {row['tokens_per_s'] / 1e6:11.3f}   {runs}")
+    lines.append(f"speed-up     {result['speedup']:.2f}x (median of "
+                 f"{', '.join(f'{r:.2f}' for r in result['speedups'])}, each against the "
+                 "one-worker run before it)")
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
@@ -205,6 +261,10 @@ def main(argv):
         raise cli.UserError(f"--peak_sizes={','.join(FLAGS.peak_sizes)} must be whole numbers, "
                             "e.g. --peak_sizes=1024,2048.") from None
     stamp = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    if FLAGS.prepare:
+        result = {**measure_preparation(), **stamp}
+        print(json.dumps(result) if FLAGS.json else preparation_report(result))
+        return
     if FLAGS.overhead:
         from tfllm.training import mfu
 

@@ -28,7 +28,7 @@ NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "sample.length", "train.min_lr_ratio", "train.inter_op_threads",
                 "train.intra_op_threads", "eval.seq_len", "train.target_val_loss",
                 "train.batch_size_start", "train.seq_len_start", "train.shape_warmup_steps",
-                "train.max_loss")
+                "train.max_loss", "eval.max_tokens")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values. The optimizer's variables are restored by position, so
 # another optimizer would load them into the wrong slots (or fail on their shapes).
@@ -267,3 +267,32 @@ def identity_mismatch(saved, current):
         elif a != b and (key not in IDENTITY_OF or IDENTITY_OF[key](a) != IDENTITY_OF[key](b)):
             return key, a, b
     return None
+
+
+def eval_length(cfg):
+    """The evaluation window of a config: eval.seq_len, or the training context when 0
+    (or when the config predates eval.seq_len)."""
+    return cfg.eval.get("seq_len", 0) or cfg.model.max_length
+
+
+def checked_window(cfg, seq_len=0):
+    """The window to read a run's split in: `seq_len`, or the run's `eval_length`.
+    Raises UserError if a GPT would read past its context."""
+    window = seq_len or eval_length(cfg)
+    if cfg.model.name == "gpt" and window > cfg.model.max_length:
+        raise UserError(f"--seq_len={window} exceeds the GPT's context of "
+                        f"{cfg.model.max_length}; use --seq_len={cfg.model.max_length} or less.")
+    return window
+
+
+# An evaluation holds one batch's float32 logits (B x T x V x 4 bytes) at once: with a large
+# vocabulary eval.batch_size windows would take gigabytes (64 x 256 x 32,000 ids: 2.1 GB).
+EVAL_LOGITS_BYTES = 1 << 29  # 512 MB
+
+
+def eval_batch_size(cfg, vocab_size, replicas=1):
+    """eval.batch_size, lowered until one batch's logits take at most EVAL_LOGITS_BYTES
+    (a multiple of `replicas`, at least one window per replica)."""
+    fits = EVAL_LOGITS_BYTES // (eval_length(cfg) * vocab_size * 4)
+    batch = min(cfg.eval.batch_size, max(fits, 1))
+    return max(replicas, batch // replicas * replicas)

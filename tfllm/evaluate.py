@@ -1,8 +1,9 @@
 """Evaluate a trained run: `python -m tfllm.evaluate --run_dir=DIR [--data=SOURCE] [--split=val]`.
 
-Prints the loss, perplexity and bits per token over every token of the split (by default
-the run's own validation split; with --data, the last data.val_fraction of that corpus,
-or all of it with --split=all). With --tflite=FILE it evaluates an exported TFLite model
+Prints the loss, perplexity and bits per token over the split (by default the run's own
+validation split; with --data, the last data.val_fraction of that corpus, or all of it with
+--split=all): every token of it, or at most --max_tokens (default the run's
+eval.max_tokens) in windows spread evenly over it. With --tflite=FILE it evaluates an exported TFLite model
 (its own window) on the same tokens.
 """
 
@@ -16,8 +17,8 @@ from tfllm import cli
 
 cli.define_path("run_dir", None, "Run directory of a training run.", required=True)
 cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
-cli.define_path("data", None, "Corpus to evaluate on (file, folder, glob, tfds:<name>); "
-                "default the run's own corpus.")
+cli.define_path("data", None, "Corpus to evaluate on (file, folder, glob, tfds:<name>, or a "
+                "dataset tfllm.prepare wrote with the run's tokenizer); default the run's own.")
 cli.define_path("tfds_data_dir", None, "Where the --data=tfds:<name> dataset is prepared; "
                 "default the run's data.data_dir.")
 flags.DEFINE_string("tfds_split", None, "The TFDS split --data=tfds:<name> reads (before "
@@ -25,7 +26,12 @@ flags.DEFINE_string("tfds_split", None, "The TFDS split --data=tfds:<name> reads
 flags.DEFINE_string("tfds_text_key", None, "The text feature of --data=tfds:<name>; default the "
                     "run's data.text_key.")
 flags.DEFINE_enum("split", "val", ["val", "train", "all"], "Which part of the corpus.")
-flags.DEFINE_integer("batch_size", 64, "Windows per batch.", lower_bound=1)
+flags.DEFINE_integer("batch_size", None, "Windows per batch; default the run's "
+                     "eval.batch_size, lowered for a large vocabulary as training does.",
+                     lower_bound=1)
+flags.DEFINE_integer("max_tokens", None, "Score at most this many tokens, in windows spread "
+                     "evenly over the split (0 = all); default the run's eval.max_tokens, so "
+                     "the loss is the one training logged.", lower_bound=0)
 flags.DEFINE_integer("seq_len", 0, "Evaluation window (each starts from an empty context); "
                      "0 = the run's eval.seq_len, else its training context.", lower_bound=0)
 cli.define_path("tflite", None, "Evaluate this exported .tflite model (tfllm.export) "
@@ -39,48 +45,73 @@ CORPUS_FLAGS = {"source": "--data", "data_dir": "--tfds_data_dir", "split": "--t
                 "text_key": "--tfds_text_key"}
 
 
-def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=64, seq_len=0,
-                 tflite=None, tfds_data_dir=None, tfds_split=None, tfds_text_key=None):
+def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=None, seq_len=0,
+                 tflite=None, tfds_data_dir=None, tfds_split=None, tfds_text_key=None,
+                 max_tokens=None):
     """{"loss", "perplexity", "bits_per_token", "tokens"} of a run on a split, read in
     windows of `seq_len` tokens (0: the run's own evaluation window, or the TFLite
     model's). With `tflite`, that exported model is evaluated instead of the checkpoint;
     without, "kernel_sparsity" is the fraction of zeros in the kernels pruning prunes.
-    A TFDS corpus is read with the run's data settings unless `tfds_*` are given."""
-    import numpy as np
-
-    from tfllm.data import TokenStore, eval_dataset, read_configured_corpus
+    A TFDS corpus is read with the run's data settings unless `tfds_*` are given.
+    `max_tokens` (None: the run's eval.max_tokens) caps the tokens scored, as training does."""
+    from tfllm.config import checked_window
+    from tfllm.data.sources import run_dataset
     from tfllm.errors import UserError
-    from tfllm.training.run_directory import load_run
-    from tfllm.training.training_model import TrainingModel
-    from tfllm.training.training_setup import checked_window
+    from tfllm.training.run_directory import find_run
 
-    config, tokenizer, model = load_run(run_dir, checkpoint)
+    # What a user can get wrong is checked before TensorFlow loads (seconds).
+    config, tokenizer, _ = find_run(run_dir, checkpoint)
+    if tflite is not None and not os.path.isfile(tflite):
+        raise UserError(f"--tflite={tflite} is not a file; pass a .tflite file written by "
+                        "tfllm.export.")
+    dataset = run_dataset(run_dir, config, tokenizer, _data_section(
+        config.data, data, tfds_data_dir, tfds_split, tfds_text_key), CORPUS_FLAGS)
+    tokens = {"val": dataset.val, "train": dataset.train, "all": dataset.tokens}[split]
+    if tflite is None or config.model.name == "recurrent":
+        checked_window(config, seq_len)
+    if max_tokens is None:
+        max_tokens = config.eval.get("max_tokens", 0)
+    if batch_size is None:
+        from tfllm.config import eval_batch_size
+
+        batch_size = eval_batch_size(config, tokenizer.vocab_size)
+    from tfllm.data.pipeline import eval_dataset, eval_targets, eval_windows
+
     if tflite is not None:
-        chunk = _tflite_window(tflite, tokenizer.vocab_size)
-        # A recurrent model's file carries its state: it reads the run's own windows.
-        if config.model.name != "recurrent":
-            seq_len = seq_len or chunk
-    window = checked_window(config, seq_len)
-    d = config.data
-    text = read_configured_corpus(d, data, tfds_data_dir, tfds_split, tfds_text_key, CORPUS_FLAGS)
-    try:
-        store = TokenStore(tokenizer.encode_to_array(text, np.int32), d.val_fraction)
-    except ValueError as e:
-        raise UserError(f"the corpus does not fit the run's tokenizer: {e}") from None
-    tokens = {"val": store.val, "train": store.train, "all": store.tokens}[split]
-    if tflite is not None:
-        from tfllm.data.pipeline import eval_windows
         from tfllm.inference.exporting import tflite_loss
 
-        loss = tflite_loss(tflite, *eval_windows(tokens, window, batch_size), batch_size=batch_size)
-        return _result(loss, tokens)
+        chunk = _tflite_window(tflite, tokenizer.vocab_size)
+        # A recurrent model's file carries its state: it reads the run's own windows.
+        window = checked_window(config, seq_len or (
+            chunk if config.model.name != "recurrent" else 0))
+        loss = tflite_loss(tflite, *eval_windows(tokens, window, batch_size, max_tokens),
+                           batch_size=batch_size)
+        return _result(loss, eval_targets(len(tokens), window, max_tokens))
     from tfllm.compression.pruning import sparsity
+    from tfllm.training.run_directory import load_run
+    from tfllm.training.training_model import TrainingModel
 
+    window = checked_window(config, seq_len)
+    model = load_run(run_dir, checkpoint)[2]
     task = TrainingModel(model)
     task.compile(weighted_metrics=[])
-    loss = task.evaluate(eval_dataset(tokens, window, batch_size), verbose=0,
-                         return_dict=True)["loss"]
-    return {**_result(loss, tokens), "kernel_sparsity": sparsity(model)["pruned_fraction"]}
+    loss = task.evaluate(eval_dataset(tokens, window, batch_size, max_tokens=max_tokens),
+                         verbose=0, return_dict=True)["loss"]
+    return {**_result(loss, eval_targets(len(tokens), window, max_tokens)),
+            "kernel_sparsity": sparsity(model)["pruned_fraction"]}
+
+
+def _data_section(data, source, tfds_data_dir, tfds_split, tfds_text_key):
+    """The run's data section with --data and the --tfds_* flags in place of its settings;
+    None when none is given (the run's own data)."""
+    if source is None and not (tfds_data_dir or tfds_split or tfds_text_key):
+        return None
+    section = data.copy_and_resolve_references()
+    section.source = source or data.source
+    section.data_dir = tfds_data_dir or data.data_dir
+    section.split = tfds_split or data.split
+    section.text_key = tfds_text_key or data.text_key
+    return section
 
 
 def _tflite_window(path, vocab_size):
@@ -89,8 +120,6 @@ def _tflite_window(path, vocab_size):
     from tfllm.errors import UserError
     from tfllm.inference.exporting import tflite_interpreter
 
-    if not os.path.isfile(path):
-        raise UserError(f"--tflite={path} is not a file; pass a .tflite file written by tfllm.export.")
     try:
         interpreter = tflite_interpreter(path)
     except ValueError as e:
@@ -105,9 +134,9 @@ def _tflite_window(path, vocab_size):
     return int(interpreter.get_input_details()[0]["shape_signature"][1])
 
 
-def _result(loss, tokens):
+def _result(loss, scored):
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
-            "bits_per_token": loss / math.log(2), "tokens": int(len(tokens) - 1)}
+            "bits_per_token": loss / math.log(2), "tokens": int(scored)}
 
 
 def main(argv):
@@ -115,7 +144,7 @@ def main(argv):
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     result = evaluate_run(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.data, FLAGS.split,
                           FLAGS.batch_size, FLAGS.seq_len, FLAGS.tflite, FLAGS.tfds_data_dir,
-                          FLAGS.tfds_split, FLAGS.tfds_text_key)
+                          FLAGS.tfds_split, FLAGS.tfds_text_key, FLAGS.max_tokens)
     if FLAGS.json:
         print(json.dumps(result))
     else:

@@ -34,16 +34,23 @@ FLAGS = flags.FLAGS
 
 def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representative_windows=128):
     """Exports a run; returns {"path", "files": {name: bytes}}."""
-    from tfllm.inference import exporting
-    from tfllm.training.run_directory import CONFIG_FILE, check_writable, load_run, write_json
-    from tfllm.training.training_setup import checked_window
+    from tfllm.config import checked_window
+    from tfllm.training.run_directory import (CONFIG_FILE, check_writable, find_run, load_run,
+                                              write_json)
 
     if fmt == "tflite_int8" and representative_windows < 1:
         raise cli.UserError("--representative_windows=0: a full-integer int8 model needs windows "
                             "of training data to set the ranges of the activations that "
                             "quantization-aware training does not fake-quantize; use e.g. 128.")
     output = output or os.path.join(run_dir, "export", "tflite" if fmt == "tflite_int8" else fmt)
-    check_writable(output, "--output", "export directory")  # before loading and converting
+    # What a user can get wrong is checked before TensorFlow loads and converts (seconds).
+    check_writable(output, "--output", "export directory")
+    config, _, _ = find_run(run_dir, checkpoint)
+    recurrent = config.model.name == "recurrent"
+    if fmt != "saved_model" and not recurrent:
+        checked_window(config, seq_len)
+    from tfllm.inference import exporting
+
     config, tokenizer, model = load_run(run_dir, checkpoint)
     if fmt == "saved_model":
         extra = {name: os.path.join(run_dir, name)
@@ -51,7 +58,6 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
                  if os.path.exists(os.path.join(run_dir, name))}
         exporting.export_saved_model(model, tokenizer, output, extra)
         return {"path": output, "files": {"saved_model": _tree_size(output)}}
-    recurrent = config.model.name == "recurrent"
     # A GPT's file scores windows of seq_len (default: the run's evaluation window); a
     # recurrent model's reads chunks of seq_len (default: its training context) and
     # carries its state, so it scores text of any length.
@@ -89,10 +95,10 @@ def _training_windows(run_dir, config, window, count):
     (seeded) places: the representative data of post-training / int8 conversion."""
     import numpy as np
 
-    from tfllm.data import TokenStore
+    from tfllm.data.sources import run_dataset
+    from tfllm.tokenizers import load_tokenizer
 
-    tokens = TokenStore(np.load(os.path.join(run_dir, "tokens.npy"), mmap_mode="r"),
-                        config.data.val_fraction).train
+    tokens = run_dataset(run_dir, config, load_tokenizer(run_dir)).train
     starts = np.random.default_rng(config.seed).integers(0, len(tokens) - window, count)
     return np.stack([tokens[s:s + window] for s in starts]).astype(np.int32)
 

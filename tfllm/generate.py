@@ -8,6 +8,7 @@ or a named one (--sampler=greedy|temperature|top_k|top_p) that switches the othe
 """
 
 import sys
+import types
 
 from absl import flags
 
@@ -50,14 +51,14 @@ def main(argv):
     prompt = read_prompt()
     if not prompt:
         raise cli.UserError("the prompt is empty; pass --prompt=<text> (or leave it out for a newline).")
-    from tfllm.inference import generate, sampler_settings
+    from tfllm.inference.sampler_args import check_sampling_args, sampler_settings
+    from tfllm.training.run_directory import find_run
 
     temperature, top_k, top_p = FLAGS.temperature, FLAGS.top_k, FLAGS.top_p
     if FLAGS.sampler:
         temperature, top_k, top_p = sampler_settings(FLAGS.sampler, temperature, top_k, top_p)
-    from tfllm.training.run_directory import load_run
-
-    _, tokenizer, model = load_run(FLAGS.run_dir, FLAGS.checkpoint)
+    # Everything a user can get wrong is checked before TensorFlow loads (seconds).
+    config, tokenizer, _ = find_run(FLAGS.run_dir, FLAGS.checkpoint)
     try:
         prompt_ids = tokenizer.encode(prompt)
     except ValueError as e:
@@ -68,6 +69,14 @@ def main(argv):
         if end_token is None:
             raise cli.UserError(f"--stop_at={FLAGS.stop_at!r} is not a single token of the run's "
                                 "tokenizer; pass one character (char tokenizer) or one piece.")
+    shape = types.SimpleNamespace(vocab_size=tokenizer.vocab_size,
+                                  max_length=config.model.max_length,
+                                  position=config.model.get("position"))
+    check_sampling_args(shape, len(prompt_ids), FLAGS.max_new_tokens, temperature, top_k, top_p)
+    from tfllm.inference import generate
+    from tfllm.training.run_directory import load_run
+
+    _, _, model = load_run(FLAGS.run_dir, FLAGS.checkpoint)
     streaming = FLAGS.num_samples == 1 and FLAGS.stream_chunk > 0
     printer = StreamPrinter(tokenizer, prompt) if streaming else None
     samples = generate(model, prompt_ids, FLAGS.max_new_tokens, temperature, top_k, top_p,

@@ -45,7 +45,15 @@ def main(argv):
     config_name = cli.config_name()
     run_dir = FLAGS.run_dir or os.path.join("runs", config_name)
     cli.use_compilation_cache(FLAGS.compilation_cache)
-    from tfllm.training import Trainer, distribution  # TensorFlow loads once the config is valid
+    from tfllm.data.sources import check_source
+    from tfllm.training.run_directory import check_writable, resolve_init_from
+
+    # What a user can get wrong is checked before TensorFlow loads (seconds).
+    check_writable(run_dir)
+    if FLAGS.init_from:
+        resolve_init_from(FLAGS.init_from)
+    check_source(config.data)
+    from tfllm.training import Trainer, distribution  # TensorFlow loads once the input is valid
 
     strategy = mesh = None
     if FLAGS.strategy == "dtensor":

@@ -41,7 +41,7 @@ def test_int8_export_runs_and_agrees_with_the_qat_model(reference, tmp_path):
     import tensorflow as tf
 
     from tfllm.compression import is_quantized
-    from tfllm.data import TokenStore
+    from tfllm.data import PreparedDataset
     from tfllm.data.pipeline import eval_windows
     from tfllm.inference.exporting import is_full_integer, tflite_interpreter, tflite_loss
     from tfllm.training.run_directory import load_run
@@ -50,7 +50,7 @@ def test_int8_export_runs_and_agrees_with_the_qat_model(reference, tmp_path):
     assert is_quantized(model)
     interpreter = tflite_interpreter(path)
     assert is_full_integer(interpreter)
-    tokens = TokenStore(np.load(os.path.join(reference, "tokens.npy")), config.data.val_fraction)
+    tokens = PreparedDataset(os.path.join(reference, "data"))
     inputs, targets, weights = (a[:32] for a in eval_windows(tokens.val, 16, 32))
     keras_logp = tf.nn.log_softmax(model(inputs, training=False)).numpy()
     runner = tflite_interpreter(path, reference=True).get_signature_runner()

@@ -2,12 +2,10 @@
 
 import os
 
-import numpy as np
 import pytest
 
 from tests.tfds_datasets import DOCS, TinyPlays, prepare
-from tfllm.data import CorpusError, TokenStore, read_corpus
-from tfllm.tokenizers import CharTokenizer
+from tfllm.data import CorpusError, read_corpus
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +64,10 @@ def test_missing_and_empty(tmp_path):
         read_corpus(str(tmp_path / "empty.txt"))
 
 
-def test_token_store_split_and_cache(tmp_path):
-    text = "abcdefghij" * 100
-    tok = CharTokenizer.train(text)
-    store = TokenStore(tok.encode_to_array(text), 0.1)
-    assert len(store.val) == 100 and len(store.train) == 900
-    key = TokenStore.cache_key("corpus-v1", tok)
-    path = str(tmp_path / "tokens.npy")
-    store.save(path, key)
-    loaded = TokenStore.load(path, key, 0.1)
-    np.testing.assert_array_equal(loaded.tokens, store.tokens)
-    assert TokenStore.load(path, TokenStore.cache_key("corpus-v2", tok), 0.1) is None
+def test_tfds_examples_prepare_as_documents(tfds_dir, tmp_path):
+    from tfllm.data.preparation import prepare
+
+    data = prepare("tfds:tiny_plays", str(tmp_path / "out"), data_dir=tfds_dir,
+                   print_fn=None, progress=False)
+    assert data.manifest["documents"] == len(DOCS)
+    assert data.tokenizer.decode(data.tokens[:]) == "\n".join(DOCS)

@@ -1,11 +1,20 @@
-"""Corpora, token caches and tf.data pipelines."""
+"""Corpora, prepared token datasets and tf.data pipelines.
 
-from tfllm.data.corpus import (DEFAULT_CORPUS, CorpusError, describe_source, read_configured_corpus,
-                               read_corpus)
-from tfllm.data.pipeline import (ShapeWarmup, eval_dataset, eval_windows, train_dataset,
-                                 window_starts)
-from tfllm.data.token_store import TokenStore
+Names load lazily: reading and preparing a corpus (`tfllm.prepare`, its worker
+processes) never imports TensorFlow; only the tf.data pipelines do.
+"""
 
-__all__ = ["DEFAULT_CORPUS", "CorpusError", "describe_source", "read_configured_corpus",
-           "read_corpus", "ShapeWarmup", "eval_dataset", "eval_windows", "train_dataset",
-           "window_starts", "TokenStore"]
+from tfllm._lazy import lazy_getattr
+
+_WHERE = {
+    "DEFAULT_CORPUS": "corpus", "CorpusError": "corpus", "describe_source": "corpus",
+    "read_corpus": "corpus", "iter_pieces": "corpus",
+    "ShapeWarmup": "pipeline", "eval_dataset": "pipeline", "eval_windows": "pipeline",
+    "train_dataset": "pipeline", "window_starts": "pipeline",
+    "PreparedDataset": "prepared_dataset", "is_prepared": "prepared_dataset",
+    "prepare": "preparation", "configured_dataset": "sources",
+}
+
+__all__ = sorted(_WHERE)
+
+__getattr__ = lazy_getattr(__name__, _WHERE)

@@ -1,5 +1,6 @@
 """Reading a text corpus: a file, a folder, a glob, or a TFDS dataset by name."""
 
+import codecs
 import glob
 import os
 
@@ -10,6 +11,10 @@ TFDS_PREFIX = "tfds:"
 # The flags that set each corpus setting under tfllm.train; error messages name them.
 CONFIG_FLAGS = {"source": "--config.data.source", "data_dir": "--config.data.data_dir",
                 "split": "--config.data.split", "text_key": "--config.data.text_key"}
+
+
+# A piece of a document as tfllm.prepare hands it to a worker: 4 M characters.
+PIECE_CHARS = 1 << 22
 
 
 class CorpusError(UserError):
@@ -35,7 +40,9 @@ def corpus_files(source, flag="--config.data.source"):
 
 
 def read_corpus(source, data_dir=None, split="train", text_key=None, flags=None):
-    """The corpus as one string. Files are joined with a newline.
+    """The corpus as one string: its documents (files, TFDS examples) joined by a newline.
+
+    For corpora that fit in memory; `tfllm.prepare` streams larger ones (`iter_pieces`).
 
     Args:
         source: a text file, a folder (every file under it), a glob, or
@@ -47,36 +54,100 @@ def read_corpus(source, data_dir=None, split="train", text_key=None, flags=None)
         flags: the command's flags for "source", "data_dir", "split" and "text_key", which
             error messages name; default tfllm.train's (CONFIG_FLAGS).
     """
-    flags = {**CONFIG_FLAGS, **(flags or {})}
-    flag = flags["source"]
-    if source.startswith(TFDS_PREFIX):
-        text = _read_tfds(source[len(TFDS_PREFIX):], data_dir, split, text_key, flags)
-    else:
-        parts = []
-        for path in corpus_files(source, flag):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    parts.append(f.read())
-            except UnicodeDecodeError:
-                raise CorpusError(f"corpus file {path} is not UTF-8 text; convert it or leave it "
-                                  f"out of {flag}.") from None
-        text = "\n".join(parts)
+    documents, current = [], []
+    for starts_document, text in iter_pieces(source, data_dir, split, text_key, flags):
+        if starts_document and current:
+            documents.append("".join(current))
+            current = []
+        current.append(text)
+    documents.append("".join(current))
+    text = "\n".join(documents)
     if not text.strip():
+        flag = {**CONFIG_FLAGS, **(flags or {})}["source"]
         raise CorpusError(f"corpus {source!r} is empty; point {flag} at text.")
     return text
 
 
-def read_configured_corpus(data, source=None, data_dir=None, split=None, text_key=None,
-                           flags=None):
-    """The corpus a `data` config section names (its source, else the bundled corpus),
-    each setting replaced by the argument of its name where that is given (tfllm.evaluate's
-    --data and --tfds_* flags, which `flags` then names in errors, as in read_corpus)."""
-    return read_corpus(source or data.source or DEFAULT_CORPUS,
-                       data_dir or data.data_dir or None, split or data.split,
-                       text_key or data.text_key or None, flags)
+def iter_pieces(source, data_dir=None, split="train", text_key=None, flags=None,
+                piece_chars=PIECE_CHARS, skip_files=()):
+    """The corpus as a stream of (starts_document, text) pieces of at most about
+    `piece_chars` characters, never the whole corpus in memory.
+
+    A document (a file, a TFDS example) longer than a piece is cut after a newline where it
+    has one, so the pieces of a document joined are the document. Empty documents are
+    left out, and so are the files in `skip_files`. A file that is not UTF-8 raises
+    CorpusError once its bad byte is read (`check_utf8` finds them all first).
+    Arguments as in `read_corpus`."""
+    flags = {**CONFIG_FLAGS, **(flags or {})}
+    if source.startswith(TFDS_PREFIX):
+        for document in _iter_tfds(source[len(TFDS_PREFIX):], data_dir, split, text_key, flags):
+            for i, piece in enumerate(_cut(document, piece_chars)):
+                yield i == 0, piece
+        return
+    for path in corpus_files(source, flags["source"]):
+        if path in skip_files:
+            continue
+        try:
+            for i, piece in enumerate(_file_pieces(path, piece_chars)):
+                yield i == 0, piece
+        except UnicodeDecodeError as e:
+            raise non_utf8_error(path, e, flags["source"]) from None
 
 
-def _read_tfds(name, data_dir, split, text_key, flags):
+def non_utf8_error(path, error, flag):
+    return CorpusError(f"corpus file {path} is not UTF-8 text (byte {error.start}: "
+                       f"{error.reason}); convert it to UTF-8, leave it out of {flag}, or skip "
+                       "such files with tfllm.prepare --skip_non_utf8.")
+
+
+def _cut(text, piece_chars):
+    """`text` in pieces of at most about `piece_chars`, each cut after a newline if it has one."""
+    while len(text) > piece_chars:
+        cut = text.rfind("\n", 0, piece_chars) + 1 or piece_chars
+        yield text[:cut]
+        text = text[cut:]
+    if text:
+        yield text
+
+
+def _file_pieces(path, piece_chars):
+    """The text of the file at `path` in pieces (UnicodeDecodeError if it is not UTF-8)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    text = ""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(max(1, piece_chars // 4)), b""):
+            text += decoder.decode(block)
+            while len(text) > piece_chars:
+                cut = text.rfind("\n", 0, piece_chars) + 1 or piece_chars
+                yield text[:cut]
+                text = text[cut:]
+    text += decoder.decode(b"", final=True)
+    yield from _cut(text, piece_chars)
+
+
+def check_utf8(source, flags=None, skip_non_utf8=False):
+    """Reads every file of a file source once (fast: bytes, no pieces) and raises
+    CorpusError for the first one that is not UTF-8; with `skip_non_utf8`, returns the set
+    of those files instead. TFDS text is always valid."""
+    flags = {**CONFIG_FLAGS, **(flags or {})}
+    bad = set()
+    if source.startswith(TFDS_PREFIX):
+        return bad
+    for path in corpus_files(source, flags["source"]):
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        with open(path, "rb") as f:
+            try:
+                for block in iter(lambda: f.read(PIECE_CHARS), b""):
+                    decoder.decode(block)
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as e:
+                if not skip_non_utf8:
+                    raise non_utf8_error(path, e, flags["source"]) from None
+                bad.add(path)
+    return bad
+
+
+def _iter_tfds(name, data_dir, split, text_key, flags):
     import tensorflow_datasets as tfds  # only TFDS users pay for the import
 
     try:
@@ -99,8 +170,8 @@ def _read_tfds(name, data_dir, split, text_key, flags):
         raise CorpusError(f"TFDS dataset {name!r} has no split {split!r}; set {flags['split']} "
                           f"to one of {sorted(builder.info.splits)}.")
     dataset = builder.as_dataset(split=split, shuffle_files=False)
-    docs = (example[key].decode("utf-8") for example in tfds.as_numpy(dataset))
-    return "\n".join(docs)
+    for example in tfds.as_numpy(dataset):
+        yield example[key].decode("utf-8")
 
 
 def describe_source(source, data_dir=None, split="train"):

@@ -144,40 +144,66 @@ def _per_replica(local, *tensors):
         tuple(tf.reshape(t, tf.concat([[local, -1], tf.shape(t)[1:]], 0)) for t in tensors))
 
 
-def eval_batches(num_tokens, seq_len, batch_size):
+def eval_batches(num_tokens, seq_len, batch_size, max_tokens=0):
     """How many batches `eval_windows` makes of a split of `num_tokens` tokens."""
-    num_windows = -(-(num_tokens - 1) // seq_len)
+    num_windows = _eval_starts(num_tokens, seq_len, max_tokens).size
     return -(-num_windows // batch_size)
 
 
-def eval_windows(tokens, seq_len, batch_size):
-    """Every token of a split as non-overlapping windows, padded to whole batches.
+def eval_targets(num_tokens, seq_len, max_tokens=0):
+    """How many tokens `eval_windows` scores in a split of `num_tokens` tokens."""
+    if not max_tokens or num_tokens - 1 <= max_tokens:
+        return num_tokens - 1
+    return _eval_starts(num_tokens, seq_len, max_tokens).size * seq_len
+
+
+def _eval_starts(num_tokens, seq_len, max_tokens):
+    """Start offsets of the evaluation windows: every token of the split once, in
+    consecutive windows; or, when that is more than `max_tokens` targets, max_tokens // T
+    windows spread evenly over the split (the same ones every time)."""
+    num_targets = num_tokens - 1
+    if not max_tokens or num_targets <= max_tokens:
+        return np.arange(0, num_targets, seq_len)
+    count = max(1, max_tokens // seq_len)
+    return np.linspace(0, num_targets - seq_len, count).astype(np.int64)
+
+
+def eval_windows(tokens, seq_len, batch_size, max_tokens=0):
+    """The windows an evaluation reads, padded to whole batches.
+
+    Every token of the split once, in non-overlapping windows; with `max_tokens` (> 0)
+    and a split of more targets than that, max_tokens // T windows evenly spread over it
+    (`eval.max_tokens`: a fixed part of a large split, the same at every evaluation).
 
     Returns numpy (inputs, targets, weights), each (num_windows, T); weights are 1 for
-    real targets and 0 for padding, so a weighted mean is the loss over every token of
-    the split exactly once (each window's context starts fresh at its first token).
+    real targets and 0 for padding, so a weighted mean is the loss over every token read
+    exactly once (each window's context starts fresh at its first token).
     """
-    tokens = np.asarray(tokens, dtype=np.int32)
-    num_targets = len(tokens) - 1
-    if num_targets < 1:
+    if len(tokens) < 2:
         raise ValueError("the validation split has fewer than 2 tokens; use a longer corpus or "
                          "a larger data.val_fraction.")
-    num_windows = eval_batches(len(tokens), seq_len, batch_size) * batch_size
-    padded = np.zeros(num_windows * seq_len + 1, np.int32)
-    padded[:len(tokens)] = tokens
-    weights = np.zeros(num_windows * seq_len, np.float32)
-    weights[:num_targets] = 1.0
-    inputs = padded[:-1].reshape(num_windows, seq_len)
-    targets = padded[1:].reshape(num_windows, seq_len)
-    return inputs, targets, weights.reshape(num_windows, seq_len)
+    starts = _eval_starts(len(tokens), seq_len, max_tokens)
+    num_windows = -(-starts.size // batch_size) * batch_size
+    if max_tokens and len(tokens) - 1 > max_tokens:  # a sample of whole windows
+        windows = np.zeros((num_windows, seq_len + 1), np.int32)
+        windows[:starts.size] = tokens[starts[:, None] + np.arange(seq_len + 1)]
+        weights = (np.arange(num_windows) < starts.size).astype(np.float32)[:, None]
+        weights = np.repeat(weights, seq_len, axis=1)
+    else:  # the whole split, the last window cut short by its end, then padding windows
+        flat = np.zeros(num_windows * seq_len + 1, np.int32)
+        flat[:len(tokens)] = tokens[0:len(tokens)]
+        windows = np.lib.stride_tricks.sliding_window_view(flat, seq_len + 1)[::seq_len]
+        weights = (np.arange(num_windows * seq_len) < len(tokens) - 1).astype(np.float32)
+        weights = weights.reshape(num_windows, seq_len)
+    return windows[:, :-1], windows[:, 1:], weights
 
 
-def eval_dataset(tokens, seq_len, batch_size, input_context=None):
-    """Finite dataset of (inputs, targets, weights) batches covering a whole split.
+def eval_dataset(tokens, seq_len, batch_size, input_context=None, max_tokens=0):
+    """Finite dataset of (inputs, targets, weights) batches of `eval_windows`.
 
     With an `input_context`, each batch is split across replicas as `train_dataset`
     splits (batch_size must divide by the replicas); the padding windows weigh 0."""
-    inputs, targets, weights = eval_windows(tokens, seq_len, batch_size)
+    inputs, targets, weights = eval_windows(tokens, seq_len, batch_size, max_tokens)
     first, local, per_replica = _replica_slices(batch_size, input_context)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, targets, weights))
     dataset = dataset.batch(batch_size, drop_remainder=True)

@@ -56,3 +56,16 @@ class Tokenizer:
 
     def encode_to_array(self, text, dtype=np.int32):
         return np.asarray(self.encode(text), dtype=dtype)
+
+    def encode_continuation(self, text):
+        """The ids of `text` as they are inside a longer text, right after a newline.
+
+        `tfllm.prepare` cuts a long document after newlines and encodes the pieces in
+        parallel; joined, the pieces' ids equal the whole document's. True as such for
+        char and byte tokenizers; a subword tokenizer overrides this."""
+        return self.encode(text)
+
+    def document_separator(self):
+        """The ids put between two documents of a corpus: a newline here (files joined by
+        a newline, as tfllm always read them); a subword tokenizer's end-of-text token."""
+        return self.encode("\n")

@@ -27,9 +27,13 @@ class SentencePieceTokenizer(Tokenizer):
     def __init__(self, model_proto):
         self.model_proto = model_proto
         self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        self._newline_ids = self._sp.encode("\n")
 
     @classmethod
     def train(cls, text, vocab_size=1000, model_type="bpe", **unused):
+        """Trains on the lines of `text` (a str, or an iterable of lines: tfllm.prepare
+        passes a bounded sample of a large corpus)."""
+        lines = text.splitlines() if isinstance(text, str) else list(text)
         if model_type not in ("bpe", "unigram"):
             raise ValueError(f"unknown sentencepiece model_type {model_type!r}; "
                              "use 'bpe' or 'unigram'.")
@@ -37,7 +41,7 @@ class SentencePieceTokenizer(Tokenizer):
         # Lines are sentences to sentencepiece; identity normalization keeps decode(encode(x)) == x
         # for the text it was trained on, and byte fallback encodes any unseen character.
         # byte_fallback reserves 256 byte pieces; sentencepiece needs them plus every character.
-        minimum = 256 + len(set(text)) + 4
+        minimum = 256 + len(set().union(*map(set, lines))) + 4
         if vocab_size < minimum:
             raise ValueError(f"sentencepiece vocab_size={vocab_size} is too small for this corpus; "
                              f"use at least {minimum} (--config.data.vocab_size).")
@@ -45,7 +49,7 @@ class SentencePieceTokenizer(Tokenizer):
         # largest size it supports, not a smaller vocabulary than the config records.
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(text.splitlines()), model_writer=model,
+                sentence_iterator=iter(lines), model_writer=model,
                 vocab_size=vocab_size, model_type=model_type, character_coverage=1.0,
                 normalization_rule_name="identity", remove_extra_whitespaces=False,
                 byte_fallback=True, split_digits=True, allow_whitespace_only_pieces=True,
@@ -70,6 +74,17 @@ class SentencePieceTokenizer(Tokenizer):
 
     def decode(self, ids):
         return self._sp.decode([int(i) for i in ids])
+
+    def encode_continuation(self, text):
+        # sentencepiece marks the start of a text with "▁" (its dummy prefix) and splits
+        # at "\n" (a piece of its own here): after a leading "\n", the ids are those of
+        # the text inside a longer one.
+        ids = self._sp.encode("\n" + text)
+        return np.asarray(ids[len(self._newline_ids):], dtype=np.int32)
+
+    def document_separator(self):
+        eos = self._sp.eos_id()  # "</s>", which sentencepiece reserves by default
+        return np.asarray([eos] if eos >= 0 else self.encode("\n"), dtype=np.int32)
 
     def token_id(self, text):
         piece = self._sp.piece_to_id(text)  # "\n" is a piece of its own; encode adds "▁"

@@ -1,14 +1,20 @@
-"""Training: the step, optimizers, schedules, callbacks and the Trainer that runs a config."""
+"""Training: the step, optimizers, schedules, callbacks and the Trainer that runs a config.
 
-from tfllm.training.callbacks import (CheckpointSaver, Evaluator, MetricsLogger,
-                                      ReduceLROnPlateau)
-from tfllm.training.optimizers import OPTIMIZERS, build_optimizer
-from tfllm.training.schedules import (SCHEDULES, Constant, Exponential, OneCycle, StepDecay,
-                                      WarmupCosine, WarmupStableDecay, build_schedule)
-from tfllm.training.trainer import Trainer
-from tfllm.training.training_model import TrainingModel, token_cross_entropy
+Names load lazily, so the TensorFlow-free parts (`tfllm.training.run_directory`'s config
+and checkpoint lookups) answer a command's bad input before TensorFlow is imported.
+"""
 
-__all__ = ["CheckpointSaver", "Evaluator", "MetricsLogger", "ReduceLROnPlateau", "OPTIMIZERS",
-           "build_optimizer", "SCHEDULES", "Constant", "Exponential", "OneCycle", "StepDecay",
-           "WarmupCosine", "WarmupStableDecay",
-           "build_schedule", "Trainer", "TrainingModel", "token_cross_entropy"]
+from tfllm._lazy import lazy_getattr
+
+_WHERE = {
+    "CheckpointSaver": "callbacks", "Evaluator": "callbacks", "MetricsLogger": "callbacks",
+    "ReduceLROnPlateau": "callbacks", "OPTIMIZERS": "optimizers", "build_optimizer": "optimizers",
+    "SCHEDULES": "schedules", "Constant": "schedules", "Exponential": "schedules",
+    "OneCycle": "schedules", "StepDecay": "schedules", "WarmupCosine": "schedules",
+    "WarmupStableDecay": "schedules", "build_schedule": "schedules", "Trainer": "trainer",
+    "TrainingModel": "training_model", "token_cross_entropy": "training_model",
+}
+
+__all__ = sorted(_WHERE)
+
+__getattr__ = lazy_getattr(__name__, _WHERE)

@@ -270,6 +270,8 @@ class MetricsLogger(StepCallback):
         for key in ("val_loss", "val_perplexity", "val_bits_per_token"):
             if key in logs:
                 record[key] = float(logs[key])
+        if "eval_seconds" in logs:
+            record["eval_s"] = round(float(logs["eval_seconds"]), 3)  # what evaluating cost
         self.model.train_loss.reset_state()
         self._start_interval(step, now)
         if self.write:

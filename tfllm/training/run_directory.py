@@ -3,7 +3,8 @@
     run_dir/
       config.json        the resolved config (rebuilds the model with the checkpoint alone)
       tokenizer.json     (+ sentencepiece.model)
-      tokens.npy         the tokenized corpus (+ tokens.npy.json: what it was made from)
+      data/              the corpus prepared by tfllm.prepare's code (not when data.source
+                         is a prepared dataset: that is read where it is)
       checkpoints/       the last `checkpoint.keep` training states
       best/              the state with the best validation loss
       metrics.jsonl      one record per log step
@@ -15,45 +16,17 @@
 import json
 import os
 import re
-import tempfile
 
-import tensorflow as tf
 from ml_collections import ConfigDict
 
 from tfllm.errors import UserError
+from tfllm.files import check_writable, write_json  # noqa: F401  (re-exported)
 from tfllm.tokenizers import load_tokenizer
 
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-
-
-def check_writable(path, flag="--run_dir", what="run directory"):
-    """Raises UserError (naming `what` and the `flag` that set it) unless the directory
-    `path` exists or can be created. Tried, not read from permission bits: root passes
-    those on /proc or a read-only disk, where making a directory still fails."""
-    path_abs = os.path.abspath(path)
-    if os.path.exists(path_abs) and not os.path.isdir(path_abs):
-        raise UserError(f"{what} {path} is a file; pass a directory as {flag}.")
-    parent = path_abs
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    reason = "it is a file"
-    if os.path.isdir(parent):
-        try:
-            os.rmdir(tempfile.mkdtemp(prefix=".tmp-check-", dir=parent))
-            return
-        except OSError as e:
-            reason = e.strerror
-    raise UserError(f"{what} {path} cannot be created ({parent} is not a writable directory: "
-                    f"{reason}); pass a writable {flag}.")
-
-
-def write_json(path, data):
-    """Writes JSON atomically (a reader never sees half a file)."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-    os.replace(path + ".tmp", path)
+DATA_DIR = "data"
 
 
 def _read_json(run_dir, name):
@@ -76,12 +49,38 @@ def load_run_file(run_dir):
     return _read_json(run_dir, RUN_FILE) or {}
 
 
+def _exists(path):
+    """os.path.exists, or TensorFlow's file system for a URL (gs://...)."""
+    if "://" not in path:
+        return os.path.exists(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path)
+
+
 def latest_checkpoint(path):
     """The newest checkpoint in a run directory (or the path itself if it is a checkpoint
-    prefix), or None."""
-    if os.path.isdir(path):
-        return tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
-    return path if tf.io.gfile.exists(path + ".index") else None
+    prefix), or None. Reads the CheckpointManager's `checkpoint` file without TensorFlow
+    (a command checks its input before paying for TensorFlow's import)."""
+    if "://" in path:
+        import tensorflow as tf
+
+        found = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
+        return found if found or not tf.io.gfile.exists(path + ".index") else path
+    if not os.path.isdir(path):
+        return path if os.path.exists(path + ".index") else None
+    directory = os.path.join(path, "checkpoints")
+    try:
+        with open(os.path.join(directory, "checkpoint")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "model_checkpoint_path":
+            prefix = os.path.join(directory, value.strip().strip('"'))
+            return prefix if os.path.exists(prefix + ".index") else None
+    return None
 
 
 def remove_partial_saves(run_dir):
@@ -160,7 +159,7 @@ def run_of_checkpoint(prefix):
 def checkpoint_prefix(path, flag):
     """`path` if it is a checkpoint prefix (path.index exists); else UserError naming
     `flag`, with the prefixes that do exist beside it."""
-    if tf.io.gfile.exists(path + ".index"):
+    if _exists(path + ".index"):
         return path
     if os.path.isdir(path):
         raise UserError(f"{flag}={path} is a directory; pass a checkpoint prefix such as "
@@ -224,6 +223,8 @@ def restore_model(model, path, flag, model_cfg=None, vocab_size=None):
     try:
         # read, not restore: restore would also ask for the Checkpoint's own save counter,
         # which a checkpoint written with `write` does not hold.
+        import tensorflow as tf
+
         status = tf.train.Checkpoint(model=model).read(path)
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
@@ -241,6 +242,16 @@ def load_run(run_dir, checkpoint=None):
     generation."""
     from tfllm.training.model_factory import build_model
 
+    config, tokenizer, path = find_run(run_dir, checkpoint)
+    model = build_model(config.model, tokenizer.vocab_size)
+    restore_weights(model, path, "--checkpoint" if checkpoint else "the checkpoint",
+                    config.model, tokenizer.vocab_size)
+    return config, tokenizer, model
+
+
+def find_run(run_dir, checkpoint=None):
+    """(config, tokenizer, checkpoint prefix) of a trained run, without TensorFlow: what
+    `load_run` restores. Raises UserError when there is no run or no checkpoint."""
     config = load_config(run_dir)
     if config is None:
         raise UserError(f"{run_dir} holds no tfllm run (no {CONFIG_FILE}); pass the --run_dir "
@@ -249,11 +260,7 @@ def load_run(run_dir, checkpoint=None):
     if path is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it longer with tfllm.train "
                         "(checkpoints are saved every checkpoint.every steps).")
-    tokenizer = load_tokenizer(run_dir)
-    model = build_model(config.model, tokenizer.vocab_size)
-    restore_weights(model, path, "--checkpoint" if checkpoint else "the checkpoint",
-                    config.model, tokenizer.vocab_size)
-    return config, tokenizer, model
+    return config, load_tokenizer(run_dir), path
 
 
 def match_checkpoint(model, path):
@@ -261,6 +268,8 @@ def match_checkpoint(model, path):
     `path` was saved so, so that restoring finds every variable (tensorflow-model-
     optimization's wrappers load only into wrappers). Its quantize wrappers keep an
     `optimizer_step` variable, its pruning wrappers a `pruning_step`."""
+    import tensorflow as tf
+
     names = [name for name, _ in tf.train.list_variables(path)]
     if any("/optimizer_step/" in name for name in names):
         from tfllm.compression.qat import quantize_built

@@ -5,6 +5,7 @@ from the same config, so what is timed here is what a training run does per step
 (model, optimizer, precision, XLA, input pipeline and Keras's per-step loop).
 """
 
+import os
 import resource
 import time
 
@@ -12,8 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfllm._keras import keras
-from tfllm.data import TokenStore, read_configured_corpus, train_dataset
-from tfllm.tokenizers import train_tokenizer
+from tfllm.data.pipeline import train_dataset
 from tfllm.training import distribution, scaling
 from tfllm.training.mfu import POLICY_DTYPES, flops_per_token
 from tfllm.training.training_setup import apply_runtime_settings, build_training_setup
@@ -54,6 +54,20 @@ class StepTimer(keras.callbacks.Callback):
         """Minor page faults per step over the same calls: memory the step touches afresh."""
         _, counts, faults = self._calls(skip)
         return float(faults.sum() / max(counts.sum(), 1))
+
+
+def training_data(cfg):
+    """The PreparedDataset a config trains on: its prepared data.source in place, or its
+    corpus prepared into a temporary directory (removed with the dataset)."""
+    import tempfile
+
+    from tfllm.data.sources import configured_dataset
+
+    scratch = tempfile.TemporaryDirectory(prefix="tfllm-data-")
+    data = configured_dataset(cfg.data, os.path.join(scratch.name, "data"), print_fn=None,
+                              progress=False)
+    data.scratch = scratch
+    return data
 
 
 def _timed_fit(task, dataset, warmup, steps, per_call):
@@ -99,11 +113,9 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     exchanged_bytes (what each device sends per step: tfllm.training.scaling) and the
     settings timed.
     """
-    d, t = cfg.data, cfg.train
-    text = read_configured_corpus(d)
-    tokenizer = train_tokenizer(d.tokenizer, text, vocab_size=d.vocab_size,
-                                model_type=d.sp_model_type)
-    tokens = TokenStore(tokenizer.encode_to_array(text, np.int32), d.val_fraction).train
+    t = cfg.train
+    data = training_data(cfg)
+    tokenizer, tokens = data.tokenizer, data.train
     strategy = strategy or tf.distribute.get_strategy()
     replicas = mesh.dim_size("batch") if mesh is not None else strategy.num_replicas_in_sync
     model_devices = mesh.dim_size("model") if mesh is not None else 1

@@ -11,12 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfllm import config as config_lib
-from tfllm.data import (DEFAULT_CORPUS, TokenStore, describe_source, eval_dataset,
-                        read_configured_corpus, train_dataset)
-from tfllm.data.pipeline import ShapeWarmup, eval_batches
+from tfllm.data.pipeline import (ShapeWarmup, eval_batches, eval_dataset, eval_targets,
+                                 train_dataset)
+from tfllm.data.prepared_dataset import PreparedDataset, is_prepared
+from tfllm.data.sources import adopt_prepared, configured_dataset
 from tfllm.errors import Interrupted, UserError
 from tfllm.inference import generate
-from tfllm.tokenizers import load_tokenizer, train_tokenizer
+from tfllm.tokenizers import load_tokenizer
 from tfllm.training import callbacks as cb
 from tfllm.training import distribution, mfu
 from tfllm.training import run_directory
@@ -94,11 +95,12 @@ class Trainer:
             if self.chief:  # the other workers write only their scratch directories
                 os.makedirs(run_dir, exist_ok=True)
                 lock = run_directory.RunLock(run_dir).acquire()
+            self._adopt_prepared_source()
             resuming = self._check_resume()
-            tokenizer, store = self._prepare_data(resuming)
-            self._check_lengths(store)
+            tokenizer, dataset = self._prepare_data(resuming)
+            self._check_lengths(dataset)
             os.makedirs(run_dir, exist_ok=True)
-            summary = self._run(tokenizer, store, resuming)
+            summary = self._run(tokenizer, dataset, resuming)
             distribution.barrier(self.strategy)
             return summary
         except BaseException as e:
@@ -155,70 +157,84 @@ class Trainer:
         return True
 
     def _prepare_data(self, resuming):
+        """The run's tokenizer and PreparedDataset: a prepared data.source read where it is
+        (the config takes its tokenizer and split), a raw corpus prepared into the run's
+        data/ directory. Raises UserError for a resumed run whose dataset changed."""
         d = self.config.data
-        source = d.source or DEFAULT_CORPUS
-        read = lambda: read_configured_corpus(d)
+        tokenizer = None
         if resuming:
             tokenizer = load_tokenizer(self.run_dir)
         elif self.init_from:
             tokenizer = load_tokenizer(run_directory.run_of_checkpoint(self.init_checkpoint))
-            if tokenizer.name != d.tokenizer:
+            if tokenizer.name != d.tokenizer and not is_prepared(d.source):
                 raise UserError(f"--init_from run uses a {tokenizer.name} tokenizer, the config "
                                 f"asks for {d.tokenizer}; set --config.data.tokenizer={tokenizer.name}.")
-        else:
-            try:
-                tokenizer = train_tokenizer(d.tokenizer, read(), vocab_size=d.vocab_size,
-                                            model_type=d.sp_model_type)
-            except UserError:
+        data_dir = os.path.join(self.run_dir if self.chief else self._scratch_dir(),
+                                run_directory.DATA_DIR)
+        try:
+            dataset = configured_dataset(d, data_dir, tokenizer, print_fn=self.print_fn,
+                                         progress=self.chief)
+        except ValueError as e:  # e.g. a vocabulary the corpus cannot give
+            if isinstance(e, UserError):
                 raise
-            except ValueError as e:  # e.g. a vocabulary the corpus cannot give
-                raise UserError(str(e)) from None
-        self._cache_key = TokenStore.cache_key(describe_source(source, d.data_dir, d.split),
-                                               tokenizer)
-        store = TokenStore.load(self._tokens_path(), self._cache_key, d.val_fraction)
-        self._tokenized = store is None  # the cache is missing or stale: rewrite it in _run
-        if store is None:
-            try:
-                store = TokenStore(tokenizer.encode_to_array(read(), np.int32), d.val_fraction)
-            except ValueError as e:
-                raise UserError(f"the corpus does not fit the run's tokenizer: {e}") from None
-        return tokenizer, store
+            raise UserError(f"the corpus does not fit the run's tokenizer: {e}") from None
+        if is_prepared(d.source):
+            self._check_dataset(dataset, resuming)
+        return dataset.tokenizer if tokenizer is None else tokenizer, dataset
 
-    def _tokens_path(self):
-        return os.path.join(self.run_dir, "tokens.npy")
+    def _adopt_prepared_source(self):
+        """A prepared data.source fixes the tokenizer and split: the config takes them."""
+        source = self.config.data.source
+        if not is_prepared(source):
+            return
+        self.config, changed = adopt_prepared(self.config, PreparedDataset(source))
+        if changed:
+            values = ", ".join(f"{key}={self.config.data[key[5:]]!r}" for key in changed)
+            self.print_fn(f"data: {values}, as the prepared dataset {source} was made")
 
-    def _check_lengths(self, store):
+    def _check_dataset(self, dataset, resuming):
+        """UserError if the run resumes on another prepared dataset than it started on."""
+        recorded = run_directory.load_run_file(self.run_dir).get("dataset") if resuming else None
+        if recorded and recorded["fingerprint"] != dataset.fingerprint:
+            raise UserError(f"{self.run_dir} was trained on the prepared dataset "
+                            f"{recorded['path']} (fingerprint {recorded['fingerprint'][:12]}), "
+                            f"--config.data.source={dataset.directory} is another "
+                            f"({dataset.fingerprint[:12]}); pass the run's dataset, or a new "
+                            "--run_dir.")
+        self._dataset_record = {"path": os.path.abspath(dataset.directory),
+                                "fingerprint": dataset.fingerprint}
+
+    def _check_lengths(self, dataset):
         window = self.config.model.max_length + 1
-        if len(store.train) <= window:
-            raise UserError(f"the corpus gives {len(store.train)} training tokens, fewer than one "
+        if len(dataset.train) <= window:
+            raise UserError(f"the corpus gives {len(dataset.train)} training tokens, fewer than one "
                             f"window of {window}; use a longer corpus or a smaller "
                             "--config.model.max_length.")
-        if len(store.val) < 2:
+        if len(dataset.val) < 2:
             raise UserError("the validation split is empty; use a longer corpus or a larger "
                             "--config.data.val_fraction.")
 
-    def _write_run_files(self, tokenizer, store):
+    def _write_run_files(self, tokenizer):
         run_directory.write_json(os.path.join(self.run_dir, run_directory.RUN_FILE), {
             "init_from": os.path.abspath(self.init_from) if self.init_from else None,
-            "init_checkpoint": self.init_checkpoint and os.path.abspath(self.init_checkpoint)})
+            "init_checkpoint": self.init_checkpoint and os.path.abspath(self.init_checkpoint),
+            "dataset": getattr(self, "_dataset_record", None)})
         run_directory.write_json(os.path.join(self.run_dir, run_directory.CONFIG_FILE),
                                  self.config.to_dict())
         tokenizer.save(self.run_dir)
-        store.save(self._tokens_path(), self._cache_key)
 
-    def _run(self, tokenizer, store, resuming):
+    def _run(self, tokenizer, dataset, resuming):
         cfg, t = self.config, self.config.train
         warmup = ShapeWarmup(t.batch_size, cfg.model.max_length, t.get("shape_warmup_steps", 0),
                              t.get("batch_size_start", 0), t.get("seq_len_start", 0))
         self._check_placement(warmup)
         if self.chief and not resuming:
-            self._write_run_files(tokenizer, store)
-        elif self.chief and self._tokenized:
-            store.save(self._tokens_path(), self._cache_key)
+            self._write_run_files(tokenizer)
         apply_runtime_settings(cfg)
         setup = build_training_setup(cfg, tokenizer.vocab_size, self.strategy, self.mesh)
         state = self._checkpointing(setup)
         self._restore(state, setup.model, tokenizer)
+        self._announce(dataset, setup)
         start_step = int(setup.optimizer.iterations.numpy())
         elapsed_before = self._truncate_metrics(start_step) if self.chief else 0.0
         if start_step >= t.steps:
@@ -228,9 +244,9 @@ class Trainer:
         if start_step:
             self.print_fn(f"resuming {self.run_dir} from step {start_step}")
         train_ds = distribution.distribute_dataset(lambda context: train_dataset(
-            store.train, cfg.model.max_length, t.batch_size, cfg.seed, start_step, context,
+            dataset.train, cfg.model.max_length, t.batch_size, cfg.seed, start_step, context,
             warmup), t.batch_size, self.strategy, self.mesh)
-        evaluator = self._evaluator(store)
+        evaluator = self._evaluator(dataset)
         callbacks = self._callbacks(setup, state, evaluator, warmup, elapsed_before)
         setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
                        callbacks=callbacks, verbose=0)
@@ -242,6 +258,28 @@ class Trainer:
                           f"train.target_val_loss={t.target_val_loss} at step {step}, "
                           f"{time.time() - PROCESS_START:.1f} s from process start")
         return self._summary(setup.model, tokenizer, step, evaluator.history, state.best_val_loss)
+
+    def _announce(self, dataset, setup):
+        """The start-up lines: what the run found and what each step does."""
+        cfg, t = self.config, self.config.train
+        self.print_fn(f"data: {dataset.describe()}")
+        window = eval_length(cfg)
+        scored = eval_targets(len(dataset.val), window, cfg.eval.get("max_tokens", 0))
+        if self.mesh is not None:
+            place = f"DTensor mesh {dict(zip(self.mesh.dim_names, self.mesh.shape()))}"
+        else:
+            try:
+                devices = [d.split("device:")[-1] for d in self.strategy.extended.worker_devices]
+                name = type(self.strategy).__name__
+            except RuntimeError:  # the default strategy
+                devices = [tf.config.list_logical_devices()[0].name.split("device:")[-1]]
+                name = "one device"
+            place = f"{name}: {self.strategy.num_replicas_in_sync} replica(s) on {', '.join(devices)}"
+        self.print_fn(f"model: {cfg.model.name}, {setup.model.count_params() / 1e6:,.2f} M "
+                      f"parameters; {t.batch_size * cfg.model.max_length:,} tokens per step "
+                      f"({t.batch_size} x {cfg.model.max_length}); {place}")
+        self.print_fn(f"evaluation: {scored:,} validation tokens every {cfg.eval.every} steps; "
+                      f"run directory {self.run_dir}")
 
     def _check_placement(self, warmup):
         """UserError for what the strategy or mesh cannot run: batches that do not split
@@ -309,14 +347,18 @@ class Trainer:
             run_directory.restore_weights(model, self.init_checkpoint, "--init_from",
                                           self.config.model, tokenizer.vocab_size)
 
-    def _evaluator(self, store):
+    def _evaluator(self, dataset):
         cfg = self.config
-        window, batch = eval_length(cfg), cfg.eval.batch_size
+        replicas = (self.mesh.dim_size("batch") if self.mesh is not None
+                    else self.strategy.num_replicas_in_sync)
+        window = eval_length(cfg)
+        batch = config_lib.eval_batch_size(cfg, dataset.tokenizer.vocab_size, replicas)
+        budget = cfg.eval.get("max_tokens", 0)
         val_ds = distribution.distribute_dataset(
-            lambda context: eval_dataset(store.val, window, batch, context), batch,
+            lambda context: eval_dataset(dataset.val, window, batch, context, budget), batch,
             self.strategy, self.mesh)
         return cb.Evaluator(val_ds, cfg.eval.every, cfg.train.steps, cfg.train.target_val_loss,
-                            eval_batches(len(store.val), window, batch),
+                            eval_batches(len(dataset.val), window, batch, budget),
                             cfg.eval.get("target_margin", config_lib.MARGIN_OFF))
 
     def _callbacks(self, setup, state, evaluator, warmup, elapsed_before):

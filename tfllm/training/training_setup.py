@@ -9,6 +9,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfllm._keras import keras
+from tfllm.config import checked_window, eval_length  # noqa: F401  (re-exported)
 from tfllm.errors import UserError
 from tfllm.training.model_factory import build_model
 from tfllm.training.optimizers import build_optimizer
@@ -65,22 +66,6 @@ def apply_runtime_settings(cfg):
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(cfg.train.precision)
-
-
-def eval_length(cfg):
-    """The evaluation window of a config: eval.seq_len, or the training context when 0
-    (or when the config predates eval.seq_len)."""
-    return cfg.eval.get("seq_len", 0) or cfg.model.max_length
-
-
-def checked_window(cfg, seq_len=0):
-    """The window to read a run's split in: `seq_len`, or the run's `eval_length`.
-    Raises UserError if a GPT would read past its context."""
-    window = seq_len or eval_length(cfg)
-    if cfg.model.name == "gpt" and window > cfg.model.max_length:
-        raise UserError(f"--seq_len={window} exceeds the GPT's context of "
-                        f"{cfg.model.max_length}; use --seq_len={cfg.model.max_length} or less.")
-    return window
 
 
 def xla_works(strategy):

@@ -1,0 +1,69 @@
+"""Bad input is answered before TensorFlow loads: every command below runs with a
+`tensorflow` that fails to import, and must still print its own one-line error."""
+
+import json
+import os
+
+import pytest
+
+from tests.cli_helpers import assert_one_line_error, run
+
+
+@pytest.fixture(scope="module")
+def no_tensorflow(tmp_path_factory):
+    """A PYTHONPATH entry whose `tensorflow` raises on import."""
+    root = tmp_path_factory.mktemp("no_tf")
+    (root / "tensorflow").mkdir()
+    (root / "tensorflow" / "__init__.py").write_text(
+        "raise ImportError('tensorflow was imported before the input was checked')\n")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def untrained_run(tmp_path_factory):
+    """A run directory with a config and a tokenizer, and no checkpoint yet."""
+    from tfllm.configs import tiny_test
+    from tfllm.tokenizers import CharTokenizer
+
+    run_dir = tmp_path_factory.mktemp("run")
+    (run_dir / "config.json").write_text(json.dumps(tiny_test.get_config().to_dict()))
+    CharTokenizer.train("abcdefgh \n").save(str(run_dir))
+    return str(run_dir)
+
+
+@pytest.mark.parametrize("case", ["generate: checkpoint missing",
+                                  "generate: no checkpoint", "evaluate: no checkpoint",
+                                  "export: output under a file", "train: missing corpus",
+                                  "train: empty corpus", "train: run directory under a file",
+                                  "prepare: workers 0"])
+def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained_run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    empty = tmp_path / "empty.txt"
+    empty.write_text(" \n")
+    module, args, phrase = {
+        "generate: checkpoint missing": (
+            "tfllm.generate", [f"--run_dir={untrained_run}", "--prompt=xyz",
+                               f"--checkpoint={untrained_run}/none"], "no checkpoint there"),
+        "generate: no checkpoint": ("tfllm.generate", [f"--run_dir={untrained_run}"],
+                                    "has no checkpoint yet"),
+        "evaluate: no checkpoint": ("tfllm.evaluate", [f"--run_dir={untrained_run}"],
+                                    "has no checkpoint yet"),
+        "export: output under a file": ("tfllm.export", [f"--run_dir={untrained_run}",
+                                                         f"--output={blocker}/out"],
+                                        "cannot be created"),
+        "train: missing corpus": ("tfllm.train", ["--config=tiny_test",
+                                                  f"--config.data.source={tmp_path}/none.txt",
+                                                  f"--run_dir={tmp_path}/run"], "names no file"),
+        "train: empty corpus": ("tfllm.train", ["--config=tiny_test",
+                                                f"--config.data.source={empty}",
+                                                f"--run_dir={tmp_path}/run"], "is empty"),
+        "train: run directory under a file": ("tfllm.train", ["--config=tiny_test",
+                                                              f"--run_dir={blocker}/run"],
+                                              "cannot be created"),
+        "prepare: workers 0": ("tfllm.prepare", [f"--data={empty}", f"--output={tmp_path}/out",
+                                                 "--workers=0"], "--workers=0 is not allowed"),
+    }[case]
+    proc = run(module, *args, env={"PYTHONPATH": os.pathsep.join(
+        [no_tensorflow, os.environ.get("PYTHONPATH", "")])})
+    assert_one_line_error(proc, phrase)

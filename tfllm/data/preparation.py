@@ -1,0 +1,501 @@
+"""Prepares a corpus once: streamed, tokenized in parallel worker processes, written as
+token shards that training reads through memory maps (`PreparedDataset`).
+
+The corpus is never in memory as a whole: it is read as a stream of pieces, grouped into
+shards of about `shard_chars` characters, and each shard is encoded by one worker
+process and written atomically. Shards are cut only after newlines inside a document
+(and between documents), so the shards joined are the tokens of the corpus encoded in one
+piece, with the tokenizer's `document_separator` between documents. The manifest is
+written last; a rerun after a crash or Ctrl-C keeps the shards already written.
+
+No TensorFlow here: the workers start in a fraction of a second.
+"""
+
+import collections
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from tfllm.data import corpus as corpus_lib
+from tfllm.data.prepared_dataset import (FORMAT, MANIFEST_FILE, PROGRESS_FILE, DatasetError,
+                                         PreparedDataset, manifest_fingerprint, read_manifest,
+                                         shard_dtype)
+from tfllm.errors import UserError
+from tfllm.files import check_writable, write_json
+
+SHARD_CHARS = 1 << 23  # 8 M characters of text per shard (one worker's task)
+SAMPLE_CHARS = 1 << 25  # sentencepiece trains on a 32 M-character sample of a larger corpus
+# (its training holds about 40 bytes per sample character: 1.3 GB at this size)
+# The flags of tfllm.prepare, which its errors name.
+PREPARE_FLAGS = {"source": "--data", "data_dir": "--data_dir", "split": "--split",
+                 "text_key": "--text_key", "output": "--output"}
+
+
+def prepare(source, output, tokenizer="char", vocab_size=1000, sp_model_type="bpe",
+            val_fraction=0.1, workers=None, data_dir=None, split="train", text_key=None,
+            skip_non_utf8=False, shard_chars=SHARD_CHARS, sample_chars=SAMPLE_CHARS,
+            flags=None, progress=True, print_fn=print, replace=False):
+    """Tokenizes the corpus `source` into the prepared dataset directory `output`.
+
+    Args:
+        source: a text file, folder, glob or "tfds:<name>" (as `read_corpus`).
+        output: the directory to write; an existing finished one for the same corpus and
+            tokenizer is returned as it is, an unfinished one is finished.
+        tokenizer: "char", "byte" or "sentencepiece" (trained here: char and byte in one
+            streaming pass, sentencepiece on a sample of `sample_chars`), or a Tokenizer
+            to encode with as it is (e.g. a run's).
+        vocab_size, sp_model_type: sentencepiece's vocabulary size and model.
+        val_fraction: the last fraction of the tokens is the validation split.
+        workers: encoding processes; None = one per core.
+        skip_non_utf8: leave out files that are not UTF-8 (else they are an error).
+        flags: the names the caller's errors give each setting (see PREPARE_FLAGS).
+        progress: show a progress line (bytes and tokens per second, time left) on stderr.
+        replace: remake an `output` prepared from another corpus or tokenizer (a run's
+            own copy of its corpus) instead of refusing to.
+
+    Returns:
+        the PreparedDataset.
+
+    Example:
+        >>> data = prepare("~/corpus/", "data/corpus", tokenizer="sentencepiece",
+        ...                vocab_size=32000)
+        >>> len(data.train), data.tokenizer.vocab_size
+    """
+    flags = {**PREPARE_FLAGS, **(flags or {})}
+    workers = _check_request(source, output, tokenizer, workers, val_fraction, flags)
+    key = _progress_key(source, data_dir, split, text_key, tokenizer, vocab_size,
+                        sp_model_type, val_fraction, skip_non_utf8, shard_chars)
+    finished = _finished(output, key, flags, replace)
+    if finished is not None:
+        return finished
+    created = not os.path.exists(output)
+    try:
+        _start(output, key, flags)
+        skipped = corpus_lib.check_utf8(source, flags, skip_non_utf8)
+        read = lambda: corpus_lib.iter_pieces(source, data_dir, split, text_key, flags,
+                                              min(corpus_lib.PIECE_CHARS, shard_chars), skipped)
+        _check_not_empty(read(), source, flags)
+        total = _total_bytes(source, skipped)
+        if print_fn:
+            size = f"{total / 1e6:,.1f} MB" if total is not None else "a TFDS split"
+            print_fn(f"preparing {source} ({size}) into {output}")
+        tokenizer = _tokenizer(output, tokenizer, read, vocab_size, sp_model_type,
+                               sample_chars, print_fn, (source, data_dir, split, text_key,
+                                                        flags, skipped, total))
+        stats = _encode(read, output, tokenizer, workers, shard_chars, total, progress)
+        manifest = _write_manifest(output, key, tokenizer, stats, val_fraction, skipped)
+    except UserError:
+        if created:  # bad input found while reading: nothing half-written is left
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    if print_fn:
+        print_fn(_summary(output, manifest, stats, skipped))
+    return PreparedDataset(output, flags["output"])
+
+
+def _summary(output, manifest, stats, skipped):
+    workers = stats["workers"]
+    return (f"prepared {output}: {manifest['tokens']:,} tokens ({manifest['train_tokens']:,} "
+            f"train) of {manifest['source']['bytes'] / 1e6:,.1f} MB in {stats['seconds']:.1f} s "
+            f"({stats['bytes'] / 1e6 / stats['seconds']:,.2f} MB/s encoding, {workers} "
+            f"worker{'s' * (workers > 1)})"
+            + (f"; skipped {len(skipped)} file(s) that are not UTF-8" if skipped else ""))
+
+
+def _check_request(source, output, tokenizer, workers, val_fraction, flags):
+    """The number of workers; UserError for a request that cannot be prepared."""
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers={workers} is not allowed: pass 1 or more (by default, one "
+                        "per core).")
+    if not 0 < val_fraction < 1:
+        raise UserError(f"--val_fraction={val_fraction} is not allowed: it must be between 0 "
+                        "and 1.")
+    if isinstance(tokenizer, str) and tokenizer not in ("char", "byte", "sentencepiece"):
+        raise UserError(f"--tokenizer={tokenizer!r} is not allowed: use char, byte or "
+                        "sentencepiece.")
+    if not source.startswith(corpus_lib.TFDS_PREFIX):
+        corpus_lib.corpus_files(source, flags["source"])  # a source naming no file fails here
+    check_writable(output, flags["output"], "output directory")
+    return workers or os.cpu_count() or 1
+
+
+def _progress_key(source, data_dir, split, text_key, tokenizer, vocab_size, sp_model_type,
+                  val_fraction, skip_non_utf8, shard_chars):
+    """What the output is made from: a rerun with the same key continues an unfinished one."""
+    if isinstance(tokenizer, str):
+        request = {"name": tokenizer}
+        if tokenizer == "sentencepiece":
+            request.update(vocab_size=vocab_size, model_type=sp_model_type)
+    else:
+        request = {"fingerprint": tokenizer.fingerprint()}
+    description = corpus_lib.describe_source(source, data_dir, split)
+    return {"format": FORMAT, "source": source, "text_key": text_key,
+            "source_sha256": hashlib.sha256(description.encode()).hexdigest(),
+            "tokenizer": request, "val_fraction": val_fraction,
+            "skip_non_utf8": bool(skip_non_utf8), "shard_chars": shard_chars}
+
+
+def _finished(output, key, flags, replace):
+    """The finished dataset in `output` if it was made as `key` asks and every shard is
+    whole; None to (re)make it; UserError if `output` holds something else."""
+    if not os.path.isdir(output) or not os.listdir(output):
+        return None
+    if os.path.isfile(os.path.join(output, MANIFEST_FILE)):
+        manifest = read_manifest(output, flags["output"])
+        if manifest.get("request") != key and replace:
+            shutil.rmtree(output)
+            return None
+        if manifest.get("request") != key:
+            raise UserError(f"{flags['output']}={output} holds a dataset prepared from another "
+                            "corpus or with another tokenizer; pass a new --output, or remove "
+                            "that one first.")
+        try:
+            return PreparedDataset(output, flags["output"])
+        except DatasetError:  # a shard lost since: remake what is missing
+            os.remove(os.path.join(output, MANIFEST_FILE))
+            write_json(os.path.join(output, PROGRESS_FILE), key)
+            return None
+    if not os.path.isfile(os.path.join(output, PROGRESS_FILE)):
+        raise UserError(f"{flags['output']}={output} is a directory that tfllm.prepare did not "
+                        "make; pass a new or empty directory.")
+    return None
+
+
+def _start(output, key, flags):
+    """Records what `output` is being made from; clears an unfinished output of another key."""
+    os.makedirs(output, exist_ok=True)
+    path = os.path.join(output, PROGRESS_FILE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            if json.load(f) == key:
+                return  # a rerun of the same command: keep the shards already written
+        for name in os.listdir(output):
+            full = os.path.join(output, name)
+            if os.path.isfile(full):
+                os.remove(full)
+    write_json(path, key)
+
+
+def _check_not_empty(pieces, source, flags):
+    """CorpusError unless some piece holds more than whitespace (read up to the first)."""
+    if not any(text.strip() for _, text in pieces):
+        raise corpus_lib.CorpusError(f"corpus {source!r} is empty; point {flags['source']} at "
+                                     "text.")
+
+
+def _total_bytes(source, skipped):
+    if source.startswith(corpus_lib.TFDS_PREFIX):
+        return None
+    return sum(os.path.getsize(p) for p in corpus_lib.corpus_files(source) if p not in skipped)
+
+
+def _tokenizer(output, tokenizer, read, vocab_size, sp_model_type, sample_chars, print_fn,
+               corpus):
+    """The tokenizer to encode with, saved in `output`: the one given, the one an unfinished
+    run of the same command saved, or one trained on the corpus (`corpus`: the arguments
+    of iter_pieces and the corpus's size)."""
+    from tfllm.tokenizers import (TOKENIZER_FILE, ByteTokenizer, CharTokenizer,
+                                  SentencePieceTokenizer, load_tokenizer)
+
+    if not isinstance(tokenizer, str):
+        tokenizer.save(output)
+        return tokenizer
+    if os.path.isfile(os.path.join(output, TOKENIZER_FILE)):
+        return load_tokenizer(output)  # saved by the unfinished run this one continues
+    if tokenizer == "byte":
+        trained = ByteTokenizer()
+    elif tokenizer == "char":
+        trained = CharTokenizer(sorted(_characters(read())))
+    else:
+        total = corpus[-1]
+        if print_fn:
+            size = min(sample_chars, total) if total is not None else sample_chars
+            print_fn(f"training a {vocab_size:,}-piece sentencepiece {sp_model_type} tokenizer "
+                     f"on {'up to ' * (total is None)}{size / 1e6:,.1f} M characters of it")
+        # In a process of its own: sentencepiece's training memory (several times the
+        # sample's) goes back to the system when it ends, before the encoding workers start.
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=_process_context()) as pool:
+            proto = pool.submit(_train_sentencepiece, corpus, vocab_size, sp_model_type,
+                                sample_chars).result()
+        trained = SentencePieceTokenizer(proto)
+    trained.save(output)
+    return trained
+
+
+def _train_sentencepiece(corpus, vocab_size, model_type, sample_chars):
+    """The model proto of a sentencepiece tokenizer trained on a sample of the corpus."""
+    from tfllm.tokenizers import SentencePieceTokenizer
+
+    source, data_dir, split, text_key, flags, skipped, _ = corpus
+    read = lambda: corpus_lib.iter_pieces(source, data_dir, split, text_key, flags,
+                                          skip_files=skipped)
+    try:
+        return SentencePieceTokenizer.train(_sample_lines(read, source, sample_chars),
+                                            vocab_size=vocab_size,
+                                            model_type=model_type).model_proto
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _characters(pieces):
+    """Every character of the corpus (a newline too if it has several documents)."""
+    chars, documents = set(), 0
+    for starts_document, text in pieces:
+        documents += starts_document
+        chars.update(text)
+    if not chars:
+        raise UserError("the corpus is empty; point --data at text.")
+    return chars | ({"\n"} if documents > 1 else set())
+
+
+def _sample_lines(read, source, sample_chars):
+    """Lines to train sentencepiece on: the whole corpus if it has at most `sample_chars`
+    characters, else about that many taken evenly over it (as whole documents or the
+    first lines of a piece, whenever the share taken falls behind sample / corpus size);
+    the same on every run."""
+    total = None if source.startswith(corpus_lib.TFDS_PREFIX) else _total_bytes(source, set())
+    ratio = sample_chars / total if total and total > sample_chars else None
+    lines, seen, kept = [], 0, 0
+    for _, text in read():
+        seen += len(text)
+        want = len(text) if ratio is None else int(seen * ratio) - kept
+        if want <= 0:
+            continue
+        if want < len(text):
+            text = text[:text.rfind("\n", 0, want) + 1]  # whole lines
+        lines.extend(text.splitlines())
+        kept += len(text)
+        if ratio is None and kept >= sample_chars:  # a TFDS split: its first sample_chars
+            break
+    if not lines:
+        raise UserError("the corpus is empty; point --data at text.")
+    return lines
+
+
+def _units(read, shard_chars):
+    """The corpus as shards to encode: lists of (separator_before, starts_document, text)."""
+    unit, size, documents = [], 0, 0
+    for starts_document, text in read():
+        if unit and size + len(text) > shard_chars:
+            yield unit
+            unit, size = [], 0
+        unit.append((starts_document and documents > 0, starts_document, text))
+        documents += starts_document
+        size += len(text)
+    if unit:
+        yield unit
+
+
+_worker = {}
+
+
+def _init_worker(output, dtype):
+    from tfllm.tokenizers import load_tokenizer
+
+    _worker.update(tokenizer=load_tokenizer(output), output=output, dtype=np.dtype(dtype))
+
+
+def _process_context():
+    """fork where this process has not loaded TensorFlow (its threads do not survive a
+    fork safely; tfllm.prepare never loads it), else spawn."""
+    return multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
+
+
+def _encode_unit(index, unit):
+    """Encodes one shard and writes it atomically; (index, tokens, sha256, UTF-8 bytes)."""
+    tokenizer, dtype = _worker["tokenizer"], _worker["dtype"]
+    parts = []
+    for separator_before, starts_document, text in unit:
+        if separator_before:  # asked for only here: one document needs no separator
+            parts.append(np.asarray(tokenizer.document_separator(), dtype))
+        ids = tokenizer.encode(text) if starts_document else tokenizer.encode_continuation(text)
+        parts.append(np.asarray(ids, dtype))
+    data = np.concatenate(parts)
+    path = os.path.join(_worker["output"], shard_name(index))
+    with open(path + ".tmp", "wb") as f:
+        f.write(memoryview(data))
+    os.replace(path + ".tmp", path)
+    return (index, data.size, hashlib.sha256(memoryview(data)).hexdigest(),
+            sum(len(text.encode("utf-8")) for _, _, text in unit))
+
+
+def shard_name(index):
+    return f"shard-{index:05d}.bin"
+
+
+def _encode(read, output, tokenizer, workers, shard_chars, total_bytes, progress):
+    """Encodes every shard not yet written, `workers` at a time; per-shard results."""
+    dtype = shard_dtype(tokenizer.vocab_size)
+    meter = Progress(total_bytes, enabled=progress)
+    results, documents, start = {}, 0, time.time()
+    pool = None
+    if total_bytes is not None and total_bytes <= shard_chars:
+        workers = 1  # one task: no processes to start
+    if workers > 1:
+        pool = concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=_process_context(),
+            initializer=_init_worker, initargs=(output, dtype.str))
+    else:
+        _init_worker(output, dtype.str)
+    pending = collections.deque()
+    try:
+        for index, unit in enumerate(_units(read, shard_chars)):
+            documents += sum(starts for _, starts, _ in unit)
+            done = _written(output, index, dtype, unit)
+            if done is not None:
+                results[index] = done
+                meter.add(done[3], 0)
+                continue
+            if pool is None:
+                results[index] = _encode_unit(index, unit)
+                meter.add(results[index][3], results[index][1])
+                continue
+            pending.append(pool.submit(_encode_unit, index, unit))
+            while len(pending) >= 2 * workers:  # bounded: at most 2 shards per worker in flight
+                _collect(pending.popleft(), results, meter)
+        while pending:
+            _collect(pending.popleft(), results, meter)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        meter.close()
+    shards = [results[i] for i in sorted(results)]
+    return {"shards": shards, "documents": documents, "seconds": max(time.time() - start, 1e-9),
+            "bytes": meter.encoded_bytes, "dtype": dtype.str, "workers": workers}
+
+
+def _collect(future, results, meter):
+    index, tokens, sha, nbytes = future.result()
+    results[index] = (index, tokens, sha, nbytes)
+    meter.add(nbytes, tokens)
+
+
+def _written(output, index, dtype, unit):
+    """The result of a shard an earlier, stopped run wrote whole (renamed into place)."""
+    path = os.path.join(output, shard_name(index))
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        data = f.read()
+    return (index, len(data) // dtype.itemsize, hashlib.sha256(data).hexdigest(),
+            sum(len(text.encode("utf-8")) for _, _, text in unit))
+
+
+def _write_manifest(output, key, tokenizer, stats, val_fraction, skipped):
+    total = sum(tokens for _, tokens, _, _ in stats["shards"])
+    if total < 2:
+        raise UserError("the corpus gives fewer than 2 tokens; point --data at more text.")
+    manifest = {
+        "format": FORMAT,
+        "request": key,
+        "source": {"spec": key["source"], "sha256": key["source_sha256"],
+                   "bytes": sum(nbytes for *_, nbytes in stats["shards"]),
+                   "skipped_files": sorted(skipped)},
+        "tokenizer": {"name": tokenizer.name, "vocab_size": tokenizer.vocab_size,
+                      "fingerprint": tokenizer.fingerprint()},
+        "separator": ([int(i) for i in tokenizer.document_separator()]
+                      if stats["documents"] > 1 else []),
+        "documents": stats["documents"],
+        "dtype": stats["dtype"],
+        "tokens": total,
+        "train_tokens": int(total * (1 - val_fraction)),  # as one array split at this index
+        "val_fraction": val_fraction,
+        "shards": [{"file": shard_name(i), "tokens": tokens, "sha256": sha}
+                   for i, tokens, sha, _ in stats["shards"]],
+    }
+    manifest["fingerprint"] = manifest_fingerprint(manifest)
+    write_json(os.path.join(output, MANIFEST_FILE), manifest)
+    os.remove(os.path.join(output, PROGRESS_FILE))
+    return manifest
+
+
+class Progress:
+    """One progress line on stderr: bytes, bytes and tokens per second, time left.
+
+    Rewritten in place on a terminal (at most twice a second); elsewhere (a log file) a
+    line every 10 seconds."""
+
+    def __init__(self, total_bytes, enabled=True, stream=None):
+        self.total, self.enabled = total_bytes, enabled
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.start = self.last = time.time()
+        self.done_bytes = self.encoded_bytes = self.tokens = 0
+        self.shown = False
+
+    def add(self, nbytes, tokens):
+        self.done_bytes += nbytes
+        self.tokens += tokens
+        if tokens:
+            self.encoded_bytes += nbytes
+        now = time.time()
+        if self.enabled and now - self.last >= (0.5 if self.tty else 10.0):
+            self.last = now
+            self._show(now)
+
+    def _show(self, now):
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.encoded_bytes / elapsed
+        line = f"prepare: {self.done_bytes / 1e6:,.1f}"
+        if self.total:
+            left = (self.total - self.done_bytes) / rate if rate else float("nan")
+            line += (f"/{self.total / 1e6:,.1f} MB ({self.done_bytes / self.total:.0%})"
+                     f" | {rate / 1e6:.2f} MB/s | {self.tokens / elapsed / 1e6:.2f} M tokens/s"
+                     f" | {_duration(left)} left")
+        else:
+            line += f" MB | {rate / 1e6:.2f} MB/s | {self.tokens / elapsed / 1e6:.2f} M tokens/s"
+        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self):
+        if self.enabled and self.shown:
+            self._show(time.time())
+            if self.tty:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def _duration(seconds):
+    if seconds != seconds:  # nan
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def measure_encoding(source, tokenizer, workers, sample_chars=1 << 27, rounds=2,
+                     shard_chars=1 << 23):
+    """Times encoding the first `sample_chars` characters of `source` with one worker and
+    with `workers`, alternately (`rounds` of each, into temporary directories), so both
+    see the same machine; the encoding part of `prepare`, without tokenizer training.
+
+    Returns {workers: [{"mb_per_s", "tokens_per_s", "seconds"}, ...]} for 1 and `workers`.
+    """
+    import itertools
+    import tempfile
+
+    def read():
+        taken = 0
+        pieces = corpus_lib.iter_pieces(source, piece_chars=min(corpus_lib.PIECE_CHARS, shard_chars))
+        for starts_document, text in itertools.takewhile(lambda _: taken < sample_chars, pieces):
+            taken += len(text)
+            yield starts_document, text
+
+    results = {1: [], workers: []}
+    for _ in range(rounds):
+        for count in (1, workers):
+            with tempfile.TemporaryDirectory(prefix="tfllm-measure-") as out:
+                tokenizer.save(out)
+                stats = _encode(read, out, tokenizer, count, shard_chars, None, progress=False)
+            tokens = sum(tokens for _, tokens, _, _ in stats["shards"])
+            results[count].append({"mb_per_s": stats["bytes"] / 1e6 / stats["seconds"],
+                                   "tokens_per_s": tokens / stats["seconds"],
+                                   "seconds": stats["seconds"]})
+    return results

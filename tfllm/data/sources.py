@@ -1,0 +1,107 @@
+"""The prepared dataset a config's `data` section trains on.
+
+A prepared dataset (`tfllm.prepare`'s output) is read where it is; a raw corpus (a file,
+folder, glob or TFDS dataset) is prepared on the fly into a directory the caller owns (a
+run's `data/`), which later calls reuse while the corpus is unchanged.
+"""
+
+import os
+
+from tfllm.data.corpus import CONFIG_FLAGS, DEFAULT_CORPUS, TFDS_PREFIX, corpus_files
+from tfllm.data.prepared_dataset import PROGRESS_FILE, PreparedDataset, is_prepared
+from tfllm.errors import UserError
+
+
+def configured_dataset(data, prepare_dir, tokenizer=None, flags=None, print_fn=print,
+                       progress=True):
+    """The PreparedDataset of a `data` config section.
+
+    Args:
+        data: the config's data section (source, tokenizer, vocab_size, ...).
+        prepare_dir: where a raw corpus is prepared (remade when the corpus or the
+            tokenizer changed).
+        tokenizer: the Tokenizer the tokens must be of (a resumed or fine-tuned run's);
+            None trains the config's on a raw corpus, or takes a prepared dataset's.
+        flags: the flags that set each data setting, for errors (default tfllm.train's).
+    """
+    flags = {**CONFIG_FLAGS, "output": "--run_dir", **(flags or {})}
+    source = os.path.expanduser(data.source or DEFAULT_CORPUS)
+    if is_prepared(source) or os.path.isfile(os.path.join(source, PROGRESS_FILE)):
+        dataset = PreparedDataset(source, flags["source"])  # an unfinished one: its error
+        if tokenizer is not None and tokenizer.fingerprint() != dataset.tokenizer.fingerprint():
+            raise UserError(f"{flags['source']}={source} is prepared with another tokenizer "
+                            f"({dataset.manifest['tokenizer']['name']}, "
+                            f"{dataset.manifest['tokenizer']['vocab_size']} ids) than the run's "
+                            f"({tokenizer.name}, {tokenizer.vocab_size} ids); prepare the corpus "
+                            "with the run's tokenizer, or pass the dataset the run was made with.")
+        return dataset
+    from tfllm.data.preparation import SHARD_CHARS, prepare
+
+    if _size(source, flags) <= SHARD_CHARS:
+        print_fn = None  # prepared in a moment: no lines about it
+    return prepare(source, prepare_dir, tokenizer or data.tokenizer, data.vocab_size,
+                   data.sp_model_type, data.val_fraction, None, data.data_dir or None,
+                   data.split, data.text_key or None, flags=flags, progress=progress,
+                   print_fn=print_fn, replace=True)
+
+
+def _size(source, flags):
+    """Bytes of a file corpus (infinite for TFDS, whose size is not known up front)."""
+    if source.startswith(TFDS_PREFIX):
+        return float("inf")
+    return sum(os.path.getsize(p) for p in corpus_files(source, flags["source"]))
+
+
+def adopt_prepared(config, dataset):
+    """`config` with its data section's tokenizer, vocab_size and val_fraction set to those
+    the prepared `dataset` was made with (the run then records what it trains on); returns
+    (config, the keys that changed)."""
+    m = dataset.manifest
+    values = {"tokenizer": m["tokenizer"]["name"], "val_fraction": m["val_fraction"]}
+    if m["tokenizer"]["name"] == "sentencepiece":
+        values["vocab_size"] = m["tokenizer"]["vocab_size"]
+        values["sp_model_type"] = m["request"]["tokenizer"].get("model_type",
+                                                               config.data.sp_model_type)
+    changed = [f"data.{k}" for k, v in values.items() if config.data[k] != v]
+    if changed:
+        config = config.copy_and_resolve_references()
+        for key, value in values.items():
+            config.data[key] = value
+    return config, changed
+
+
+def run_dataset(run_dir, config, tokenizer, data=None, flags=None, progress=False):
+    """The dataset a run's tokens come from, read without writing into the run: `data` (a
+    corpus or prepared dataset the caller names; default the run's own data.source), where
+    a prepared one is read in place, the run's data/ copy of its own corpus is reused, and
+    any other corpus is prepared with the run's tokenizer into a temporary directory that
+    lives as long as the returned dataset."""
+    import tempfile
+
+    section = config.data if data is None else data
+    source = os.path.expanduser(section.source or DEFAULT_CORPUS)
+    own = os.path.join(run_dir, "data")
+    if data is None and not is_prepared(source) and is_prepared(own):
+        dataset = PreparedDataset(own)
+        if dataset.tokenizer.fingerprint() == tokenizer.fingerprint():
+            return dataset
+    scratch = tempfile.TemporaryDirectory(prefix="tfllm-data-")
+    dataset = configured_dataset(section, os.path.join(scratch.name, "data"), tokenizer, flags,
+                                 print_fn=None, progress=progress)
+    dataset.scratch = scratch  # removed with the dataset
+    return dataset
+
+
+def check_source(data, flags=None):
+    """Raises the error reading a `data` section's source would, reading only as far as
+    its first text: a source naming no file, an empty corpus, a prepared dataset that is
+    unfinished or misses a shard. For commands that check their input before TensorFlow."""
+    flags = {**CONFIG_FLAGS, **(flags or {})}
+    source = os.path.expanduser(data.source or DEFAULT_CORPUS)
+    if is_prepared(source) or os.path.isfile(os.path.join(source, PROGRESS_FILE)):
+        PreparedDataset(source, flags["source"])
+    elif not source.startswith(TFDS_PREFIX):
+        from tfllm.data.corpus import CorpusError, iter_pieces
+
+        if not any(text.strip() for _, text in iter_pieces(source, flags=flags)):
+            raise CorpusError(f"corpus {source!r} is empty; point {flags['source']} at text.")
