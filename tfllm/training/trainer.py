@@ -7,7 +7,6 @@ import shutil
 import time
 import types
 
-import numpy as np
 import tensorflow as tf
 
 from tfllm import config as config_lib
