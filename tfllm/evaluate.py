@@ -67,8 +67,10 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
     dataset = run_dataset(run_dir, config, tokenizer, _data_section(
         config.data, data, tfds_data_dir, tfds_split, tfds_text_key), CORPUS_FLAGS)
     tokens = {"val": dataset.val, "train": dataset.train, "all": dataset.tokens}[split]
-    if tflite is None or config.model.name == "recurrent":
-        checked_window(config, seq_len)
+    # A recurrent model's TFLite file carries its state: it reads the run's own windows;
+    # a GPT's reads its own (known once the file is open).
+    window = (checked_window(config, seq_len)
+              if tflite is None or config.model.name == "recurrent" or seq_len else None)
     if max_tokens is None:
         max_tokens = config.eval.get("max_tokens", 0)
     if batch_size is None:
@@ -81,9 +83,7 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
         from tfllm.inference.exporting import tflite_loss
 
         chunk = _tflite_window(tflite, tokenizer.vocab_size)
-        # A recurrent model's file carries its state: it reads the run's own windows.
-        window = checked_window(config, seq_len or (
-            chunk if config.model.name != "recurrent" else 0))
+        window = window or checked_window(config, chunk)
         loss = tflite_loss(tflite, *eval_windows(tokens, window, batch_size, max_tokens),
                            batch_size=batch_size)
         return _result(loss, eval_targets(len(tokens), window, max_tokens))
@@ -91,7 +91,6 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
     from tfllm.training.run_directory import load_run
     from tfllm.training.training_model import TrainingModel
 
-    window = checked_window(config, seq_len)
     model = load_run(run_dir, checkpoint)[2]
     task = TrainingModel(model)
     task.compile(weighted_metrics=[])

@@ -94,6 +94,13 @@ def iter_pieces(source, data_dir=None, split="train", text_key=None, flags=None,
             raise non_utf8_error(path, e, flags["source"]) from None
 
 
+def check_not_empty(pieces, source, flag):
+    """CorpusError (naming `flag`) unless some of the (starts_document, text) `pieces`
+    holds more than whitespace; reads only up to the first that does."""
+    if not any(text.strip() for _, text in pieces):
+        raise CorpusError(f"corpus {source!r} is empty; point {flag} at text.")
+
+
 def non_utf8_error(path, error, flag):
     return CorpusError(f"corpus file {path} is not UTF-8 text (byte {error.start}: "
                        f"{error.reason}); convert it to UTF-8, leave it out of {flag}, or skip "

@@ -81,7 +81,7 @@ def prepare(source, output, tokenizer="char", vocab_size=1000, sp_model_type="bp
         skipped = corpus_lib.check_utf8(source, flags, skip_non_utf8)
         read = lambda: corpus_lib.iter_pieces(source, data_dir, split, text_key, flags,
                                               min(corpus_lib.PIECE_CHARS, shard_chars), skipped)
-        _check_not_empty(read(), source, flags)
+        corpus_lib.check_not_empty(read(), source, flags["source"])
         total = _total_bytes(source, skipped)
         if print_fn:
             size = f"{total / 1e6:,.1f} MB" if total is not None else "a TFDS split"
@@ -181,13 +181,6 @@ def _start(output, key, flags):
             if os.path.isfile(full):
                 os.remove(full)
     write_json(path, key)
-
-
-def _check_not_empty(pieces, source, flags):
-    """CorpusError unless some piece holds more than whitespace (read up to the first)."""
-    if not any(text.strip() for _, text in pieces):
-        raise corpus_lib.CorpusError(f"corpus {source!r} is empty; point {flags['source']} at "
-                                     "text.")
 
 
 def _total_bytes(source, skipped):

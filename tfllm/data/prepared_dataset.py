@@ -75,9 +75,9 @@ class TokenView:
         if index.size and (index.min() < -len(self) or index.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} tokens")
         index = np.where(index < 0, index + len(self), index) + self.lo
-        shard = np.searchsorted(self._starts, index, side="right") - 1
         if len(self._shards) == 1:
             return self._shards[0][index]
+        shard = np.searchsorted(self._starts, index, side="right") - 1
         out = np.empty(index.shape, self.dtype)
         for s in np.unique(shard):
             where = shard == s

@@ -7,9 +7,18 @@ run's `data/`), which later calls reuse while the corpus is unchanged.
 
 import os
 
-from tfllm.data.corpus import CONFIG_FLAGS, DEFAULT_CORPUS, TFDS_PREFIX, corpus_files
+from tfllm.data.corpus import (CONFIG_FLAGS, DEFAULT_CORPUS, TFDS_PREFIX, check_not_empty,
+                               corpus_files, iter_pieces)
 from tfllm.data.prepared_dataset import PROGRESS_FILE, PreparedDataset, is_prepared
 from tfllm.errors import UserError
+
+RUN_DATA_DIR = "data"  # where a run keeps its raw corpus prepared
+
+
+def _names_dataset(source):
+    """Whether `source` is a prepared dataset, finished or not (an unfinished one is
+    opened only to raise its error)."""
+    return is_prepared(source) or os.path.isfile(os.path.join(source, PROGRESS_FILE))
 
 
 def configured_dataset(data, prepare_dir, tokenizer=None, flags=None, print_fn=print,
@@ -26,8 +35,8 @@ def configured_dataset(data, prepare_dir, tokenizer=None, flags=None, print_fn=p
     """
     flags = {**CONFIG_FLAGS, "output": "--run_dir", **(flags or {})}
     source = os.path.expanduser(data.source or DEFAULT_CORPUS)
-    if is_prepared(source) or os.path.isfile(os.path.join(source, PROGRESS_FILE)):
-        dataset = PreparedDataset(source, flags["source"])  # an unfinished one: its error
+    if _names_dataset(source):
+        dataset = PreparedDataset(source, flags["source"])
         if tokenizer is not None and tokenizer.fingerprint() != dataset.tokenizer.fingerprint():
             raise UserError(f"{flags['source']}={source} is prepared with another tokenizer "
                             f"({dataset.manifest['tokenizer']['name']}, "
@@ -80,7 +89,7 @@ def run_dataset(run_dir, config, tokenizer, data=None, flags=None, progress=Fals
 
     section = config.data if data is None else data
     source = os.path.expanduser(section.source or DEFAULT_CORPUS)
-    own = os.path.join(run_dir, "data")
+    own = os.path.join(run_dir, RUN_DATA_DIR)
     if data is None and not is_prepared(source) and is_prepared(own):
         dataset = PreparedDataset(own)
         if dataset.tokenizer.fingerprint() == tokenizer.fingerprint():
@@ -98,10 +107,7 @@ def check_source(data, flags=None):
     unfinished or misses a shard. For commands that check their input before TensorFlow."""
     flags = {**CONFIG_FLAGS, **(flags or {})}
     source = os.path.expanduser(data.source or DEFAULT_CORPUS)
-    if is_prepared(source) or os.path.isfile(os.path.join(source, PROGRESS_FILE)):
+    if _names_dataset(source):
         PreparedDataset(source, flags["source"])
     elif not source.startswith(TFDS_PREFIX):
-        from tfllm.data.corpus import CorpusError, iter_pieces
-
-        if not any(text.strip() for _, text in iter_pieces(source, flags=flags)):
-            raise CorpusError(f"corpus {source!r} is empty; point {flags['source']} at text.")
+        check_not_empty(iter_pieces(source, flags=flags), source, flags["source"])

@@ -19,6 +19,7 @@ import re
 
 from ml_collections import ConfigDict
 
+from tfllm.data.sources import RUN_DATA_DIR
 from tfllm.errors import UserError
 from tfllm.files import check_writable, write_json  # noqa: F401  (re-exported)
 from tfllm.tokenizers import load_tokenizer
@@ -26,7 +27,7 @@ from tfllm.tokenizers import load_tokenizer
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-DATA_DIR = "data"
+DATA_DIR = RUN_DATA_DIR
 
 
 def _read_json(run_dir, name):

@@ -200,8 +200,6 @@ class Trainer:
                             f"--config.data.source={dataset.directory} is another "
                             f"({dataset.fingerprint[:12]}); pass the run's dataset, or a new "
                             "--run_dir.")
-        self._dataset_record = {"path": os.path.abspath(dataset.directory),
-                                "fingerprint": dataset.fingerprint}
 
     def _check_lengths(self, dataset):
         window = self.config.model.max_length + 1
@@ -213,11 +211,13 @@ class Trainer:
             raise UserError("the validation split is empty; use a longer corpus or a larger "
                             "--config.data.val_fraction.")
 
-    def _write_run_files(self, tokenizer):
+    def _write_run_files(self, tokenizer, dataset):
+        prepared = is_prepared(self.config.data.source)  # else its own copy in data/
         run_directory.write_json(os.path.join(self.run_dir, run_directory.RUN_FILE), {
             "init_from": os.path.abspath(self.init_from) if self.init_from else None,
             "init_checkpoint": self.init_checkpoint and os.path.abspath(self.init_checkpoint),
-            "dataset": getattr(self, "_dataset_record", None)})
+            "dataset": {"path": os.path.abspath(dataset.directory),
+                        "fingerprint": dataset.fingerprint} if prepared else None})
         run_directory.write_json(os.path.join(self.run_dir, run_directory.CONFIG_FILE),
                                  self.config.to_dict())
         tokenizer.save(self.run_dir)
@@ -228,7 +228,7 @@ class Trainer:
                              t.get("batch_size_start", 0), t.get("seq_len_start", 0))
         self._check_placement(warmup)
         if self.chief and not resuming:
-            self._write_run_files(tokenizer)
+            self._write_run_files(tokenizer, dataset)
         apply_runtime_settings(cfg)
         setup = build_training_setup(cfg, tokenizer.vocab_size, self.strategy, self.mesh)
         state = self._checkpointing(setup)
