@@ -25,6 +25,10 @@ def gpt_model():
         use_bias=True,            # biases in projections and LayerNorm
         tie_embeddings=True,      # output projection = transposed token embedding
         qk_norm=False,            # RMS-normalize queries and keys per head (QK normalization)
+        head_dim=0,               # width of a head; 0 = hidden_dim / num_heads
+        norm_epsilon=0.0,         # epsilon of every normalization; 0 = tfllm's (1e-5, QK norm 1e-6)
+        qkv_bias=False,           # biases on query/key/value even when use_bias is off (Qwen2)
+        rope_max_wavelength=10000.0,  # RoPE frequency base (Hugging Face's rope_theta)
     ))
 
 
@@ -53,7 +57,8 @@ def get_config():
             split="train",        # TFDS split to read
             text_key="",          # TFDS text feature; "" = the only text feature
             val_fraction=0.1,     # the last fraction of the tokens is the validation split
-            tokenizer="char",     # "char", "byte" or "sentencepiece"
+            tokenizer="char",     # "char", "byte" or "sentencepiece" ("hf": a checkpoint's
+                                  # tokenizer.json, set by --init_from=hf:PATH)
             vocab_size=1000,      # sentencepiece vocabulary size
             sp_model_type="bpe",  # sentencepiece model: "bpe" or "unigram"
         ),
@@ -100,6 +105,12 @@ def get_config():
             precision="float32",  # "float32", "mixed_bfloat16" or "mixed_float16"
             xla=True,             # compile the train step with XLA (2x faster here in float32)
             steps_per_execution=1,  # train steps per compiled call; divides the intervals below
+            lora_rank=0,          # LoRA: train rank-r adapters on lora_targets, every other
+                                  # weight frozen; 0 = off (full fine-tuning / training)
+            lora_alpha=16.0,      # LoRA: the adapters' output is scaled by lora_alpha / lora_rank
+            lora_targets="attention",  # "query_value", "attention" (q, k, v, output),
+                                       # "attention_mlp" or "all" (+ an untied lm_head)
+            lora_dropout=0.0,     # LoRA: dropout on the adapters' input
             qat_start_step=-1,    # switch to int8 quantization-aware training at this step; -1 = never
             prune_sparsity=0.0,   # magnitude pruning: the fraction of each kernel zeroed; 0 = off
             prune_start_step=0,   # pruning starts here (sparsity 0) ...

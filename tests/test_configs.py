@@ -16,4 +16,4 @@ def test_packaged_config_validates(name):
 
 def test_the_configs_the_docs_name_are_packaged():
     assert {"default", "lstm", "bench_tiny", "bench_small", "bench_lstm", "speedrun_shakespeare_char",
-            "shakespeare_char_30min", "tiny_test"} <= set(packaged_configs())
+            "shakespeare_char_30min", "tiny_test", "bench_gpt2"} <= set(packaged_configs())

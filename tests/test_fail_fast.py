@@ -35,12 +35,17 @@ def untrained_run(tmp_path_factory):
                                   "generate: no checkpoint", "evaluate: no checkpoint",
                                   "export: output under a file", "train: missing corpus",
                                   "train: empty corpus", "train: run directory under a file",
-                                  "prepare: workers 0"])
+                                  "prepare: workers 0", "train: hf directory without config",
+                                  "train: hf model_type unsupported",
+                                  "prepare: hf tokenizer missing"])
 def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     empty = tmp_path / "empty.txt"
     empty.write_text(" \n")
+    falcon = tmp_path / "falcon"
+    falcon.mkdir()
+    (falcon / "config.json").write_text('{"model_type": "falcon"}')
     module, args, phrase = {
         "generate: checkpoint missing": (
             "tfllm.generate", [f"--run_dir={untrained_run}", "--prompt=xyz",
@@ -63,6 +68,15 @@ def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained
                                               "cannot be created"),
         "prepare: workers 0": ("tfllm.prepare", [f"--data={empty}", f"--output={tmp_path}/out",
                                                  "--workers=0"], "--workers=0 is not allowed"),
+        "train: hf directory without config": (
+            "tfllm.train", ["--config=tiny_test", f"--init_from=hf:{tmp_path}",
+                            f"--run_dir={tmp_path}/run"], "has no config.json"),
+        "train: hf model_type unsupported": (
+            "tfllm.train", ["--config=tiny_test", f"--init_from=hf:{falcon}",
+                            f"--run_dir={tmp_path}/run"], "model_type='falcon' is not supported"),
+        "prepare: hf tokenizer missing": (
+            "tfllm.prepare", [f"--data={empty}", f"--output={tmp_path}/out",
+                              f"--tokenizer_from=hf:{falcon}"], "model_type='falcon'"),
     }[case]
     proc = run(module, *args, env={"PYTHONPATH": os.pathsep.join(
         [no_tensorflow, os.environ.get("PYTHONPATH", "")])})

@@ -16,6 +16,11 @@ multi_worker), each in a fresh process, against one device: on one machine the d
 share the same cores, so the difference is the strategy's overhead, not a speed-up. It
 ends with the projection of docs/distributed.md (tfllm.training.scaling).
 
+--finetune instead times full fine-tuning against LoRA (rank --lora_rank on
+--lora_targets) of the config's model, each in a fresh process (so each peak memory is
+its own), alternately, --finetune_rounds times: tokens/s and peak memory side by side
+(docs/finetuning.md; configs/bench_gpt2.py is GPT-2-124M's size).
+
 --prepare=CORPUS instead times tokenizing (tfllm.prepare's encoding) with one worker and
 with --prepare_workers, alternately, on the corpus's first --prepare_mb MB (docs/data.md).
 """
@@ -52,6 +57,14 @@ flags.DEFINE_integer("prepare_mb", 128, "With --prepare: MB of the corpus to enc
 flags.DEFINE_integer("prepare_workers", None, "With --prepare: workers to compare with one; "
                      "default one per core.", lower_bound=2)
 flags.DEFINE_integer("prepare_rounds", 2, "With --prepare: runs of each, alternating.",
+                     lower_bound=1)
+flags.DEFINE_integer("vocab_size", 0, "The model's vocabulary if larger than the tokenizer's "
+                     "(e.g. 50257, GPT-2's); 0 = the tokenizer's.", lower_bound=0)
+flags.DEFINE_bool("finetune", False, "Time full fine-tuning against LoRA, alternately, each in "
+                  "a fresh process.")
+flags.DEFINE_integer("lora_rank", 8, "With --finetune: the LoRA rank.", lower_bound=1)
+flags.DEFINE_string("lora_targets", "attention", "With --finetune: the LoRA targets.")
+flags.DEFINE_integer("finetune_rounds", 2, "With --finetune: runs of each, alternating.",
                      lower_bound=1)
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
 FLAGS = flags.FLAGS
@@ -206,6 +219,56 @@ def overhead_report(result):
     return "\n".join(lines)
 
 
+def measure_finetuning():
+    """Full fine-tuning and LoRA of the config's model, alternating fresh processes."""
+    import statistics
+    import sys
+
+    config_args = [arg for arg in sys.argv[1:] if arg.startswith("--config")]
+    variants = {"full": [], "lora": [f"--config.train.lora_rank={FLAGS.lora_rank}",
+                                     f"--config.train.lora_targets={FLAGS.lora_targets}"]}
+    runs = {name: [] for name in variants}
+    for _ in range(FLAGS.finetune_rounds):
+        for name, extra in variants.items():
+            result = time_in_process([*config_args, *extra],
+                                     [f"--vocab_size={FLAGS.vocab_size}"], 1)
+            if "error" in result:
+                raise cli.UserError(f"the {name} fine-tuning step failed: {result['error']}")
+            runs[name].append(result)
+    summary = {}
+    for name, rows in runs.items():
+        summary[name] = {key: statistics.median(r[key] for r in rows)
+                         for key in ("tokens_per_s", "peak_rss_mb")}
+        summary[name].update(params=rows[0]["params"], trainable=rows[0]["trainable_params"],
+                             tokens_per_s_runs=[r["tokens_per_s"] for r in rows],
+                             peak_rss_mb_runs=[r["peak_rss_mb"] for r in rows])
+    full, lora = runs["full"], runs["lora"]
+    return {"config": full[0]["config"], "lora": f"rank {FLAGS.lora_rank} on {FLAGS.lora_targets}",
+            "variants": summary,
+            "memory_ratio": statistics.median(b["peak_rss_mb"] / a["peak_rss_mb"]
+                                              for a, b in zip(full, lora)),
+            "speed_ratio": statistics.median(b["tokens_per_s"] / a["tokens_per_s"]
+                                             for a, b in zip(full, lora))}
+
+
+def finetuning_report(result):
+    c = result["config"]
+    lines = [f"date         {result['date']}",
+             f"model        {result['variants']['full']['params']:,} parameters, {c['precision']}, "
+             f"XLA {'on' if c['xla'] else 'off'}, batch {c['batch_size']} x {c['seq_len']}, "
+             f"{c['optimizer']}",
+             f"{'variant':<24} {'trainable':>12} {'tokens/s':>9} {'peak MB':>8}   runs"]
+    for name, row in result["variants"].items():
+        label = "full fine-tuning" if name == "full" else f"LoRA {result['lora']}"
+        runs = ", ".join(f"{t:,.0f} tok/s {m:,.0f} MB" for t, m in
+                         zip(row["tokens_per_s_runs"], row["peak_rss_mb_runs"]))
+        lines.append(f"{label:<24} {row['trainable']:>12,} {row['tokens_per_s']:>9,.0f} "
+                     f"{row['peak_rss_mb']:>8,.0f}   {runs}")
+    lines.append(f"LoRA / full  peak memory {result['memory_ratio']:.2f}, tokens/s "
+                 f"{result['speed_ratio']:.2f} (medians of the per-round ratios)")
+    return "\n".join(lines)
+
+
 def measure_preparation():
     """Encoding speed of --prepare's corpus with one worker and with several (no TensorFlow)."""
     import os
@@ -265,6 +328,10 @@ def main(argv):
         result = {**measure_preparation(), **stamp}
         print(json.dumps(result) if FLAGS.json else preparation_report(result))
         return
+    if FLAGS.finetune:
+        result = {**measure_finetuning(), **stamp}
+        print(json.dumps(result) if FLAGS.json else finetuning_report(result))
+        return
     if FLAGS.overhead:
         from tfllm.training import mfu
 
@@ -295,7 +362,8 @@ def main(argv):
             mfu.remember_peak(peaks[dtype])
     single = mesh is None and strategy.num_replicas_in_sync == 1
     result = throughput.benchmark_training(config, FLAGS.steps, FLAGS.warmup, peaks,
-                                           FLAGS.generate_tokens if single else 0, strategy, mesh)
+                                           FLAGS.generate_tokens if single else 0, strategy, mesh,
+                                           FLAGS.vocab_size or None)
     result.update(machine=mfu.machine_id(), peaks=peaks, **stamp)
     if mesh is not None or distribution.is_chief(strategy):
         print(json.dumps(result) if FLAGS.json else report(result))

@@ -6,7 +6,7 @@ import math
 from tfllm.errors import UserError
 
 CHOICES = {
-    "data.tokenizer": ("char", "byte", "sentencepiece"),
+    "data.tokenizer": ("char", "byte", "sentencepiece", "hf"),
     "data.sp_model_type": ("bpe", "unigram"),
     "model.name": ("gpt", "recurrent"),
     "model.position": ("learned", "rope"),
@@ -16,6 +16,7 @@ CHOICES = {
     "train.optimizer": ("adamw", "adam", "lion", "muon", "sgd", "adagrad", "rmsprop"),
     "train.schedule": ("constant", "warmup_cosine", "wsd", "one_cycle", "step", "exponential"),
     "train.precision": ("float32", "mixed_bfloat16", "mixed_float16"),
+    "train.lora_targets": ("query_value", "attention", "attention_mlp", "all"),
 }
 POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.max_length",
             "model.embedding_dim", "model.units", "train.steps", "train.batch_size",
@@ -28,11 +29,14 @@ NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "sample.length", "train.min_lr_ratio", "train.inter_op_threads",
                 "train.intra_op_threads", "eval.seq_len", "train.target_val_loss",
                 "train.batch_size_start", "train.seq_len_start", "train.shape_warmup_steps",
-                "train.max_loss", "eval.max_tokens")
+                "train.max_loss", "eval.max_tokens", "model.head_dim", "model.norm_epsilon",
+                "train.lora_rank", "train.lora_alpha")
+POSITIVE += ("model.rope_max_wavelength",)
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values. The optimizer's variables are restored by position, so
 # another optimizer would load them into the wrong slots (or fail on their shapes).
 RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_step",
+                "train.lora_rank", "train.lora_alpha", "train.lora_targets",
                 "train.prune_sparsity", "train.prune_start_step", "train.prune_end_step",
                 "train.prune_every", "train.optimizer", "train.ema_decay", "train.precision")
 # Keys of RUN_IDENTITY where only what a function of the value says must stay the same:
@@ -41,9 +45,12 @@ IDENTITY_OF = {"train.ema_decay": bool, "train.precision": lambda p: p == "mixed
 # eval.target_margin's value that turns margin skipping off (evaluate whenever due).
 MARGIN_OFF = -1.0
 # Values of keys newer than some saved runs, for comparing with those runs.
-DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None,
+DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None, "model.head_dim": 0,
+            "model.norm_epsilon": 0.0, "model.qkv_bias": False,
+            "model.rope_max_wavelength": 10000.0,
             "train.qat_start_step": -1, "train.prune_sparsity": 0.0, "train.prune_start_step": 0,
-            "train.prune_end_step": -1, "train.prune_every": 50, "train.ema_decay": 0.0}
+            "train.prune_end_step": -1, "train.prune_every": 50, "train.ema_decay": 0.0,
+            "train.lora_rank": 0, "train.lora_alpha": 16.0, "train.lora_targets": "attention"}
 
 
 def _get(config, dotted):
@@ -101,7 +108,8 @@ def validate(config):
         if (m.get(key) or 0) >= 1:
             _fail(f"model.{key}", m[key], "it must be < 1")
     if m.name == "gpt":
-        if m.hidden_dim % m.num_heads:
+        head_dim = m.get("head_dim") or m.hidden_dim // m.num_heads
+        if not m.get("head_dim") and m.hidden_dim % m.num_heads:
             _fail("model.hidden_dim", m.hidden_dim,
                   f"it must be divisible by model.num_heads={m.num_heads}")
         if m.num_kv_heads and m.num_heads % m.num_kv_heads:
@@ -110,8 +118,9 @@ def validate(config):
         if config.eval.seq_len > m.max_length:
             _fail("eval.seq_len", config.eval.seq_len,
                   f"a GPT reads at most model.max_length={m.max_length} tokens; use 0 or less")
-        if m.position == "rope" and (m.hidden_dim // m.num_heads) % 2:
-            _fail("model.num_heads", m.num_heads, "RoPE needs an even head size hidden_dim/num_heads")
+        if m.position == "rope" and head_dim % 2:
+            _fail("model.num_heads", m.num_heads, "RoPE needs an even head size (model.head_dim, "
+                  "or hidden_dim/num_heads)")
     if t.batch_size % t.grad_accum_steps:
         _fail("train.grad_accum_steps", t.grad_accum_steps,
               f"it must divide train.batch_size={t.batch_size}")
@@ -136,7 +145,26 @@ def validate(config):
     if qat < -1:
         _fail("train.qat_start_step", qat, "use a step >= 0, or -1 for none")
     _validate_pruning(t)
+    _validate_lora(config)
     return config
+
+
+def _validate_lora(config):
+    t = config.train
+    rank = t.get("lora_rank", 0)
+    if not rank:
+        return
+    if not 0 <= t.get("lora_dropout", 0.0) < 1:
+        _fail("train.lora_dropout", t.lora_dropout, "it must be in [0, 1)")
+    if config.model.name != "gpt":
+        _fail("train.lora_rank", rank, "LoRA adapts a GPT's projections; a recurrent model has "
+              "none (set train.lora_rank=0)")
+    for key, on in (("qat_start_step", t.get("qat_start_step", -1) >= 0),
+                    ("prune_sparsity", t.get("prune_sparsity", 0.0) > 0),
+                    ("ema_decay", t.get("ema_decay", 0.0) > 0)):
+        if on:
+            _fail("train.lora_rank", rank, f"LoRA does not combine with train.{key} (its "
+                  f"wrappers would wrap the adapters); set one of them off")
 
 
 def _schema(config):

@@ -1,5 +1,5 @@
 """Export a trained run for serving:
-`python -m tfllm.export --run_dir=DIR --format=saved_model|tflite [--output=PATH]`.
+`python -m tfllm.export --run_dir=DIR --format=saved_model|tflite|tflite_int8|hf [--output=PATH]`.
 
 - saved_model: a SavedModel with signatures `generate`, `score` (and `generate_text` for
   char/byte tokenizers), loadable with `tf.saved_model.load` without tfllm installed;
@@ -11,6 +11,10 @@
   int8 weights and activations, ranges from the quantization-aware training of a run with
   train.qat_start_step (its fake-quant ops) and from --representative_windows windows of
   the run's training data for the rest; of a float run, post-training quantization.
+- hf: the Hugging Face layout (config.json, model.safetensors, tokenizer.json) in
+  DIR/export/hf, which `transformers.AutoModelForCausalLM.from_pretrained` loads: GPT-2
+  for learned positions, LayerNorm and GELU; Llama, Qwen2 or Qwen3 for RoPE, RMSNorm and
+  SwiGLU (docs/finetuning.md).
 """
 
 import os
@@ -21,7 +25,7 @@ from tfllm import cli
 
 cli.define_path("run_dir", None, "Run directory of a training run.", required=True)
 cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
-flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "tflite_int8"],
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "tflite_int8", "hf"],
                   "What to export.")
 cli.define_path("output", None, "Where to write; default DIR/export/<format>.")
 flags.DEFINE_integer("seq_len", 0, "tflite: the window a GPT reads (0 = the run's evaluation "
@@ -35,7 +39,7 @@ FLAGS = flags.FLAGS
 def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representative_windows=128):
     """Exports a run; returns {"path", "files": {name: bytes}}."""
     from tfllm.config import checked_window
-    from tfllm.training.run_directory import (CONFIG_FILE, check_writable, find_run, load_run,
+    from tfllm.training.run_directory import (CONFIG_FILE, check_writable, find_run,
                                               write_json)
 
     if fmt == "tflite_int8" and representative_windows < 1:
@@ -47,14 +51,17 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
     check_writable(output, "--output", "export directory")
     config, _, _ = find_run(run_dir, checkpoint)
     recurrent = config.model.name == "recurrent"
+    if fmt == "hf":
+        return _export_hf(run_dir, config, output, checkpoint)
     if fmt != "saved_model" and not recurrent:
         checked_window(config, seq_len)
     from tfllm.inference import exporting
 
-    config, tokenizer, model = load_run(run_dir, checkpoint)
+    config, tokenizer, model = _load_merged(run_dir, checkpoint)
     if fmt == "saved_model":
         extra = {name: os.path.join(run_dir, name)
-                 for name in (CONFIG_FILE, "tokenizer.json", "sentencepiece.model")
+                 for name in (CONFIG_FILE, "tokenizer.json", "sentencepiece.model",
+                              "hf_tokenizer.json")
                  if os.path.exists(os.path.join(run_dir, name))}
         exporting.export_saved_model(model, tokenizer, output, extra)
         return {"path": output, "files": {"saved_model": _tree_size(output)}}
@@ -88,6 +95,33 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
     write_json(listing, {"run_dir": os.path.abspath(run_dir), "seq_len": window,
                          "files": {**listed, **written}})
     return {"path": output, "files": written}
+
+
+def _load_merged(run_dir, checkpoint):
+    """load_run, with a LoRA run's adapters folded into plain kernels: every format
+    exports an ordinary model."""
+    from tfllm.training.lora import merge_lora
+    from tfllm.training.run_directory import load_run
+
+    config, tokenizer, model = load_run(run_dir, checkpoint)
+    merge_lora(model)
+    return config, tokenizer, model
+
+
+def _export_hf(run_dir, config, output, checkpoint):
+    """The run in the Hugging Face layout; the architecture is checked before TensorFlow."""
+    from tfllm.pretrained.hf_config import export_architecture
+
+    export_architecture(config.model.to_dict())
+    if config.train.get("qat_start_step", -1) >= 0:
+        raise cli.UserError("--format=hf writes float weights; a quantization-aware run "
+                            "exports as --format=tflite_int8.")
+    from tfllm.pretrained import save_pretrained
+
+    _, tokenizer, model = _load_merged(run_dir, checkpoint)
+    save_pretrained(model, tokenizer, output)
+    return {"path": output, "files": {name: os.path.getsize(os.path.join(output, name))
+                                      for name in sorted(os.listdir(output))}}
 
 
 def _training_windows(run_dir, config, window, count):

@@ -18,9 +18,10 @@ cli.define_path("data", None, "The corpus: a text file, a folder (every file und
 cli.define_path("output", None, "The directory to write the prepared dataset into.",
                 required=True)
 flags.DEFINE_enum("tokenizer", "char", ["char", "byte", "sentencepiece"], "The tokenizer.")
-cli.define_path("tokenizer_from", None, "Encode with the tokenizer of this prepared dataset or "
-                "run directory instead of training one (--tokenizer is then ignored): a new "
-                "corpus for an existing model, e.g. for tfllm.evaluate --data.")
+cli.define_path("tokenizer_from", None, "Encode with the tokenizer of this prepared dataset, "
+                "run directory or Hugging Face checkpoint (hf:PATH) instead of training one "
+                "(--tokenizer is then ignored): a new corpus for an existing model, e.g. for "
+                "tfllm.evaluate --data or fine-tuning with --init_from=hf:PATH.")
 flags.DEFINE_integer("vocab_size", 1000, "sentencepiece vocabulary size.", lower_bound=1)
 flags.DEFINE_enum("sp_model_type", "bpe", ["bpe", "unigram"], "sentencepiece model.")
 flags.DEFINE_float("val_fraction", 0.1, "The last fraction of the tokens is the validation split.")
@@ -45,7 +46,11 @@ def main(argv):
     from tfllm.data.preparation import prepare
 
     tokenizer = FLAGS.tokenizer
-    if FLAGS.tokenizer_from:
+    from tfllm.pretrained.checkpoint import check_checkpoint, hf_path
+
+    if hf_path(FLAGS.tokenizer_from):
+        tokenizer = check_checkpoint(hf_path(FLAGS.tokenizer_from)).tokenizer()
+    elif FLAGS.tokenizer_from:
         from tfllm.tokenizers import load_tokenizer
 
         try:

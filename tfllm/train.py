@@ -14,7 +14,8 @@ cli.define_config_flag(
 cli.define_path("run_dir", None, "Run directory; default runs/<config name>. An existing run "
                 "directory is resumed.")
 cli.define_path("init_from", None, "Start from the weights of this run directory or "
-                "checkpoint (fine-tuning), with its tokenizer.")
+                "checkpoint (fine-tuning), with its tokenizer; hf:PATH imports a Hugging Face "
+                "checkpoint directory (gpt2, llama, mistral, qwen2, qwen3; docs/finetuning.md).")
 flags.DEFINE_string("strategy", "auto", "Where to train: auto, one_device, mirrored, "
                     "multi_worker (TF_CONFIG), tpu or dtensor (docs/distributed.md).")
 flags.DEFINE_string("mesh", None, "DTensor mesh for --strategy=dtensor, e.g. batch:2,model:2.")
@@ -50,7 +51,11 @@ def main(argv):
 
     # What a user can get wrong is checked before TensorFlow loads (seconds).
     check_writable(run_dir)
-    if FLAGS.init_from:
+    from tfllm.pretrained.checkpoint import check_checkpoint, hf_path
+
+    if hf_path(FLAGS.init_from):
+        check_checkpoint(hf_path(FLAGS.init_from), config.model.max_length)
+    elif FLAGS.init_from:
         resolve_init_from(FLAGS.init_from)
     check_source(config.data)
     from tfllm.training import Trainer, distribution  # TensorFlow loads once the input is valid

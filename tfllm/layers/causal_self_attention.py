@@ -39,7 +39,10 @@ class CausalSelfAttention(keras.layers.Layer):
         dropout: on attention probabilities.
         use_bias: biases on the projections.
         qk_norm: RMS-normalize each head's queries and keys (learned gain over hs) before
-            RoPE and the dot product (QK normalization, as OLMo 2 and Gemma 3).
+            RoPE and the dot product (QK normalization, as OLMo 2, Gemma 3 and Qwen3).
+        qk_norm_epsilon: epsilon of that normalization.
+        qkv_bias: biases on the query/key/value projections; None = use_bias (Qwen2
+            has them, and none on the output projection).
         kernel_initializer: of the query/key/value projections.
         output_kernel_initializer: of the output projection.
 
@@ -64,7 +67,7 @@ class CausalSelfAttention(keras.layers.Layer):
     def __init__(self, num_heads, head_dim=None, num_kv_heads=None, use_rope=False,
                  rope_max_wavelength=10000, dropout=0.0, use_bias=True,
                  kernel_initializer="glorot_uniform", output_kernel_initializer="glorot_uniform",
-                 qk_norm=False, **kwargs):
+                 qk_norm=False, qk_norm_epsilon=1e-6, qkv_bias=None, **kwargs):
         super().__init__(**kwargs)
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if num_heads % num_kv_heads:
@@ -78,6 +81,8 @@ class CausalSelfAttention(keras.layers.Layer):
         self.dropout = dropout
         self.use_bias = use_bias
         self.qk_norm = qk_norm
+        self.qk_norm_epsilon = qk_norm_epsilon
+        self.qkv_bias = qkv_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.output_kernel_initializer = keras.initializers.get(output_kernel_initializer)
         # Fake quantization of the attention scores and probabilities, set by
@@ -93,18 +98,20 @@ class CausalSelfAttention(keras.layers.Layer):
         hs = self.head_dim or width // self.num_heads
         self._hs = hs
 
-        def projection(name, equation, output_shape, bias_axes, initializer):
+        qkv_bias = self.use_bias if self.qkv_bias is None else self.qkv_bias
+
+        def projection(name, equation, output_shape, bias_axes, initializer, bias=self.use_bias):
             return keras.layers.EinsumDense(
-                equation, output_shape=output_shape, bias_axes=bias_axes if self.use_bias else None,
+                equation, output_shape=output_shape, bias_axes=bias_axes if bias else None,
                 kernel_initializer=fresh_initializer(initializer),
                 dtype=self.dtype_policy, name=name)
 
         self.query = projection("query", "btd,dnh->btnh", (None, self.num_heads, hs), "nh",
-                                self.kernel_initializer)
+                                self.kernel_initializer, qkv_bias)
         self.key = projection("key", "btd,dkh->btkh", (None, self.num_kv_heads, hs), "kh",
-                              self.kernel_initializer)
+                              self.kernel_initializer, qkv_bias)
         self.value = projection("value", "btd,dkh->btkh", (None, self.num_kv_heads, hs), "kh",
-                                self.kernel_initializer)
+                                self.kernel_initializer, qkv_bias)
         self.attention_output = projection("attention_output", "btnh,nhd->btd", (None, width), "d",
                                            self.output_kernel_initializer)
         self.query.build(input_shape)
@@ -113,8 +120,10 @@ class CausalSelfAttention(keras.layers.Layer):
         self.attention_output.build(tuple(input_shape[:-1]) + (self.num_heads, hs))
         self.query_norm = self.key_norm = None
         if self.qk_norm:
-            self.query_norm = RMSNormalization(dtype=self.dtype_policy, name="query_norm")
-            self.key_norm = RMSNormalization(dtype=self.dtype_policy, name="key_norm")
+            self.query_norm = RMSNormalization(self.qk_norm_epsilon, dtype=self.dtype_policy,
+                                               name="query_norm")
+            self.key_norm = RMSNormalization(self.qk_norm_epsilon, dtype=self.dtype_policy,
+                                             name="key_norm")
             self.query_norm.build((None, None, self.num_heads, hs))
             self.key_norm.build((None, None, self.num_kv_heads, hs))
         self.rotary = (RotaryEmbedding(self.rope_max_wavelength, dtype=self.dtype_policy, name="rotary")
@@ -211,6 +220,7 @@ class CausalSelfAttention(keras.layers.Layer):
             num_heads=self.num_heads, head_dim=self.head_dim, num_kv_heads=self.num_kv_heads,
             use_rope=self.use_rope, rope_max_wavelength=self.rope_max_wavelength,
             dropout=self.dropout, use_bias=self.use_bias, qk_norm=self.qk_norm,
+            qk_norm_epsilon=self.qk_norm_epsilon, qkv_bias=self.qkv_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
         )

@@ -33,6 +33,8 @@ class TransformerBlock(keras.layers.Layer):
             attention_dropout is given).
         attention_dropout: on attention probabilities; None = dropout.
         use_bias: biases in projections and LayerNorm.
+        qk_norm: as CausalSelfAttention; qk_norm_epsilon: its epsilon.
+        qkv_bias: biases on the query/key/value projections; None = use_bias.
         kernel_initializer: of input projections.
         output_kernel_initializer: of the projections that write to the residual stream.
 
@@ -48,9 +50,12 @@ class TransformerBlock(keras.layers.Layer):
                  use_rope=False, rope_max_wavelength=10000, activation="gelu",
                  normalization="layer", norm_epsilon=1e-5, dropout=0.0, use_bias=True,
                  kernel_initializer="glorot_uniform", output_kernel_initializer="glorot_uniform",
-                 qk_norm=False, attention_dropout=None, **kwargs):
+                 qk_norm=False, attention_dropout=None, qk_norm_epsilon=1e-6, qkv_bias=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.qk_norm = qk_norm
+        self.qk_norm_epsilon = qk_norm_epsilon
+        self.qkv_bias = qkv_bias
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.num_kv_heads = num_kv_heads
@@ -74,7 +79,8 @@ class TransformerBlock(keras.layers.Layer):
             num_heads=self.num_heads, head_dim=self.head_dim, num_kv_heads=self.num_kv_heads,
             use_rope=self.use_rope, rope_max_wavelength=self.rope_max_wavelength,
             dropout=self.dropout if self.attention_dropout is None else self.attention_dropout,
-            use_bias=self.use_bias, qk_norm=self.qk_norm,
+            use_bias=self.use_bias, qk_norm=self.qk_norm, qk_norm_epsilon=self.qk_norm_epsilon,
+            qkv_bias=self.qkv_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
             dtype=policy, name="attention")
@@ -110,7 +116,8 @@ class TransformerBlock(keras.layers.Layer):
             rope_max_wavelength=self.rope_max_wavelength, activation=self.activation,
             normalization=self.normalization, norm_epsilon=self.norm_epsilon,
             dropout=self.dropout, attention_dropout=self.attention_dropout,
-            use_bias=self.use_bias, qk_norm=self.qk_norm,
+            use_bias=self.use_bias, qk_norm=self.qk_norm, qk_norm_epsilon=self.qk_norm_epsilon,
+            qkv_bias=self.qkv_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             output_kernel_initializer=keras.initializers.serialize(self.output_kernel_initializer),
         )

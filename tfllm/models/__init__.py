@@ -17,4 +17,15 @@ def build_model(name, preset, vocab_size, **overrides):
     return MODELS[name].from_preset(preset, vocab_size=vocab_size, **overrides)
 
 
-__all__ = ["GPT", "RecurrentLM", "MODELS", "build_model"]
+def from_pretrained(path, **options):
+    """(GPT, tokenizer) of a Hugging Face checkpoint directory: tfllm.pretrained.from_pretrained.
+
+    Example:
+        >>> model, tokenizer = from_pretrained("checkpoints/gpt2")
+    """
+    from tfllm.pretrained.conversion import from_pretrained as load
+
+    return load(path, **options)
+
+
+__all__ = ["GPT", "RecurrentLM", "MODELS", "build_model", "from_pretrained"]

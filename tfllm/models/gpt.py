@@ -41,7 +41,13 @@ class GPT(PresetMixin, Keras2Model):
             skips the largest masks, (B, heads, T, T) per block.
         use_bias: biases in projections and LayerNorm.
         tie_embeddings: the output projection is the transposed token embedding.
-        rope_max_wavelength: RoPE frequency base.
+        rope_max_wavelength: RoPE frequency base (a Hugging Face config's `rope_theta`).
+        qk_norm: RMS-normalize each head's queries and keys (QK normalization).
+        head_dim: hs, the width of a head; None = D / num_heads.
+        norm_epsilon: epsilon of every normalization; None = tfllm's own (1e-5 for the
+            block and final norms, 1e-6 for QK normalization).
+        qkv_bias: biases on the query/key/value projections; None = use_bias (Qwen2
+            has them where the rest of the model has none).
         init_std: std of the normal initializers; projections into the residual stream
             use init_std / sqrt(2 L) (GPT-2).
 
@@ -62,11 +68,12 @@ class GPT(PresetMixin, Keras2Model):
                  intermediate_dim=None, num_kv_heads=None, position="learned",
                  normalization="layer", activation="gelu", dropout=0.0, use_bias=True,
                  tie_embeddings=True, rope_max_wavelength=10000, init_std=0.02, qk_norm=False,
-                 attention_dropout=None, **kwargs):
+                 attention_dropout=None, head_dim=None, norm_epsilon=None, qkv_bias=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if position not in ("learned", "rope"):
             raise ValueError(f"Unknown position {position!r}; use 'learned' or 'rope'.")
-        if hidden_dim % num_heads:
+        if head_dim is None and hidden_dim % num_heads:
             raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}.")
         intermediate_dim = intermediate_dim or default_intermediate_dim(hidden_dim, activation)
         self.vocab_size = vocab_size
@@ -86,6 +93,9 @@ class GPT(PresetMixin, Keras2Model):
         self.rope_max_wavelength = rope_max_wavelength
         self.init_std = init_std
         self.qk_norm = qk_norm
+        self.head_dim = head_dim
+        self.norm_epsilon = norm_epsilon
+        self.qkv_bias = qkv_bias
 
         policy = self.dtype_policy
         init = keras.initializers.RandomNormal(stddev=init_std)
@@ -104,10 +114,14 @@ class GPT(PresetMixin, Keras2Model):
                 normalization=normalization, dropout=dropout,
                 attention_dropout=attention_dropout, use_bias=use_bias, kernel_initializer=init,
                 output_kernel_initializer=residual_init, qk_norm=qk_norm,
-                dtype=policy, name=f"block_{i}")
+                head_dim=head_dim, norm_epsilon=1e-5 if norm_epsilon is None else norm_epsilon,
+                qk_norm_epsilon=1e-6 if norm_epsilon is None else norm_epsilon,
+                qkv_bias=qkv_bias, dtype=policy, name=f"block_{i}")
             for i in range(num_layers)
         ]
-        self.final_norm = make_normalization(normalization, 1e-5, use_bias, policy, "final_norm")
+        self.final_norm = make_normalization(
+            normalization, 1e-5 if norm_epsilon is None else norm_epsilon, use_bias, policy,
+            "final_norm")
         self.lm_head = (None if tie_embeddings else
                         keras.layers.Dense(vocab_size, use_bias=False, kernel_initializer=fresh_initializer(init),
                                            dtype=policy, name="lm_head"))
@@ -173,7 +187,7 @@ class GPT(PresetMixin, Keras2Model):
     def init_cache(self, batch_size, length):
         """A zero cache for `length` positions: a list of L tensors (S, B, 2, K, hs), one
         per block (a list, so a decode loop updates each in place)."""
-        head_dim = self.hidden_dim // self.num_heads
+        head_dim = self.head_dim or self.hidden_dim // self.num_heads
         shape = (length, batch_size, 2, self.num_kv_heads, head_dim)
         return [tf.zeros(shape, self.compute_dtype) for _ in range(self.num_layers)]
 
@@ -216,7 +230,8 @@ class GPT(PresetMixin, Keras2Model):
             "use_bias": self.use_bias,
             "tie_embeddings": self.tie_embeddings,
             "rope_max_wavelength": self.rope_max_wavelength, "init_std": self.init_std,
-            "qk_norm": self.qk_norm,
+            "qk_norm": self.qk_norm, "head_dim": self.head_dim,
+            "norm_epsilon": self.norm_epsilon, "qkv_bias": self.qkv_bias,
         }
 
 

@@ -6,9 +6,11 @@ import os
 from tfllm.tokenizers.base import TOKENIZER_FILE, Tokenizer
 from tfllm.tokenizers.byte_tokenizer import ByteTokenizer
 from tfllm.tokenizers.char_tokenizer import CharTokenizer
+from tfllm.tokenizers.hf_tokenizer import HFTokenizer
 from tfllm.tokenizers.sentencepiece_tokenizer import SentencePieceTokenizer
 
-TOKENIZERS = {t.name: t for t in (CharTokenizer, ByteTokenizer, SentencePieceTokenizer)}
+TOKENIZERS = {t.name: t for t in (CharTokenizer, ByteTokenizer, SentencePieceTokenizer,
+                                  HFTokenizer)}
 
 
 def train_tokenizer(name, text, **options):
@@ -31,5 +33,5 @@ def load_tokenizer(directory):
     return TOKENIZERS[state["type"]].from_state(state, directory)
 
 
-__all__ = ["Tokenizer", "CharTokenizer", "ByteTokenizer", "SentencePieceTokenizer",
+__all__ = ["Tokenizer", "CharTokenizer", "ByteTokenizer", "SentencePieceTokenizer", "HFTokenizer",
            "TOKENIZERS", "train_tokenizer", "load_tokenizer"]

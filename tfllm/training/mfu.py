@@ -42,10 +42,24 @@ def flops_per_token(model):
         if not model.tie_embeddings:
             params -= _count(model.token_embedding.trainable_weights)
         attention = 12 * model.num_layers * model.max_length * model.hidden_dim
-        return 6 * params + attention
+        return 6 * params + 4 * _frozen_matmul_params(model) + attention
     if isinstance(model, RecurrentLM):
         return 6 * (params - _count(model.token_embedding.trainable_weights))
     raise TypeError(f"no FLOP count for {type(model).__name__}; tfllm counts GPT and RecurrentLM.")
+
+
+def _frozen_matmul_params(model):
+    """Parameters of a GPT's frozen matmuls (LoRA fine-tuning): forward and input
+    gradient but no weight gradient, so 4 FLOPs per token each instead of 6."""
+    from tfllm._keras import keras
+
+    trainable = {id(v) for v in model.trainable_weights}
+    frozen = [layer.kernel for layer in model._flatten_layers()
+              if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
+              and id(layer.kernel) not in trainable]
+    if model.tie_embeddings and id(model.token_embedding.embeddings) not in trainable:
+        frozen.append(model.token_embedding.embeddings)  # the tied head's matmul
+    return _count(frozen)
 
 
 def measure_matmul_peak(dtype="float32", sizes=PEAK_SIZES, repeats=10):

@@ -14,7 +14,10 @@ def build_model(model_cfg, vocab_size):
                    normalization=m.normalization, activation=m.activation, dropout=m.dropout,
                    use_bias=m.use_bias, tie_embeddings=m.tie_embeddings,
                    qk_norm=m.get("qk_norm", False),
-                   attention_dropout=m.get("attention_dropout"), name="gpt")
+                   attention_dropout=m.get("attention_dropout"),
+                   head_dim=m.get("head_dim") or None, norm_epsilon=m.get("norm_epsilon") or None,
+                   qkv_bias=True if m.get("qkv_bias") else None,
+                   rope_max_wavelength=m.get("rope_max_wavelength", 10000.0), name="gpt")
     if m.name == "recurrent":
         return RecurrentLM(vocab_size=vocab_size, embedding_dim=m.embedding_dim, units=m.units,
                            num_layers=m.num_layers, cell=m.cell, dropout=m.dropout,

@@ -240,11 +240,17 @@ def restore_model(model, path, flag, model_cfg=None, vocab_size=None):
 def load_run(run_dir, checkpoint=None):
     """(config, tokenizer, model) of a trained run, weights restored from its newest
     checkpoint (or `checkpoint`, a prefix the --checkpoint flag gave). For evaluation and
-    generation."""
+    generation; a LoRA run's model carries its adapters (tfllm.training.lora.merge_lora
+    folds them in)."""
     from tfllm.training.model_factory import build_model
 
     config, tokenizer, path = find_run(run_dir, checkpoint)
     model = build_model(config.model, tokenizer.vocab_size)
+    if config.train.get("lora_rank", 0):  # its checkpoints hold the adapters
+        from tfllm.training.lora import apply_lora
+
+        t = config.train
+        apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_targets, t.lora_dropout)
     restore_weights(model, path, "--checkpoint" if checkpoint else "the checkpoint",
                     config.model, tokenizer.vocab_size)
     return config, tokenizer, model

@@ -91,7 +91,7 @@ def _input_ms_per_batch(dataset, batches=50):
 
 
 def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, strategy=None,
-                       mesh=None):
+                       mesh=None, vocab_size=None):
     """Times `steps` training steps of `cfg` after `warmup` steps.
 
     Args:
@@ -103,6 +103,9 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
             sample, cached and naive loops: tfllm.inference.throughput); 0 = skip.
         strategy, mesh: where the step runs, as `tfllm.train --strategy` (the same
             per-replica input and build as Trainer).
+        vocab_size: the model's vocabulary if larger than the tokenizer's (a pretrained
+            model's size, e.g. GPT-2's 50257, timed on the corpus's ids); None = the
+            tokenizer's.
 
     Returns a dict: tokens_per_s (of the median step), mean_tokens_per_s (over all the
     measured steps' time, as `tfllm.train` logs), step_ms (median, p10, p90), flops_per_token, mfu,
@@ -121,7 +124,7 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     model_devices = mesh.dim_size("model") if mesh is not None else 1
     distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
     apply_runtime_settings(cfg)
-    setup = build_training_setup(cfg, tokenizer.vocab_size, strategy, mesh)
+    setup = build_training_setup(cfg, max(vocab_size or 0, tokenizer.vocab_size), strategy, mesh)
     seq_len = cfg.model.max_length
     tokens_per_step = t.batch_size * seq_len
     dataset = distribution.distribute_dataset(
@@ -147,6 +150,7 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
                    "batch_size": t.batch_size, "seq_len": seq_len,
                    "optimizer": t.optimizer, "grad_accum_steps": t.grad_accum_steps},
         "params": params,
+        "trainable_params": int(sum(np.prod(v.shape) for v in setup.model.trainable_variables)),
         "steps": len(times),
         "step_ms": {"median": 1e3 * median, "p10": 1e3 * float(np.percentile(times, 10)),
                     "p90": 1e3 * float(np.percentile(times, 90))},

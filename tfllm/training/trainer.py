@@ -16,6 +16,9 @@ from tfllm.data.prepared_dataset import PreparedDataset, is_prepared
 from tfllm.data.sources import adopt_prepared, configured_dataset
 from tfllm.errors import Interrupted, UserError
 from tfllm.inference import generate
+from tfllm.pretrained.checkpoint import (HF_PREFIX, adopt_model_section, adopt_pretrained,
+                                         check_checkpoint, hf_path)
+from tfllm.pretrained.conversion import load_pretrained
 from tfllm.tokenizers import load_tokenizer
 from tfllm.training import callbacks as cb
 from tfllm.training import distribution, mfu
@@ -77,6 +80,7 @@ class Trainer:
         self.config = config_lib.validate(config)
         self.run_dir = run_dir
         self.init_from = init_from
+        self.pretrained = None  # the Hugging Face Checkpoint of --init_from=hf:PATH
         self.mesh = mesh
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = distribution.is_chief(self.strategy)
@@ -86,8 +90,7 @@ class Trainer:
         run_dir = self.run_dir
         run_directory.check_writable(run_dir)
         # Resolved before anything is written: a missing --init_from fails here.
-        self.init_checkpoint = (run_directory.resolve_init_from(self.init_from)
-                                if self.init_from else None)
+        self._resolve_init_from()
         created = not os.path.exists(run_dir)
         lock = None
         try:
@@ -114,6 +117,42 @@ class Trainer:
         finally:
             if lock is not None:
                 lock.release()
+
+    def _resolve_init_from(self):
+        """--init_from: a tfllm run's checkpoint, or a Hugging Face checkpoint (hf:PATH)
+        whose architecture and tokenizer the config then takes (one line says so)."""
+        self.init_checkpoint = None
+        path = hf_path(self.init_from)
+        if path is None:
+            if self.init_from:
+                self.init_checkpoint = run_directory.resolve_init_from(self.init_from)
+            self._adopt_resumed_import()
+            return
+        self.pretrained = check_checkpoint(path, self.config.model.max_length)
+        self.config, changed = adopt_pretrained(self.config, self.pretrained)
+        self.config = config_lib.validate(self.config)
+        m = self.config.model
+        self.print_fn(f"model: {self.pretrained.architecture} from {path}: {m.num_layers} x "
+                      f"{m.hidden_dim}, {m.num_heads} heads ({m.num_kv_heads} key/value), its "
+                      f"tokenizer ({self.pretrained.vocab_size} tokens); "
+                      f"{len(changed)} model keys set from its config.json")
+
+    def _adopt_resumed_import(self):
+        """A run started from a Hugging Face checkpoint resumes without --init_from too:
+        its saved config's architecture stands for the checkpoint's."""
+        record = run_directory.load_run_file(self.run_dir).get("init_from") or ""
+        saved = run_directory.load_config(self.run_dir)
+        if self.init_from or not record.startswith(HF_PREFIX) or saved is None:
+            return
+        self.config, _ = adopt_model_section(self.config, saved.model.to_dict())
+        self.config = config_lib.validate(self.config)
+
+    def _init_from_record(self):
+        """What run.json records as --init_from (absolute)."""
+        path = hf_path(self.init_from)
+        if path is not None:
+            return HF_PREFIX + os.path.abspath(path)
+        return os.path.abspath(self.init_from) if self.init_from else None
 
     def _explain(self, error, latest):
         """The one-line error for a run stopped by `error` (Ctrl-C, a full disk, a worker
@@ -148,7 +187,7 @@ class Trainer:
             raise UserError(f"{self.run_dir} holds a run with {key}={old!r}, not {new!r}; rerun "
                             "with the same config to resume, or pass a new --run_dir.")
         started_from = run_directory.load_run_file(self.run_dir).get("init_from")
-        if self.init_from and started_from != os.path.abspath(self.init_from):
+        if self.init_from and started_from != self._init_from_record():
             origin = f"--init_from={started_from}" if started_from else "scratch"
             raise UserError(f"{self.run_dir} already holds a run, started from {origin}; "
                             f"--init_from starts a new run: pass a new --run_dir, or rerun "
@@ -163,6 +202,8 @@ class Trainer:
         tokenizer = None
         if resuming:
             tokenizer = load_tokenizer(self.run_dir)
+        elif self.pretrained is not None:
+            tokenizer = self.pretrained.tokenizer()
         elif self.init_from:
             tokenizer = load_tokenizer(run_directory.run_of_checkpoint(self.init_checkpoint))
             if tokenizer.name != d.tokenizer and not is_prepared(d.source):
@@ -214,7 +255,7 @@ class Trainer:
     def _write_run_files(self, tokenizer, dataset):
         prepared = is_prepared(self.config.data.source)  # else its own copy in data/
         run_directory.write_json(os.path.join(self.run_dir, run_directory.RUN_FILE), {
-            "init_from": os.path.abspath(self.init_from) if self.init_from else None,
+            "init_from": self._init_from_record(),
             "init_checkpoint": self.init_checkpoint and os.path.abspath(self.init_checkpoint),
             "dataset": {"path": os.path.abspath(dataset.directory),
                         "fingerprint": dataset.fingerprint} if prepared else None})
@@ -230,7 +271,10 @@ class Trainer:
         if self.chief and not resuming:
             self._write_run_files(tokenizer, dataset)
         apply_runtime_settings(cfg)
-        setup = build_training_setup(cfg, tokenizer.vocab_size, self.strategy, self.mesh)
+        # A run's starting weights, unless it resumes from a checkpoint of its own.
+        has_checkpoint = run_directory.latest_checkpoint(self.run_dir) is not None
+        init = None if has_checkpoint else lambda model: self._init_weights(model, tokenizer)
+        setup = build_training_setup(cfg, tokenizer.vocab_size, self.strategy, self.mesh, init)
         state = self._checkpointing(setup)
         self._restore(state, setup.model, tokenizer)
         self._announce(dataset, setup)
@@ -256,6 +300,11 @@ class Trainer:
             self.print_fn(f"reached val_loss {evaluator.history[-1][1]:.4f} <= "
                           f"train.target_val_loss={t.target_val_loss} at step {step}, "
                           f"{time.time() - PROCESS_START:.1f} s from process start")
+        if self.chief and t.get("lora_rank", 0):
+            from tfllm.training import lora
+
+            lora.save_adapter(setup.model, os.path.join(self.run_dir, lora.ADAPTER_FILE),
+                              lora.base_fingerprint(setup.model), t.lora_targets)
         return self._summary(setup.model, tokenizer, step, evaluator.history, state.best_val_loss)
 
     def _announce(self, dataset, setup):
@@ -277,6 +326,10 @@ class Trainer:
         self.print_fn(f"model: {cfg.model.name}, {setup.model.count_params() / 1e6:,.2f} M "
                       f"parameters; {t.batch_size * cfg.model.max_length:,} tokens per step "
                       f"({t.batch_size} x {cfg.model.max_length}); {place}")
+        if t.get("lora_rank", 0):
+            trained = sum(int(tf.size(v)) for v in setup.model.trainable_variables)
+            self.print_fn(f"LoRA: rank {t.lora_rank} adapters on {t.lora_targets}, "
+                          f"{trained:,} trainable parameters; the rest frozen")
         self.print_fn(f"evaluation: {scored:,} validation tokens every {cfg.eval.every} steps; "
                       f"run directory {self.run_dir}")
 
@@ -327,8 +380,8 @@ class Trainer:
                                                     max_to_keep=1))
 
     def _restore(self, state, model, tokenizer):
-        """The run's newest checkpoint into everything it holds, or, for a new run started
-        with --init_from, that checkpoint's weights into the model; both strictly."""
+        """The run's newest checkpoint into everything it holds, strictly (a new run's
+        starting weights are loaded by `_init_weights` as the model is built)."""
         latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
         if latest:
             run_directory.match_checkpoint(model, latest)  # saved after the switch to QAT/pruning
@@ -342,6 +395,11 @@ class Trainer:
                                 "weights.") from None
             for variable, value in zip(model.trainable_variables, state.training_weights):
                 variable.assign(value)
+
+    def _init_weights(self, model, tokenizer):
+        """A new run's starting weights: --init_from's (a tfllm run or hf:PATH), strictly."""
+        if self.pretrained is not None:
+            load_pretrained(model, self.pretrained)
         elif self.init_checkpoint:
             run_directory.restore_weights(model, self.init_checkpoint, "--init_from",
                                           self.config.model, tokenizer.vocab_size)

@@ -79,7 +79,7 @@ def xla_works(strategy):
     return not any("CPU" in device.upper() for device in devices)
 
 
-def build_training_setup(cfg, vocab_size, strategy=None, mesh=None):
+def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights=None):
     """Builds and compiles the training objects of `cfg` for a `vocab_size` vocabulary.
 
     Args:
@@ -88,6 +88,8 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None):
         strategy: the tf.distribute strategy; the default strategy when None.
         mesh: a DTensor mesh (instead of a strategy): the model is built as on one
             device, then sharded by its layout map (tfllm.training.distribution).
+        init_weights: called with the built model before LoRA adapters are put on it
+            and the optimizer is built (a run's starting weights: --init_from).
 
     Example:
         >>> setup = build_training_setup(config, tokenizer.vocab_size)
@@ -95,10 +97,16 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None):
     """
     t = cfg.train
     if mesh is not None:
-        return _build_on_mesh(cfg, vocab_size, mesh)
+        return _build_on_mesh(cfg, vocab_size, mesh, init_weights)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(cfg.model, vocab_size)
+        if init_weights is not None:
+            init_weights(model)
+        if t.get("lora_rank", 0):
+            from tfllm.training.lora import apply_lora
+
+            apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_targets, t.lora_dropout)
         lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
         schedule = Scaled(build_schedule(t, t.steps), lr_scale)
         optimizer = build_optimizer(t, schedule)
@@ -114,15 +122,21 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None):
     return TrainingSetup(model, task, optimizer, schedule, lr_scale)
 
 
-def _build_on_mesh(cfg, vocab_size, mesh):
+def _build_on_mesh(cfg, vocab_size, mesh, init_weights=None):
     from tfllm.training.distribution import replicated_variable, shard_model
 
     t = cfg.train
+    if t.get("lora_rank", 0):
+        raise UserError("LoRA does not run on a DTensor mesh (its adapters are not in the "
+                        "layout map); use --strategy=mirrored or one device.")
     if t.precision != "float32" or t.grad_accum_steps > 1 or cfg.model.get("dropout", 0.0):
         raise UserError("on a DTensor mesh tfllm trains in float32 without gradient accumulation "
                         "or dropout; set train.precision=float32, train.grad_accum_steps=1 and "
                         "model.dropout=0.")
-    model = shard_model(build_model(cfg.model, vocab_size), mesh)
+    model = build_model(cfg.model, vocab_size)
+    if init_weights is not None:
+        init_weights(model)
+    model = shard_model(model, mesh)
     lr_scale = replicated_variable(mesh, 1.0, "lr_scale")
     schedule = Scaled(build_schedule(t, t.steps), lr_scale)
     optimizer = build_optimizer(t, schedule, mesh=mesh)

@@ -1,0 +1,115 @@
+"""What a Hugging Face checkpoint directory holds, checked without TensorFlow."""
+
+import os
+
+from tfllm.errors import UserError
+from tfllm.pretrained import hf_config
+
+HF_PREFIX = "hf:"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def hf_path(init_from):
+    """The directory of an `--init_from=hf:PATH`, or None for a tfllm run."""
+    if init_from and init_from.startswith(HF_PREFIX):
+        return init_from[len(HF_PREFIX):]
+    return None
+
+
+class Checkpoint:
+    """A checkpoint directory: its config.json, the tfllm model section it maps to, its
+    context length and end-of-text id. Raises UserError for a directory tfllm cannot
+    import exactly (no config.json, no weights, an unsupported architecture or option)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.config = hf_config.read_config(path)
+        self.model_section, self.context = hf_config.model_section(self.config)
+        weights = [f for f in ("model.safetensors", "model.safetensors.index.json")
+                   if os.path.exists(os.path.join(path, f))]
+        if not weights:
+            bins = [f for f in os.listdir(path) if f.endswith((".bin", ".pt", ".h5", ".msgpack"))]
+            hint = (f" (it has {bins[0]}: convert it with transformers' save_pretrained("
+                    "safe_serialization=True))" if bins else "")
+            raise UserError(f"{path} has no model.safetensors{hint}; tfllm reads safetensors "
+                            "weights only.")
+        self.vocab_size = self.config.get("vocab_size")
+        if not isinstance(self.vocab_size, int):
+            raise UserError(f"{path}/config.json has no vocab_size; download the checkpoint again.")
+
+    @property
+    def architecture(self):
+        return self.config["model_type"]
+
+    @property
+    def eos_id(self):
+        """The end-of-text token (config.json's eos_token_id, the first of a list)."""
+        eos = self.config.get("eos_token_id")
+        if isinstance(eos, list):
+            eos = eos[0] if eos else None
+        return eos
+
+    def tokenizer(self):
+        """The checkpoint's tokenizer.json as a tfllm HFTokenizer."""
+        from tfllm.tokenizers.hf_tokenizer import HFTokenizer
+
+        file = os.path.join(self.path, TOKENIZER_FILE)
+        if not os.path.exists(file):
+            raise UserError(f"{self.path} has no {TOKENIZER_FILE}; tfllm reads the fast "
+                            "tokenizer's file (transformers writes it with "
+                            "AutoTokenizer.from_pretrained(...).save_pretrained(DIR)).")
+        try:
+            return HFTokenizer.from_file(file, self.vocab_size, self.eos_id)
+        except Exception as e:  # tokenizers raises its own Exception type
+            raise UserError(f"{file} is not a tokenizer the tokenizers library reads "
+                            f"({str(e).splitlines()[0][:120]}).") from None
+
+
+def check_checkpoint(path, max_length=None):
+    """The Checkpoint at `path`, checked (and, given a training window, that the model
+    computes exactly at it); UserError otherwise. No TensorFlow."""
+    checkpoint = Checkpoint(path)
+    if max_length is not None:
+        hf_config.check_context(checkpoint.config, max_length)
+    if not os.path.exists(os.path.join(path, TOKENIZER_FILE)):
+        raise UserError(f"{path} has no {TOKENIZER_FILE}; tfllm reads the fast tokenizer's "
+                        "file (transformers writes it with AutoTokenizer.from_pretrained(...)"
+                        ".save_pretrained(DIR)).")
+    return checkpoint
+
+
+# The model keys a run keeps from its own config when it starts from a checkpoint: how
+# long its windows are and how much dropout it trains with. Every other key of the
+# model section is the checkpoint's architecture.
+RUN_MODEL_KEYS = ("max_length", "dropout", "attention_dropout")
+
+
+def adopt_model_section(config, section):
+    """A copy of `config` whose model section is `section` except RUN_MODEL_KEYS, with
+    the checkpoint's tokenizer ("hf"); and the config keys that changed."""
+    config = config.copy_and_resolve_references()
+    changed = []
+    with config.unlocked():
+        for key, value in section.items():
+            if key in RUN_MODEL_KEYS or key not in config.model:
+                continue
+            if config.model[key] != value:
+                changed.append(f"model.{key}")
+            config.model[key] = value
+        if config.data.tokenizer != "hf":
+            changed.append("data.tokenizer")
+            config.data.tokenizer = "hf"
+    return config, changed
+
+
+def adopt_pretrained(config, checkpoint):
+    """`config` with the architecture and tokenizer of a Checkpoint: (config, changed keys)."""
+    if config.model.name != "gpt":
+        config = config.copy_and_resolve_references()
+        from tfllm.configs import base
+
+        with config.unlocked():
+            kept = {key: config.model.get(key) for key in RUN_MODEL_KEYS}
+            config.model = base.gpt_model()
+            config.model.update({k: v for k, v in kept.items() if k in config.model})
+    return adopt_model_section(config, checkpoint.model_section)

@@ -1,0 +1,87 @@
+"""Hugging Face checkpoint <-> tfllm GPT: build, load and save."""
+
+import os
+
+from ml_collections import ConfigDict
+
+from tfllm.files import write_json
+from tfllm.pretrained import hf_config, hf_weights
+from tfllm.pretrained.checkpoint import TOKENIZER_FILE, Checkpoint
+
+
+def from_pretrained(path, max_length=None, dropout=0.0, attention_dropout=None):
+    """The tfllm GPT of a Hugging Face checkpoint directory (config.json,
+    model.safetensors or its sharded index, tokenizer.json), with its weights, and its
+    tokenizer: (model, tokenizer; None if there is no tokenizer.json). Float32
+    variables, whatever the checkpoint's dtype.
+
+    Args:
+        path: the checkpoint directory (tfllm downloads nothing: fetch it first, e.g.
+            `huggingface-cli download gpt2 --local-dir gpt2`).
+        max_length: the model's context (and, for learned positions, its position table);
+            None = the checkpoint's.
+
+    Raises UserError for anything tfllm would not compute exactly.
+
+    Example:
+        >>> model, tokenizer = from_pretrained("gpt2")
+        >>> logits = model(tokenizer.encode("Hello")[None])
+    """
+    checkpoint = Checkpoint(path)
+    max_length = max_length or checkpoint.context
+    hf_config.check_context(checkpoint.config, max_length)
+    section = dict(checkpoint.model_section, max_length=max_length, dropout=dropout,
+                   attention_dropout=attention_dropout)
+    model = build_gpt(section, checkpoint.vocab_size)
+    load_pretrained(model, checkpoint)
+    has_tokenizer = os.path.exists(os.path.join(path, TOKENIZER_FILE))
+    return model, checkpoint.tokenizer() if has_tokenizer else None
+
+
+def build_gpt(section, vocab_size):
+    from tfllm.training.model_factory import build_model
+
+    return build_model(ConfigDict(section), vocab_size)
+
+
+def load_pretrained(model, checkpoint):
+    """Assigns a Checkpoint's (or a checkpoint directory's) weights to a built GPT of its
+    architecture; UserError for a missing, extra or misshapen tensor."""
+    if isinstance(checkpoint, str):
+        checkpoint = Checkpoint(checkpoint)
+    tensors = hf_weights.CheckpointTensors(checkpoint.path)
+    hf_weights.load_weights(model, checkpoint.architecture, tensors)
+
+
+def save_pretrained(model, tokenizer, path):
+    """Writes a tfllm GPT in the Hugging Face layout transformers loads
+    (`AutoModelForCausalLM.from_pretrained(path)`): config.json, model.safetensors
+    (float32) and the tokenizer (tokenizer.json; tokenizer.model for sentencepiece).
+    Returns (architecture, tokenizer file). UserError for a model no architecture computes."""
+    from safetensors.numpy import save_file
+
+    config = model.get_config()
+    # An end-of-text token where the tokenizer has one; a char or byte run's separator
+    # is a newline, which transformers' generate would stop at.
+    eos_id = None
+    if tokenizer is not None and tokenizer.name in ("hf", "sentencepiece"):
+        eos = tokenizer.document_separator()
+        eos_id = int(eos[0]) if len(eos) == 1 else None
+    hf = hf_config.hf_config(config, eos_token_id=eos_id)
+    tensors = hf_weights.export_tensors(model, hf["model_type"])
+    os.makedirs(path, exist_ok=True)
+    save_file(tensors, os.path.join(path, hf_weights.WEIGHTS_FILE) + ".tmp",
+              metadata={"format": "pt"})
+    os.replace(os.path.join(path, hf_weights.WEIGHTS_FILE) + ".tmp",
+               os.path.join(path, hf_weights.WEIGHTS_FILE))
+    written = None
+    if tokenizer is not None:
+        from tfllm.pretrained.tokenizer_export import write_tokenizer
+
+        written = write_tokenizer(tokenizer, os.path.join(path, TOKENIZER_FILE))
+        settings = {"tokenizer_class": "PreTrainedTokenizerFast"}
+        if eos_id is not None:
+            settings["eos_token"] = tokenizer.decode([eos_id])
+        write_json(os.path.join(path, "tokenizer_config.json"), settings)
+    write_json(os.path.join(path, hf_config.CONFIG_FILE), hf)
+    return hf["model_type"], written
