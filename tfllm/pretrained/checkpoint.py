@@ -12,7 +12,7 @@ TOKENIZER_FILE = "tokenizer.json"
 def hf_path(init_from):
     """The directory of an `--init_from=hf:PATH`, or None for a tfllm run."""
     if init_from and init_from.startswith(HF_PREFIX):
-        return init_from[len(HF_PREFIX):]
+        return os.path.expanduser(init_from[len(HF_PREFIX):])  # hf:~/... as the shell would
     return None
 
 
