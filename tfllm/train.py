@@ -58,6 +58,9 @@ def main(argv):
     elif FLAGS.init_from:
         resolve_init_from(FLAGS.init_from)
     check_source(config.data)
+    from tfllm.training.resume_check import check_before_training
+
+    check_before_training(config, run_dir, FLAGS.init_from)
     from tfllm.training import Trainer, distribution  # TensorFlow loads once the input is valid
 
     strategy = mesh = None

@@ -16,13 +16,12 @@ from tfllm.data.prepared_dataset import PreparedDataset, is_prepared
 from tfllm.data.sources import adopt_prepared, configured_dataset
 from tfllm.errors import Interrupted, UserError
 from tfllm.inference import generate
-from tfllm.pretrained.checkpoint import (HF_PREFIX, adopt_model_section, adopt_pretrained,
-                                         check_checkpoint, hf_path)
+from tfllm.pretrained.checkpoint import adopt_pretrained, check_checkpoint, hf_path
 from tfllm.pretrained.conversion import load_pretrained
 from tfllm.tokenizers import load_tokenizer
 from tfllm.training import callbacks as cb
 from tfllm.training import distribution, mfu
-from tfllm.training import run_directory
+from tfllm.training import resume_check, run_directory
 from tfllm.training.rng import dropout_generators
 from tfllm.training.training_setup import (apply_runtime_settings, build_training_setup,
                                            eval_length)
@@ -126,7 +125,8 @@ class Trainer:
         if path is None:
             if self.init_from:
                 self.init_checkpoint = run_directory.resolve_init_from(self.init_from)
-            self._adopt_resumed_import()
+            self.config = resume_check.adopt_resumed_import(self.config, self.run_dir,
+                                                            self.init_from)
             return
         self.pretrained = check_checkpoint(path, self.config.model.max_length)
         self.config, changed = adopt_pretrained(self.config, self.pretrained)
@@ -136,23 +136,6 @@ class Trainer:
                       f"{m.hidden_dim}, {m.num_heads} heads ({m.num_kv_heads} key/value), its "
                       f"tokenizer ({self.pretrained.vocab_size} tokens); "
                       f"{len(changed)} model keys set from its config.json")
-
-    def _adopt_resumed_import(self):
-        """A run started from a Hugging Face checkpoint resumes without --init_from too:
-        its saved config's architecture stands for the checkpoint's."""
-        record = run_directory.load_run_file(self.run_dir).get("init_from") or ""
-        saved = run_directory.load_config(self.run_dir)
-        if self.init_from or not record.startswith(HF_PREFIX) or saved is None:
-            return
-        self.config, _ = adopt_model_section(self.config, saved.model.to_dict())
-        self.config = config_lib.validate(self.config)
-
-    def _init_from_record(self):
-        """What run.json records as --init_from (absolute)."""
-        path = hf_path(self.init_from)
-        if path is not None:
-            return HF_PREFIX + os.path.abspath(path)
-        return os.path.abspath(self.init_from) if self.init_from else None
 
     def _explain(self, error, latest):
         """The one-line error for a run stopped by `error` (Ctrl-C, a full disk, a worker
@@ -178,21 +161,7 @@ class Trainer:
     def _check_resume(self):
         """Whether the run directory holds a run to resume; raises UserError when the
         config or --init_from do not fit that run."""
-        saved = run_directory.load_config(self.run_dir)
-        if saved is None:
-            return False
-        mismatch = config_lib.identity_mismatch(saved.to_dict(), self.config.to_dict())
-        if mismatch:
-            key, old, new = mismatch
-            raise UserError(f"{self.run_dir} holds a run with {key}={old!r}, not {new!r}; rerun "
-                            "with the same config to resume, or pass a new --run_dir.")
-        started_from = run_directory.load_run_file(self.run_dir).get("init_from")
-        if self.init_from and started_from != self._init_from_record():
-            origin = f"--init_from={started_from}" if started_from else "scratch"
-            raise UserError(f"{self.run_dir} already holds a run, started from {origin}; "
-                            f"--init_from starts a new run: pass a new --run_dir, or rerun "
-                            "without --init_from to resume this one.")
-        return True
+        return resume_check.check_resume(self.run_dir, self.config, self.init_from)
 
     def _prepare_data(self, resuming):
         """The run's tokenizer and PreparedDataset: a prepared data.source read where it is
@@ -255,7 +224,7 @@ class Trainer:
     def _write_run_files(self, tokenizer, dataset):
         prepared = is_prepared(self.config.data.source)  # else its own copy in data/
         run_directory.write_json(os.path.join(self.run_dir, run_directory.RUN_FILE), {
-            "init_from": self._init_from_record(),
+            "init_from": resume_check.init_from_record(self.init_from),
             "init_checkpoint": self.init_checkpoint and os.path.abspath(self.init_checkpoint),
             "dataset": {"path": os.path.abspath(dataset.directory),
                         "fingerprint": dataset.fingerprint} if prepared else None})
