@@ -36,3 +36,13 @@ def write_json(path, data):
     with open(path + ".tmp", "w") as f:
         json.dump(data, f, indent=2, ensure_ascii=False)
     os.replace(path + ".tmp", path)
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Writes {name: numpy array} as a safetensors file atomically, readable by all as the
+    other files tfllm writes (safetensors creates its files private)."""
+    from safetensors.numpy import save_file
+
+    save_file(tensors, path + ".tmp", metadata=metadata)
+    os.chmod(path + ".tmp", 0o644)
+    os.replace(path + ".tmp", path)

@@ -51,12 +51,10 @@ def main(argv):
 
     # What a user can get wrong is checked before TensorFlow loads (seconds).
     check_writable(run_dir)
-    from tfllm.pretrained.checkpoint import check_checkpoint, hf_path
+    from tfllm.pretrained.checkpoint import hf_path
 
-    if hf_path(FLAGS.init_from):
-        check_checkpoint(hf_path(FLAGS.init_from), config.model.max_length)
-    elif FLAGS.init_from:
-        resolve_init_from(FLAGS.init_from)
+    if FLAGS.init_from and not hf_path(FLAGS.init_from):
+        resolve_init_from(FLAGS.init_from)  # a checkpoint's: check_before_training below
     check_source(config.data)
     from tfllm.training.resume_check import check_before_training
 

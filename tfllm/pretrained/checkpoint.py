@@ -49,15 +49,20 @@ class Checkpoint:
             eos = eos[0] if eos else None
         return eos
 
-    def tokenizer(self):
-        """The checkpoint's tokenizer.json as a tfllm HFTokenizer."""
-        from tfllm.tokenizers.hf_tokenizer import HFTokenizer
-
+    def tokenizer_file(self):
+        """The checkpoint's tokenizer.json; UserError if it has none."""
         file = os.path.join(self.path, TOKENIZER_FILE)
         if not os.path.exists(file):
             raise UserError(f"{self.path} has no {TOKENIZER_FILE}; tfllm reads the fast "
                             "tokenizer's file (transformers writes it with "
                             "AutoTokenizer.from_pretrained(...).save_pretrained(DIR)).")
+        return file
+
+    def tokenizer(self):
+        """The checkpoint's tokenizer.json as a tfllm HFTokenizer."""
+        from tfllm.tokenizers.hf_tokenizer import HFTokenizer
+
+        file = self.tokenizer_file()
         try:
             return HFTokenizer.from_file(file, self.vocab_size, self.eos_id)
         except Exception as e:  # tokenizers raises its own Exception type
@@ -71,10 +76,7 @@ def check_checkpoint(path, max_length=None):
     checkpoint = Checkpoint(path)
     if max_length is not None:
         hf_config.check_context(checkpoint.config, max_length)
-    if not os.path.exists(os.path.join(path, TOKENIZER_FILE)):
-        raise UserError(f"{path} has no {TOKENIZER_FILE}; tfllm reads the fast tokenizer's "
-                        "file (transformers writes it with AutoTokenizer.from_pretrained(...)"
-                        ".save_pretrained(DIR)).")
+    checkpoint.tokenizer_file()
     return checkpoint
 
 

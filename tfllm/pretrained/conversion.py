@@ -4,7 +4,7 @@ import os
 
 from ml_collections import ConfigDict
 
-from tfllm.files import write_json
+from tfllm.files import write_json, write_safetensors
 from tfllm.pretrained import hf_config, hf_weights
 from tfllm.pretrained.checkpoint import TOKENIZER_FILE, Checkpoint
 
@@ -58,8 +58,6 @@ def save_pretrained(model, tokenizer, path):
     (`AutoModelForCausalLM.from_pretrained(path)`): config.json, model.safetensors
     (float32) and the tokenizer (tokenizer.json; tokenizer.model for sentencepiece).
     Returns (architecture, tokenizer file). UserError for a model no architecture computes."""
-    from safetensors.numpy import save_file
-
     config = model.get_config()
     # An end-of-text token where the tokenizer has one; a char or byte run's separator
     # is a newline, which transformers' generate would stop at.
@@ -70,10 +68,7 @@ def save_pretrained(model, tokenizer, path):
     hf = hf_config.hf_config(config, eos_token_id=eos_id)
     tensors = hf_weights.export_tensors(model, hf["model_type"])
     os.makedirs(path, exist_ok=True)
-    save_file(tensors, os.path.join(path, hf_weights.WEIGHTS_FILE) + ".tmp",
-              metadata={"format": "pt"})
-    os.replace(os.path.join(path, hf_weights.WEIGHTS_FILE) + ".tmp",
-               os.path.join(path, hf_weights.WEIGHTS_FILE))
+    write_safetensors(os.path.join(path, hf_weights.WEIGHTS_FILE), tensors, {"format": "pt"})
     written = None
     if tokenizer is not None:
         from tfllm.pretrained.tokenizer_export import write_tokenizer

@@ -17,13 +17,13 @@ Example:
 
 import hashlib
 import json
-import os
 
 import numpy as np
 
 from tfllm._keras import keras
 from tfllm.compression.wrapping import replace_layers
 from tfllm.errors import UserError
+from tfllm.files import write_safetensors
 from tfllm.layers.lora_adapter import LoRAAdapter
 
 ATTENTION = ("query", "key", "value", "attention_output")
@@ -92,6 +92,14 @@ def apply_lora(model, rank, alpha=16.0, targets="attention", dropout=0.0):
     return adapters
 
 
+def apply_configured_lora(model, train):
+    """The adapters a config's train section asks for (train.lora_rank > 0), put on
+    `model`; nothing for rank 0. Training and loading a run both build them so."""
+    if train.get("lora_rank", 0):
+        apply_lora(model, train.lora_rank, train.lora_alpha, train.lora_targets,
+                   train.lora_dropout)
+
+
 def adapters_of(model):
     return [layer for layer in model._flatten_layers() if isinstance(layer, LoRAAdapter)]
 
@@ -132,8 +140,6 @@ def _adapter_paths(model):
 def save_adapter(model, path, fingerprint, targets):
     """Writes the adapters alone (safetensors, float32) with their settings (`targets`
     as apply_lora took it) and the fingerprint of their base (`base_fingerprint`)."""
-    from safetensors.numpy import save_file
-
     adapters = _adapter_paths(model)
     first = next(iter(adapters.values()))
     tensors = {}
@@ -144,9 +150,7 @@ def save_adapter(model, path, fingerprint, targets):
                 "rank": str(first.rank), "alpha": str(first.alpha),
                 "dropout": str(first.dropout), "targets": targets,
                 "layers": json.dumps(sorted(adapters))}
-    save_file(tensors, path + ".tmp", metadata=metadata)
-    os.chmod(path + ".tmp", 0o644)  # safetensors creates it private
-    os.replace(path + ".tmp", path)
+    write_safetensors(path, tensors, metadata)
 
 
 def load_adapter(model, path):

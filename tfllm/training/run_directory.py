@@ -246,11 +246,9 @@ def load_run(run_dir, checkpoint=None):
 
     config, tokenizer, path = find_run(run_dir, checkpoint)
     model = build_model(config.model, tokenizer.vocab_size)
-    if config.train.get("lora_rank", 0):  # its checkpoints hold the adapters
-        from tfllm.training.lora import apply_lora
+    from tfllm.training.lora import apply_configured_lora
 
-        t = config.train
-        apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_targets, t.lora_dropout)
+    apply_configured_lora(model, config.train)  # a LoRA run's checkpoints hold its adapters
     restore_weights(model, path, "--checkpoint" if checkpoint else "the checkpoint",
                     config.model, tokenizer.vocab_size)
     return config, tokenizer, model

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tfllm._keras import keras
 from tfllm.config import checked_window, eval_length  # noqa: F401  (re-exported)
 from tfllm.errors import UserError
+from tfllm.training.lora import apply_configured_lora
 from tfllm.training.model_factory import build_model
 from tfllm.training.optimizers import build_optimizer
 from tfllm.training.schedules import Scaled, build_schedule
@@ -103,10 +104,7 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
         model = build_model(cfg.model, vocab_size)
         if init_weights is not None:
             init_weights(model)
-        if t.get("lora_rank", 0):
-            from tfllm.training.lora import apply_lora
-
-            apply_lora(model, t.lora_rank, t.lora_alpha, t.lora_targets, t.lora_dropout)
+        apply_configured_lora(model, t)
         lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
         schedule = Scaled(build_schedule(t, t.steps), lr_scale)
         optimizer = build_optimizer(t, schedule)
