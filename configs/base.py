@@ -29,6 +29,9 @@ def gpt_model():
         norm_epsilon=0.0,         # epsilon of every normalization; 0 = tfllm's (1e-5, QK norm 1e-6)
         qkv_bias=False,           # biases on query/key/value even when use_bias is off (Qwen2)
         rope_max_wavelength=10000.0,  # RoPE frequency base (Hugging Face's rope_theta)
+        remat="none",             # activation recomputation: "none", or "block" (each Transformer
+                                  # block's activations recomputed in the backward pass: less
+                                  # memory, a second forward pass; the same gradients)
     ))
 
 
@@ -42,6 +45,7 @@ def recurrent_model():
         units=384,                # U, recurrent units per layer
         max_length=128,           # T, training window (truncated backprop length)
         dropout=0.0,              # on embeddings and between recurrent layers
+        remat="none",             # "none": a recurrent model has no blocks to recompute
     ))
 
 
@@ -111,6 +115,11 @@ def get_config():
             lora_targets="attention",  # "query_value", "attention" (q, k, v, output),
                                        # "attention_mlp" or "all" (+ an untied lm_head)
             lora_dropout=0.0,     # LoRA: dropout on the adapters' input
+            teacher="",           # distillation: a tfllm run directory or hf:PATH whose model
+                                  # (frozen, same tokenizer) the student learns from; "" = off
+            distill_weight=0.5,   # distillation: loss = w x T^2 x KL(teacher_T || student_T)
+                                  # + (1 - w) x cross-entropy on the text; in [0, 1]
+            distill_temperature=2.0,  # distillation: T, softening both distributions; > 0
             qat_start_step=-1,    # switch to int8 quantization-aware training at this step; -1 = never
             prune_sparsity=0.0,   # magnitude pruning: the fraction of each kernel zeroed; 0 = off
             prune_start_step=0,   # pruning starts here (sparsity 0) ...

@@ -62,3 +62,25 @@ def test_benchmark_strategy_overhead_against_one_device():
 def test_benchmark_unknown_overhead_strategy_is_one_line():
     proc = run("tfllm.benchmark", "--config=tiny_test", "--overhead=mirrored,ring")
     assert_one_line_error(proc, "ring unknown; use some of mirrored,multi_worker,dtensor")
+
+
+def test_benchmark_variants_side_by_side():
+    """Each variant in its own process: remat keeps the same model and reports its memory."""
+    proc = run("tfllm.benchmark", "--config=tiny_test", "--steps=3", "--warmup=1", "--rounds=1",
+               "--variant=model.remat=none", "--variant=model.remat=block model.dropout=0.1",
+               "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    plain, remat = result["variants"].values()
+    assert list(result["variants"]) == ["model.remat=none", "model.remat=block model.dropout=0.1"]
+    assert plain["params"] == remat["params"]
+    assert (plain["speed_ratio"], plain["memory_ratio"]) == (1.0, 1.0)
+    for row in (plain, remat):
+        assert row["tokens_per_s"] > 0 and 0 < row["step_rss_mb"] < row["peak_rss_mb"]
+        assert len(row["peak_rss_mb_runs"]) == 1
+    assert remat["memory_ratio"] == remat["peak_rss_mb"] / plain["peak_rss_mb"]
+
+
+def test_benchmark_bad_variant_is_one_line():
+    proc = run("tfllm.benchmark", "--config=tiny_test", "--variant=model.remat")
+    assert_one_line_error(proc, "'model.remat' is not a config override")

@@ -37,7 +37,9 @@ def untrained_run(tmp_path_factory):
                                   "train: empty corpus", "train: run directory under a file",
                                   "prepare: workers 0", "train: hf directory without config",
                                   "train: hf model_type unsupported",
-                                  "prepare: hf tokenizer missing"])
+                                  "prepare: hf tokenizer missing", "train: unknown strategy",
+                                  "train: heads over the mesh", "train: teacher untrained",
+                                  "train: remat on an LSTM"])
 def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -77,6 +79,19 @@ def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained
         "prepare: hf tokenizer missing": (
             "tfllm.prepare", [f"--data={empty}", f"--output={tmp_path}/out",
                               f"--tokenizer_from=hf:{falcon}"], "model_type='falcon'"),
+        "train: unknown strategy": ("tfllm.train", ["--config=tiny_test", "--strategy=horovod",
+                                                    f"--run_dir={tmp_path}/run"],
+                                    "unknown strategy 'horovod'"),
+        "train: heads over the mesh": (
+            "tfllm.train", ["--config=tiny_test", "--config.model.position=rope",
+                            "--strategy=dtensor", "--mesh=model:4", f"--run_dir={tmp_path}/run"],
+            "model.num_heads=2 does not split over the mesh's model axis of 4"),
+        "train: teacher untrained": (
+            "tfllm.train", ["--config=tiny_test", f"--config.train.teacher={untrained_run}",
+                            f"--run_dir={tmp_path}/run"], "has no checkpoint yet; train the teacher"),
+        "train: remat on an LSTM": (
+            "tfllm.train", ["--config=lstm", "--config.model.remat=block",
+                            f"--run_dir={tmp_path}/run"], "has no blocks to recompute"),
     }[case]
     proc = run(module, *args, env={"PYTHONPATH": os.pathsep.join(
         [no_tensorflow, os.environ.get("PYTHONPATH", "")])})

@@ -21,6 +21,12 @@ ends with the projection of docs/distributed.md (tfllm.training.scaling).
 its own), alternately, --finetune_rounds times: tokens/s and peak memory side by side
 (docs/finetuning.md; configs/bench_gpt2.py is GPT-2-124M's size).
 
+--variant (repeated) instead times variants of the config, each a space-separated list
+of config overrides (--variant="model.remat=none" --variant="model.remat=block"), each
+in a fresh process, alternately, --rounds times: tokens/s, step time, peak memory and
+the memory the steps add to what the process held before them, side by side, with
+ratios to the first variant (docs/benchmarks.md).
+
 --prepare=CORPUS instead times tokenizing (tfllm.prepare's encoding) with one worker and
 with --prepare_workers, alternately, on the corpus's first --prepare_mb MB (docs/data.md).
 """
@@ -66,6 +72,10 @@ flags.DEFINE_integer("lora_rank", 8, "With --finetune: the LoRA rank.", lower_bo
 flags.DEFINE_string("lora_targets", "attention", "With --finetune: the LoRA targets.")
 flags.DEFINE_integer("finetune_rounds", 2, "With --finetune: runs of each, alternating.",
                      lower_bound=1)
+flags.DEFINE_multi_string("variant", [], "Time this variant of the config (config overrides "
+                          "separated by spaces, e.g. 'model.remat=block train.batch_size=2'); "
+                          "repeat for each variant, each timed in a fresh process.")
+flags.DEFINE_integer("rounds", 2, "With --variant: runs of each, alternating.", lower_bound=1)
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
 FLAGS = flags.FLAGS
 
@@ -96,7 +106,8 @@ def report(result):
     lines += [
         f"input wait   <= {100 * result['input_wait']:.2f}% of step time "
         f"(the pipeline makes a batch in {result['input_ms']:.2f} ms)",
-        f"peak memory  {result['peak_rss_mb']:,.0f} MB resident, "
+        f"peak memory  {result['peak_rss_mb']:,.0f} MB resident ({result['setup_rss_mb']:,.0f} "
+        f"before the first step), "
         f"{result['page_faults_per_step']:,.0f} page faults per step",
     ]
     g = result.get("generation")
@@ -165,8 +176,6 @@ def time_in_process(config_args, flags_, workers):
 def measure_overhead(config):
     import sys
 
-    from tfllm.training import scaling
-
     unknown = set(FLAGS.overhead) - set(OVERHEAD_STRATEGIES)
     if unknown:
         raise cli.UserError(f"--overhead={','.join(FLAGS.overhead)}: {', '.join(sorted(unknown))} "
@@ -178,6 +187,8 @@ def measure_overhead(config):
     if min(counts) < 1:
         raise cli.UserError(f"--overhead_devices={','.join(FLAGS.overhead_devices)} must be "
                             "counts of at least 1, e.g. --overhead_devices=1,2,4.")
+    from tfllm.training import scaling
+
     config_args = [arg for arg in sys.argv[1:] if arg.startswith("--config")]
     rows = []
     for label, devices, flags_, workers in overhead_runs(FLAGS.overhead, counts):
@@ -219,36 +230,86 @@ def overhead_report(result):
     return "\n".join(lines)
 
 
-def measure_finetuning():
-    """Full fine-tuning and LoRA of the config's model, alternating fresh processes."""
+def compare_variants(variants, rounds, what="step"):
+    """Times each variant ({name: extra config flags}) of the command line's config in
+    fresh processes, alternately, `rounds` times. Returns (config timed, {name: medians
+    of tokens_per_s, step_ms, peak_rss_mb, step_rss_mb, the per-round ratios to the first
+    variant, and each round's figures})."""
     import statistics
     import sys
 
     config_args = [arg for arg in sys.argv[1:] if arg.startswith("--config")]
-    variants = {"full": [], "lora": [f"--config.train.lora_rank={FLAGS.lora_rank}",
-                                     f"--config.train.lora_targets={FLAGS.lora_targets}"]}
     runs = {name: [] for name in variants}
-    for _ in range(FLAGS.finetune_rounds):
+    for _ in range(rounds):
         for name, extra in variants.items():
             result = time_in_process([*config_args, *extra],
                                      [f"--vocab_size={FLAGS.vocab_size}"], 1)
             if "error" in result:
-                raise cli.UserError(f"the {name} fine-tuning step failed: {result['error']}")
+                raise cli.UserError(f"the {name} {what} failed: {result['error']}")
+            result["step_rss_mb"] = result["peak_rss_mb"] - result["setup_rss_mb"]
+            result["step_ms"] = result["step_ms"]["median"]
             runs[name].append(result)
+    first = next(iter(runs.values()))
     summary = {}
     for name, rows in runs.items():
-        summary[name] = {key: statistics.median(r[key] for r in rows)
-                         for key in ("tokens_per_s", "peak_rss_mb")}
-        summary[name].update(params=rows[0]["params"], trainable=rows[0]["trainable_params"],
-                             tokens_per_s_runs=[r["tokens_per_s"] for r in rows],
-                             peak_rss_mb_runs=[r["peak_rss_mb"] for r in rows])
-    full, lora = runs["full"], runs["lora"]
-    return {"config": full[0]["config"], "lora": f"rank {FLAGS.lora_rank} on {FLAGS.lora_targets}",
-            "variants": summary,
-            "memory_ratio": statistics.median(b["peak_rss_mb"] / a["peak_rss_mb"]
-                                              for a, b in zip(full, lora)),
-            "speed_ratio": statistics.median(b["tokens_per_s"] / a["tokens_per_s"]
-                                             for a, b in zip(full, lora))}
+        keys = ("tokens_per_s", "step_ms", "peak_rss_mb", "step_rss_mb")
+        summary[name] = {key: statistics.median(r[key] for r in rows) for key in keys}
+        summary[name].update(
+            {f"{key}_runs": [r[key] for r in rows] for key in keys},
+            params=rows[0]["params"], trainable=rows[0]["trainable_params"],
+            memory_ratio=statistics.median(b["peak_rss_mb"] / a["peak_rss_mb"]
+                                           for a, b in zip(first, rows)),
+            step_memory_ratio=statistics.median(b["step_rss_mb"] / a["step_rss_mb"]
+                                                for a, b in zip(first, rows)),
+            speed_ratio=statistics.median(b["tokens_per_s"] / a["tokens_per_s"]
+                                          for a, b in zip(first, rows)))
+    return first[0]["config"], summary
+
+
+def parse_variant(text):
+    """'model.remat=block train.batch_size=2' -> config flags; UserError if malformed."""
+    overrides = text.split()
+    for item in overrides:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if not value or section not in FLAGS.config or name not in FLAGS.config[section]:
+            raise cli.UserError(f"--variant={text!r}: {item!r} is not a config override; write "
+                                "section.key=value items separated by spaces, e.g. "
+                                "--variant='model.remat=block train.batch_size=2'.")
+    return [f"--config.{item}" for item in overrides]
+
+
+def measure_variants():
+    variants = {text or "(the config)": parse_variant(text) for text in FLAGS.variant}
+    config, summary = compare_variants(variants, FLAGS.rounds)
+    return {"config": config, "variants": summary}
+
+
+def variants_report(result):
+    c = result["config"]
+    lines = [f"date         {result['date']}",
+             f"model        {c['model']}, {c['precision']}, XLA {'on' if c['xla'] else 'off'}, "
+             f"{c['optimizer']} (as the first variant)",
+             f"{'variant':<36} {'tokens/s':>9} {'step ms':>8} {'peak MB':>8} {'step MB':>8} "
+             f"{'x tok/s':>8} {'x peak':>7} {'x step':>7}"]
+    for name, row in result["variants"].items():
+        lines.append(f"{name:<36} {row['tokens_per_s']:>9,.0f} {row['step_ms']:>8,.0f} "
+                     f"{row['peak_rss_mb']:>8,.0f} {row['step_rss_mb']:>8,.0f} "
+                     f"{row['speed_ratio']:>8.2f} {row['memory_ratio']:>7.2f} "
+                     f"{row['step_memory_ratio']:>7.2f}")
+    lines.append("medians over the rounds; step MB = peak minus the peak before the first step "
+                 "(activations, gradients, temporaries); x = median per-round ratio to the first")
+    return "\n".join(lines)
+
+
+def measure_finetuning():
+    """Full fine-tuning and LoRA of the config's model, alternating fresh processes."""
+    variants = {"full": [], "lora": [f"--config.train.lora_rank={FLAGS.lora_rank}",
+                                     f"--config.train.lora_targets={FLAGS.lora_targets}"]}
+    config, summary = compare_variants(variants, FLAGS.finetune_rounds, "fine-tuning step")
+    return {"config": config, "lora": f"rank {FLAGS.lora_rank} on {FLAGS.lora_targets}",
+            "variants": summary, "memory_ratio": summary["lora"]["memory_ratio"],
+            "speed_ratio": summary["lora"]["speed_ratio"]}
 
 
 def finetuning_report(result):
@@ -328,17 +389,24 @@ def main(argv):
         result = {**measure_preparation(), **stamp}
         print(json.dumps(result) if FLAGS.json else preparation_report(result))
         return
+    if FLAGS.variant:
+        result = {**measure_variants(), **stamp}
+        print(json.dumps(result) if FLAGS.json else variants_report(result))
+        return
     if FLAGS.finetune:
         result = {**measure_finetuning(), **stamp}
         print(json.dumps(result) if FLAGS.json else finetuning_report(result))
         return
     if FLAGS.overhead:
+        result = measure_overhead(config)
         from tfllm.training import mfu
 
-        result = measure_overhead(config)
         result.update(machine=mfu.machine_id(), **stamp)
         print(json.dumps(result) if FLAGS.json else overhead_report(result))
         return
+    from tfllm.training.placement import check_placement
+
+    check_placement(FLAGS.strategy, FLAGS.mesh, config)  # before TensorFlow loads
     from tfllm.training import distribution
 
     strategy = mesh = None  # before anything lists devices (multi_worker needs that)

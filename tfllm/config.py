@@ -17,6 +17,7 @@ CHOICES = {
     "train.schedule": ("constant", "warmup_cosine", "wsd", "one_cycle", "step", "exponential"),
     "train.precision": ("float32", "mixed_bfloat16", "mixed_float16"),
     "train.lora_targets": ("query_value", "attention", "attention_mlp", "all"),
+    "model.remat": ("none", "block"),
 }
 POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.max_length",
             "model.embedding_dim", "model.units", "train.steps", "train.batch_size",
@@ -38,7 +39,11 @@ POSITIVE += ("model.rope_max_wavelength",)
 RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_step",
                 "train.lora_rank", "train.lora_alpha", "train.lora_targets",
                 "train.prune_sparsity", "train.prune_start_step", "train.prune_end_step",
-                "train.prune_every", "train.optimizer", "train.ema_decay", "train.precision")
+                "train.prune_every", "train.optimizer", "train.ema_decay", "train.precision",
+                "train.teacher", "train.distill_weight", "train.distill_temperature")
+# Keys inside RUN_IDENTITY's sections that a resumed run may change: recomputation changes
+# what a step keeps in memory, not what it computes.
+NOT_IDENTITY = ("model.remat",)
 # Keys of RUN_IDENTITY where only what a function of the value says must stay the same:
 # averaging on or off (its variables), float16's loss scale or not.
 IDENTITY_OF = {"train.ema_decay": bool, "train.precision": lambda p: p == "mixed_float16"}
@@ -50,7 +55,9 @@ DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None, "model.head
             "model.rope_max_wavelength": 10000.0,
             "train.qat_start_step": -1, "train.prune_sparsity": 0.0, "train.prune_start_step": 0,
             "train.prune_end_step": -1, "train.prune_every": 50, "train.ema_decay": 0.0,
-            "train.lora_rank": 0, "train.lora_alpha": 16.0, "train.lora_targets": "attention"}
+            "train.lora_rank": 0, "train.lora_alpha": 16.0, "train.lora_targets": "attention",
+            "model.remat": "none", "train.teacher": "", "train.distill_weight": 0.5,
+            "train.distill_temperature": 2.0}
 
 
 def _get(config, dotted):
@@ -146,7 +153,22 @@ def validate(config):
         _fail("train.qat_start_step", qat, "use a step >= 0, or -1 for none")
     _validate_pruning(t)
     _validate_lora(config)
+    _validate_remat_and_distillation(config)
     return config
+
+
+def _validate_remat_and_distillation(config):
+    m, t = config.model, config.train
+    if m.get("remat", "none") != "none" and m.name != "gpt":
+        _fail("model.remat", m.remat, "a recurrent model has no blocks to recompute (its "
+              "activations are the recurrent states); use model.remat=none")
+    weight = t.get("distill_weight", 0.5)
+    if not 0 <= weight <= 1:
+        _fail("train.distill_weight", weight, "it must be in [0, 1] (the teacher term's share "
+              "of the loss)")
+    temperature = t.get("distill_temperature", 2.0)
+    if not temperature > 0:
+        _fail("train.distill_temperature", temperature, "it must be > 0")
 
 
 def _validate_lora(config):
@@ -288,6 +310,8 @@ def identity_mismatch(saved, current):
             # "name" first: a GPT run resumed under an LSTM config differs in its kind of
             # model before any of the keys that kind has.
             for sub in sorted(set(a) | set(b), key=lambda sub: (sub != "name", sub)):
+                if f"{key}.{sub}" in NOT_IDENTITY:
+                    continue
                 default = DEFAULTS.get(f"{key}.{sub}")
                 a_sub, b_sub = a.get(sub, default), b.get(sub, default)
                 if a_sub != b_sub:

@@ -64,6 +64,12 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
     if tflite is not None and not os.path.isfile(tflite):
         raise UserError(f"--tflite={tflite} is not a file; pass a .tflite file written by "
                         "tfllm.export.")
+    if tflite is not None:
+        with open(tflite, "rb") as f:
+            identifier = f.read(8)[4:]  # a TFLite flatbuffer's file identifier
+        if identifier != b"TFL3":
+            raise UserError(f"--tflite={tflite} is not a TFLite model (no TFL3 identifier); pass "
+                            "a file written by tfllm.export --format=tflite.")
     dataset = run_dataset(run_dir, config, tokenizer, _data_section(
         config.data, data, tfds_data_dir, tfds_split, tfds_text_key), CORPUS_FLAGS)
     tokens = {"val": dataset.val, "train": dataset.train, "all": dataset.tokens}[split]

@@ -59,6 +59,9 @@ def main(argv):
     from tfllm.training.resume_check import check_before_training
 
     check_before_training(config, run_dir, FLAGS.init_from)
+    from tfllm.training.placement import check_placement
+
+    check_placement(FLAGS.strategy, FLAGS.mesh, config)
     from tfllm.training import Trainer, distribution  # TensorFlow loads once the input is valid
 
     strategy = mesh = None

@@ -56,7 +56,10 @@ def test_training_on_a_2x2_mesh_equals_one_device(tmp_path):
     for name, extra in [("single", []), ("mesh", ["--strategy=dtensor", "--mesh=batch:2,model:2",
                                                   "--cpu_devices=4"])]:
         runs[name] = str(tmp_path / name)
+        # One checkpoint (the last, which generation reads) and a short final evaluation:
+        # a DTensor save or evaluation costs seconds and neither is what is compared here.
         proc = subprocess.run([sys.executable, "-m", "tfllm.train", *RUN, "--config.model.position=rope",
+                               "--config.checkpoint.every=20", "--config.eval.max_tokens=4096",
                                f"--run_dir={runs[name]}", *extra], capture_output=True,
                               text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         assert proc.returncode == 0, proc.stderr[-3000:]

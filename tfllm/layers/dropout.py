@@ -1,6 +1,8 @@
 """Dropout whose masks are cheap to draw on a CPU, inside XLA and out."""
 
+import contextlib
 import numbers
+import threading
 
 import tensorflow as tf
 
@@ -9,6 +11,29 @@ from tfllm._keras import in_xla_context, keras, register
 # Each mask element is 16 random bits, so the keep probability is a multiple of 1/2**16.
 _BITS = 16
 _LEVELS = 1 << _BITS
+
+
+class _SeedScope(threading.local):
+    seed = None  # a (2,) int64 seed tensor while `seeded_masks` is active
+    count = 0    # masks drawn in the scope so far
+
+
+_scope = _SeedScope()
+
+
+@contextlib.contextmanager
+def seeded_masks(seed):
+    """Within: every tfllm Dropout draws its mask from `seed` (a (2,) int64 tensor) folded
+    with the number of masks drawn before it in the scope, instead of from its own
+    generator. So code run twice in the scope with the same seed draws the same masks
+    both times: a block recomputed in the backward pass (activation recomputation)
+    applies the masks its forward pass applied."""
+    previous = (_scope.seed, _scope.count)
+    _scope.seed, _scope.count = seed, 0
+    try:
+        yield
+    finally:
+        _scope.seed, _scope.count = previous
 
 
 @register("tfllm")
@@ -44,7 +69,7 @@ class Dropout(keras.layers.Dropout):
             training = keras.backend.learning_phase()
 
         def dropped():
-            seed = generator.make_seeds(1)[:, 0]
+            seed = self._draw_seed(generator)
             shape = tf.shape(inputs)
             size = tf.reduce_prod(shape)
             words = tf.random.stateless_uniform(
@@ -58,3 +83,16 @@ class Dropout(keras.layers.Dropout):
 
         return tf.__internal__.smart_cond.smart_cond(training, dropped,
                                                      lambda: tf.identity(inputs))
+
+    def make_seed(self):
+        """A fresh (2,) seed from this layer's generator (for `seeded_masks`)."""
+        self._random_generator._maybe_init()
+        return self._random_generator._generator.make_seeds(1)[:, 0]
+
+    @staticmethod
+    def _draw_seed(generator):
+        if _scope.seed is None:
+            return generator.make_seeds(1)[:, 0]
+        seed = tf.random.experimental.stateless_fold_in(_scope.seed, _scope.count)
+        _scope.count += 1
+        return seed

@@ -1,9 +1,19 @@
-"""Language models built from tfllm layers, and the registry of their names."""
+"""Language models built from tfllm layers, and the registry of their names.
 
-from tfllm.models.gpt import GPT
-from tfllm.models.recurrent_lm import RecurrentLM
+The models load lazily (TensorFlow with them): `tfllm.models.sizes`, which a command
+checks its config with before TensorFlow loads, does not pay for it.
+"""
 
-MODELS = {"gpt": GPT, "recurrent": RecurrentLM}
+from tfllm._lazy import lazy_getattr
+
+_WHERE = {"GPT": "gpt", "RecurrentLM": "recurrent_lm"}
+_lazy = lazy_getattr(__name__, _WHERE)
+
+
+def __getattr__(name):
+    if name == "MODELS":
+        return {"gpt": _lazy("GPT"), "recurrent": _lazy("RecurrentLM")}
+    return _lazy(name)
 
 
 def build_model(name, preset, vocab_size, **overrides):
@@ -12,9 +22,10 @@ def build_model(name, preset, vocab_size, **overrides):
     Example:
         >>> model = build_model("gpt", "tiny", vocab_size=65, position="rope")
     """
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; use one of {sorted(MODELS)}.")
-    return MODELS[name].from_preset(preset, vocab_size=vocab_size, **overrides)
+    models = __getattr__("MODELS")
+    if name not in models:
+        raise ValueError(f"Unknown model {name!r}; use one of {sorted(models)}.")
+    return models[name].from_preset(preset, vocab_size=vocab_size, **overrides)
 
 
 def from_pretrained(path, **options):

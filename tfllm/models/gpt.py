@@ -8,11 +8,12 @@ import math
 import tensorflow as tf
 
 from tfllm._keras import Keras2Model, fresh_initializer, keras, register
-from tfllm.layers.dropout import Dropout
+from tfllm.layers.dropout import Dropout, seeded_masks
 from tfllm.layers.position_embedding import PositionEmbedding
 from tfllm.layers.token_embedding import TokenEmbedding
 from tfllm.layers.transformer_block import TransformerBlock, make_normalization
 from tfllm.models.presets import PresetMixin
+from tfllm.models.sizes import check_model_axis, default_intermediate_dim
 
 
 @register("tfllm")
@@ -50,6 +51,10 @@ class GPT(PresetMixin, Keras2Model):
             has them where the rest of the model has none).
         init_std: std of the normal initializers; projections into the residual stream
             use init_std / sqrt(2 L) (GPT-2).
+        remat: recompute each block's activations in the backward pass instead of
+            keeping them (tf.recompute_grad per block): a training step holds one block's
+            activations and the blocks' inputs, at the cost of a second forward pass.
+            Gradients and dropout masks are the same as without it.
 
     Example:
         >>> model = GPT.from_preset("nano", vocab_size=65)
@@ -69,7 +74,7 @@ class GPT(PresetMixin, Keras2Model):
                  normalization="layer", activation="gelu", dropout=0.0, use_bias=True,
                  tie_embeddings=True, rope_max_wavelength=10000, init_std=0.02, qk_norm=False,
                  attention_dropout=None, head_dim=None, norm_epsilon=None, qkv_bias=None,
-                 **kwargs):
+                 remat=False, **kwargs):
         super().__init__(**kwargs)
         if position not in ("learned", "rope"):
             raise ValueError(f"Unknown position {position!r}; use 'learned' or 'rope'.")
@@ -96,6 +101,7 @@ class GPT(PresetMixin, Keras2Model):
         self.head_dim = head_dim
         self.norm_epsilon = norm_epsilon
         self.qkv_bias = qkv_bias
+        self.remat = remat
 
         policy = self.dtype_policy
         init = keras.initializers.RandomNormal(stddev=init_std)
@@ -150,8 +156,26 @@ class GPT(PresetMixin, Keras2Model):
     def _forward(self, token_ids, training):
         x = self._embed(token_ids, 0, training)  # (B, T, D)
         for block in self.blocks:
-            x = block(x, training=training)
+            x = self._block_forward(block, x, training)
         return self._logits(x)  # (B, T, V)
+
+    def _block_forward(self, block, x, training):
+        """One block in training or inference. Training with dropout, each block's masks
+        come from one seed drawn for it (`seeded_masks`), with or without recomputation,
+        so the recomputed forward pass applies the masks the first one did and remat
+        changes nothing about the numbers."""
+        random = training is True and _has_dropout(block)
+        if training is not True or not (self.remat or random):
+            return block(x, training=training)
+        seed = block.residual_dropout.make_seed() if random else None
+
+        def forward(h):
+            if seed is None:
+                return block(h, training=True)
+            with seeded_masks(seed):
+                return block(h, training=True)
+
+        return tf.recompute_grad(forward)(x) if self.remat else forward(x)
 
     def layout_map(self, mesh, batch_axis="batch", model_axis="model"):
         """A tf_keras LayoutMap splitting this GPT over a DTensor mesh by role (Megatron's
@@ -232,24 +256,11 @@ class GPT(PresetMixin, Keras2Model):
             "rope_max_wavelength": self.rope_max_wavelength, "init_std": self.init_std,
             "qk_norm": self.qk_norm, "head_dim": self.head_dim,
             "norm_epsilon": self.norm_epsilon, "qkv_bias": self.qkv_bias,
+            "remat": self.remat,
         }
 
 
-def default_intermediate_dim(hidden_dim, activation):
-    """The MLP width when none is given: 4 D, or 8/3 D rounded up to 64 for SwiGLU."""
-    return 64 * math.ceil(8 * hidden_dim / 3 / 64) if activation == "swiglu" else 4 * hidden_dim
-
-
-def check_model_axis(config, parts, axis="model"):
-    """Raises ValueError unless the sizes a layout map splits (heads, key/value heads,
-    MLP units, width) of a GPT config (its get_config(), or a config's model section)
-    divide by `parts`, the size of the mesh's model axis."""
-    heads = config["num_heads"]
-    sizes = [("num_heads", heads), ("num_kv_heads", config.get("num_kv_heads") or heads),
-             ("intermediate_dim", config.get("intermediate_dim") or default_intermediate_dim(
-                 config["hidden_dim"], config.get("activation", "gelu"))),
-             ("hidden_dim", config["hidden_dim"])]
-    for key, size in sizes:
-        if size % parts:
-            raise ValueError(f"model.{key}={size} does not split over the mesh's {axis} axis "
-                             f"of {parts}; use a multiple of {parts}.")
+def _has_dropout(block):
+    """Whether a block draws dropout masks (its own, or a LoRA adapter's put on it)."""
+    return any(isinstance(layer, Dropout) and layer.rate > 0
+               for layer in block._flatten_layers(include_self=False))

@@ -19,8 +19,8 @@ import os
 import tensorflow as tf
 
 from tfllm.errors import UserError
-
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu", "dtensor")
+from tfllm.training.placement import (MESH_AXES, STRATEGIES, check_strategy,  # noqa: F401
+                                      mesh_sizes)
 
 
 def split_cpu(num_devices):
@@ -41,10 +41,7 @@ def split_cpu(num_devices):
 
 def make_strategy(name, cpu_devices=0, mesh=None):
     """The strategy called `name`, on `cpu_devices` logical CPUs if > 1."""
-    if name not in STRATEGIES:
-        raise UserError(f"unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}.")
-    if mesh and name != "dtensor":
-        raise UserError(f"--mesh is for --strategy=dtensor, not {name}; drop it or use dtensor.")
+    check_strategy(name, mesh)
     split_cpu(cpu_devices)
     if name == "auto":
         if os.environ.get("TPU_NAME"):
@@ -53,9 +50,6 @@ def make_strategy(name, cpu_devices=0, mesh=None):
             name = "multi_worker"
     # Multi-worker and TPU strategies configure the runtime: nothing may start it before.
     if name == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise UserError("--strategy=multi_worker needs TF_CONFIG (the cluster and this "
-                            "worker's task); tools/launch_workers.py sets it for local workers.")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
@@ -139,9 +133,6 @@ def worker_id(strategy):
     return f"{resolver.task_type}_{resolver.task_id}" if resolver is not None else "local"
 
 
-MESH_AXES = ("batch", "model")
-
-
 def parse_mesh(spec, cpu_devices=0):
     """A DTensor mesh from `batch:2,model:2` over this machine's GPUs (or logical CPUs).
 
@@ -149,15 +140,7 @@ def parse_mesh(spec, cpu_devices=0):
     size 1. The mesh must use every device."""
     from tensorflow.experimental import dtensor
 
-    if not spec:
-        raise UserError("--strategy=dtensor needs --mesh, e.g. --mesh=batch:2,model:2.")
-    sizes = {}
-    for part in spec.split(","):
-        name, _, size = part.partition(":")
-        if name not in MESH_AXES or not size.isdigit() or int(size) < 1 or name in sizes:
-            raise UserError(f"--mesh={spec} is not a mesh; write axis:size pairs of the axes "
-                            f"{' and '.join(MESH_AXES)}, e.g. --mesh=batch:2,model:2.")
-        sizes[name] = int(size)
+    sizes = mesh_sizes(spec)
     split_cpu(cpu_devices)
     device_type = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     devices = tf.config.list_logical_devices(device_type)
@@ -172,18 +155,9 @@ def parse_mesh(spec, cpu_devices=0):
 
 def check_mesh_fits(model_cfg, mesh):
     """Raises UserError unless the config's model can be split over the mesh."""
-    from tfllm.models.gpt import check_model_axis
+    from tfllm.training.placement import check_mesh_fits as check
 
-    if model_cfg.name != "gpt":
-        raise UserError("--strategy=dtensor splits the GPT; for a recurrent model use "
-                        "--strategy=mirrored or multi_worker.")
-    if model_cfg.position != "rope":
-        raise UserError("on a DTensor mesh the GPT needs --config.model.position=rope (TF 2.21's "
-                        "DTensor crashes on the learned position table's lookup).")
-    try:
-        check_model_axis(model_cfg.to_dict(), mesh.dim_size("model"))
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    check(model_cfg, mesh.dim_size("model"))
 
 
 def shard_model(model, mesh):

@@ -17,7 +17,8 @@ def build_model(model_cfg, vocab_size):
                    attention_dropout=m.get("attention_dropout"),
                    head_dim=m.get("head_dim") or None, norm_epsilon=m.get("norm_epsilon") or None,
                    qkv_bias=True if m.get("qkv_bias") else None,
-                   rope_max_wavelength=m.get("rope_max_wavelength", 10000.0), name="gpt")
+                   rope_max_wavelength=m.get("rope_max_wavelength", 10000.0),
+                   remat=m.get("remat", "none") == "block", name="gpt")
     if m.name == "recurrent":
         return RecurrentLM(vocab_size=vocab_size, embedding_dim=m.embedding_dim, units=m.units,
                            num_layers=m.num_layers, cell=m.cell, dropout=m.dropout,

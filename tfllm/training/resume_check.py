@@ -10,6 +10,7 @@ from tfllm.data.sources import adopt_prepared
 from tfllm.errors import UserError
 from tfllm.pretrained.checkpoint import (HF_PREFIX, adopt_model_section, adopt_pretrained,
                                          check_checkpoint, hf_path)
+from tfllm.training.distillation import check_teacher
 from tfllm.training.run_directory import load_config, load_run_file
 
 
@@ -64,4 +65,5 @@ def check_before_training(config, run_dir, init_from):
         config = adopt_resumed_import(config, run_dir, init_from)
     if is_prepared(config.data.source):
         config, _ = adopt_prepared(config, PreparedDataset(config.data.source))
+    check_teacher(config)
     check_resume(run_dir, config, init_from)

@@ -291,6 +291,8 @@ def restore_weights(model, path, flag="the checkpoint", model_cfg=None, vocab_si
     or as a starting point: a quantization-aware model stays so; a pruned one comes back
     plain, its kernels multiplied by their masks."""
     restore_model(model, path, flag, model_cfg, vocab_size)
-    from tfllm.compression.pruning import strip_pruning
+    import sys
 
-    strip_pruning(model)
+    pruning = sys.modules.get("tfllm.compression.pruning")
+    if pruning is not None:  # else nothing can be wrapped for pruning (its module makes them)
+        pruning.strip_pruning(model)

@@ -112,7 +112,9 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     input_ms (time the input pipeline takes to make one batch), input_wait (input_ms as
     a share of the median step: an upper bound on the time a step waits for input, since
     the pipeline prefetches on its own thread while the step runs), page_faults_per_step
-    (minor faults of the measured steps: memory a step touches afresh), params,
+    (minor faults of the measured steps: memory a step touches afresh), peak_rss_mb
+    (the process's peak resident memory) and setup_rss_mb (its peak before the first
+    step: weights, optimizer slots, data), params,
     exchanged_bytes (what each device sends per step: tfllm.training.scaling) and the
     settings timed.
     """
@@ -124,13 +126,23 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     model_devices = mesh.dim_size("model") if mesh is not None else 1
     distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
     apply_runtime_settings(cfg)
-    setup = build_training_setup(cfg, max(vocab_size or 0, tokenizer.vocab_size), strategy, mesh)
+    teacher = None
+    if t.get("teacher"):  # distillation: the step runs the teacher too
+        from tfllm.training.distillation import load_teacher
+
+        with strategy.scope():
+            teacher = load_teacher(t.teacher, tokenizer, cfg.model.max_length)
+    setup = build_training_setup(cfg, max(vocab_size or 0, tokenizer.vocab_size), strategy, mesh,
+                                 teacher=teacher)
     seq_len = cfg.model.max_length
     tokens_per_step = t.batch_size * seq_len
     dataset = distribution.distribute_dataset(
         lambda context: train_dataset(tokens, seq_len, t.batch_size, cfg.seed, 0, context),
         t.batch_size, strategy, mesh)
 
+    # What the process held before its first step (weights, optimizer slots, data): the
+    # steps' own memory (activations, gradients, compiled temporaries) is the rest of its peak.
+    setup_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     timer, warmup = _timed_fit(setup.task, dataset, warmup, steps, t.steps_per_execution)
     times = timer.step_times(warmup)
     median = float(np.median(times))
@@ -148,7 +160,8 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
         "config": {"model": cfg.model.name, "precision": t.precision,
                    "xla": bool(setup.task.jit_compile),
                    "batch_size": t.batch_size, "seq_len": seq_len,
-                   "optimizer": t.optimizer, "grad_accum_steps": t.grad_accum_steps},
+                   "optimizer": t.optimizer, "grad_accum_steps": t.grad_accum_steps,
+                   "remat": cfg.model.get("remat", "none")},
         "params": params,
         "trainable_params": int(sum(np.prod(v.shape) for v in setup.model.trainable_variables)),
         "steps": len(times),
@@ -172,4 +185,5 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
 
         result["generation"] = generation_throughput(setup.model, generate_tokens)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["setup_rss_mb"] = setup_rss_mb
     return result

@@ -22,6 +22,8 @@ from tfllm.tokenizers import load_tokenizer
 from tfllm.training import callbacks as cb
 from tfllm.training import distribution, mfu
 from tfllm.training import resume_check, run_directory
+from tfllm.training.distillation import check_teacher, load_teacher
+from tfllm.training.placement import check_config_on_mesh
 from tfllm.training.rng import dropout_generators
 from tfllm.training.training_setup import (apply_runtime_settings, build_training_setup,
                                            eval_length)
@@ -160,7 +162,8 @@ class Trainer:
 
     def _check_resume(self):
         """Whether the run directory holds a run to resume; raises UserError when the
-        config or --init_from do not fit that run."""
+        config or --init_from do not fit that run (or train.teacher names no teacher)."""
+        check_teacher(self.config)
         return resume_check.check_resume(self.run_dir, self.config, self.init_from)
 
     def _prepare_data(self, resuming):
@@ -243,7 +246,8 @@ class Trainer:
         # A run's starting weights, unless it resumes from a checkpoint of its own.
         has_checkpoint = run_directory.latest_checkpoint(self.run_dir) is not None
         init = None if has_checkpoint else lambda model: self._init_weights(model, tokenizer)
-        setup = build_training_setup(cfg, tokenizer.vocab_size, self.strategy, self.mesh, init)
+        setup = build_training_setup(cfg, tokenizer.vocab_size, self.strategy, self.mesh, init,
+                                     teacher=self._teacher(tokenizer))
         state = self._checkpointing(setup)
         self._restore(state, setup.model, tokenizer)
         self._announce(dataset, setup)
@@ -307,12 +311,8 @@ class Trainer:
         across replicas, and what a DTensor mesh does not support."""
         cfg, t, strategy = self.config, self.config.train, self.strategy
         replicas = self.mesh.dim_size("batch") if self.mesh is not None else None
-        if self.mesh is not None and t.get("qat_start_step", -1) >= 0:
-            raise UserError("quantization-aware training does not run on a DTensor mesh; use "
-                            "--strategy=one_device/mirrored or qat_start_step=-1.")
-        if self.mesh is not None and t.get("prune_sparsity", 0.0):
-            raise UserError("pruning does not run on a DTensor mesh; use "
-                            "--strategy=one_device/mirrored or prune_sparsity=0.")
+        if self.mesh is not None:
+            check_config_on_mesh(cfg)
         distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
         distribution.check_batch(strategy, cfg.eval.batch_size, key="eval.batch_size",
                                  replicas=replicas)
@@ -364,6 +364,19 @@ class Trainer:
                                 "weights.") from None
             for variable, value in zip(model.trainable_variables, state.training_weights):
                 variable.assign(value)
+
+    def _teacher(self, tokenizer):
+        """The frozen model train.teacher names (distillation), or None."""
+        spec = self.config.train.get("teacher", "")
+        if not spec:
+            return None
+        with self.strategy.scope():
+            teacher = load_teacher(spec, tokenizer, self.config.model.max_length)
+        self.print_fn(f"teacher: {spec}, {teacher.count_params() / 1e6:,.2f} M parameters "
+                      f"(frozen); loss = {self.config.train.distill_weight} x T^2 KL + "
+                      f"{1 - self.config.train.distill_weight:g} x cross-entropy at "
+                      f"T = {self.config.train.distill_temperature}")
+        return teacher
 
     def _init_weights(self, model, tokenizer):
         """A new run's starting weights: --init_from's (a tfllm run or hf:PATH), strictly."""

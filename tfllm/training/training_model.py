@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from tfllm._keras import Keras2Model, keras
+from tfllm.training.distillation import distillation_loss
 
 
 def token_cross_entropy(targets, logits):
@@ -21,6 +22,9 @@ class TrainingModel(Keras2Model):
     - Clipping is the optimizer's `global_clipnorm`; float16 uses a LossScaleOptimizer.
     - Evaluation (`test_step`) takes (inputs, targets, weights) and reports the
       token-weighted mean loss, exact over a whole split.
+    - With a `teacher`, training minimizes the distillation loss
+      (tfllm.training.distillation) instead of the cross-entropy; evaluation still
+      reports the cross-entropy on the text.
 
     Args:
         lm: a Keras model mapping token ids (B, T) to logits (B, T, V).
@@ -28,11 +32,28 @@ class TrainingModel(Keras2Model):
         mesh: the DTensor mesh the model lives on, if any: the loss trackers are then
             replicated on it and embedding gradients (IndexedSlices) are made dense
             before the update (DTensor has no sparse variable updates).
+        teacher: a model over the same vocabulary whose next-token distributions the
+            LM learns (frozen: run in inference mode, given no gradient).
+        distill_weight, distill_temperature: w and T of the distillation loss.
+
+    Example (distillation in user code):
+        >>> task = TrainingModel(student, teacher=teacher, distill_weight=0.5)
+        >>> task.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> task.fit(dataset_of_inputs_and_targets, steps_per_epoch=100)
     """
 
-    def __init__(self, lm, grad_accum_steps=1, mesh=None, **kwargs):
+    def __init__(self, lm, grad_accum_steps=1, mesh=None, teacher=None, distill_weight=0.5,
+                 distill_temperature=2.0, **kwargs):
         super().__init__(**kwargs)
         self.lm = lm
+        self.teacher = teacher
+        if teacher is not None:
+            if mesh is not None:
+                raise ValueError("distillation does not run on a DTensor mesh; use "
+                                 "--strategy=mirrored or one device.")
+            teacher.trainable = False
+        self.distill_weight = float(distill_weight)
+        self.distill_temperature = float(distill_temperature)
         self.grad_accum_steps = grad_accum_steps
         self.mesh = mesh
         if mesh is not None and grad_accum_steps > 1:
@@ -89,8 +110,7 @@ class TrainingModel(Keras2Model):
         # Python loop: unrolled in the graph; accumulation counts are small (<= 16).
         for x, y in zip(micro_inputs, micro_targets):
             with tf.GradientTape() as tape:
-                micro_loss = tf.reduce_sum(token_cross_entropy(y, self.lm(x, training=True)))
-                micro_loss = micro_loss / global_tokens
+                micro_loss = tf.reduce_sum(self._token_losses(x, y)) / global_tokens
                 to_differentiate = (self.optimizer.get_scaled_loss(micro_loss) if scaled_loss
                                     else micro_loss)
             micro_grads = tape.gradient(to_differentiate, variables)
@@ -101,6 +121,15 @@ class TrainingModel(Keras2Model):
         if self.mesh is not None:  # DTensor cannot scatter into a variable (sparse updates)
             grads = [tf.convert_to_tensor(g) for g in grads]
         return context.all_reduce(tf.distribute.ReduceOp.SUM, loss), grads
+
+    def _token_losses(self, inputs, targets):
+        """The per-token training loss (B, T): cross-entropy, or the distillation loss."""
+        logits = self.lm(inputs, training=True)
+        if self.teacher is None:
+            return token_cross_entropy(targets, logits)
+        teacher_logits = tf.stop_gradient(self.teacher(inputs, training=False))
+        return distillation_loss(targets, logits, teacher_logits, self.distill_weight,
+                                 self.distill_temperature)
 
     def make_train_function(self, force=False):
         if self.mesh is None:

@@ -80,7 +80,8 @@ def xla_works(strategy):
     return not any("CPU" in device.upper() for device in devices)
 
 
-def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights=None):
+def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights=None,
+                         teacher=None):
     """Builds and compiles the training objects of `cfg` for a `vocab_size` vocabulary.
 
     Args:
@@ -91,6 +92,8 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
             device, then sharded by its layout map (tfllm.training.distribution).
         init_weights: called with the built model before LoRA adapters are put on it
             and the optimizer is built (a run's starting weights: --init_from).
+        teacher: the frozen model to distil from (train.teacher; built under `strategy`'s
+            scope), or None.
 
     Example:
         >>> setup = build_training_setup(config, tokenizer.vocab_size)
@@ -112,7 +115,9 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
             optimizer.exclude_from_muon(model.lm_head.trainable_variables)  # AdamW for the head
         if t.precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-        task = TrainingModel(model, t.grad_accum_steps)
+        task = TrainingModel(model, t.grad_accum_steps, teacher=teacher,
+                             distill_weight=t.get("distill_weight", 0.5),
+                             distill_temperature=t.get("distill_temperature", 2.0))
         task.compile(optimizer=optimizer, jit_compile=t.xla and xla_works(strategy),
                      weighted_metrics=[],
                      steps_per_execution=t.steps_per_execution)
