@@ -166,3 +166,20 @@ def test_remat_on_a_recurrent_model_is_refused():
     with pytest.raises(UserError, match="model.remat='block' is not allowed: a recurrent model "
                                         "has no blocks to recompute"):
         validate(config)
+
+
+def test_a_hugging_face_checkpoint_teaches_a_student_started_from_it(tmp_path):
+    """train.teacher=hf:DIR: the student imported from the same checkpoint starts equal
+    to its teacher, so the teacher term starts at zero and the run trains."""
+    fixture = os.path.join(os.path.dirname(__file__), "..", "fixtures", "hf", "llama")
+    config = tiny_test.get_config()
+    config.sample.length = 0
+    config.log_every = 1
+    config.train.update(steps=2, teacher=f"hf:{fixture}", distill_weight=1.0,
+                        distill_temperature=1.0)
+    config.eval.every = 2
+    config.checkpoint.every = 2
+    Trainer(config, str(tmp_path / "run"), init_from=f"hf:{fixture}",
+            print_fn=lambda *a: None).train()
+    first = metrics(str(tmp_path / "run"))[0]
+    assert 0 <= first["loss"] < 1e-6  # the KL of a model to itself
