@@ -39,7 +39,7 @@ def untrained_run(tmp_path_factory):
                                   "train: hf model_type unsupported",
                                   "prepare: hf tokenizer missing", "train: unknown strategy",
                                   "train: heads over the mesh", "train: teacher untrained",
-                                  "train: remat on an LSTM"])
+                                  "train: remat on an LSTM", "train: remat on a mesh"])
 def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -89,6 +89,11 @@ def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained
         "train: teacher untrained": (
             "tfllm.train", ["--config=tiny_test", f"--config.train.teacher={untrained_run}",
                             f"--run_dir={tmp_path}/run"], "has no checkpoint yet; train the teacher"),
+        "train: remat on a mesh": (
+            "tfllm.train", ["--config=tiny_test", "--config.model.position=rope",
+                            "--config.model.remat=block", "--strategy=dtensor", "--mesh=batch:2",
+                            f"--run_dir={tmp_path}/run"],
+            "activation recomputation does not run on a DTensor mesh"),
         "train: remat on an LSTM": (
             "tfllm.train", ["--config=lstm", "--config.model.remat=block",
                             f"--run_dir={tmp_path}/run"], "has no blocks to recompute"),
