@@ -312,7 +312,7 @@ def test_a_killed_or_interrupted_run_resumes_with_identical_losses(uninterrupted
                 break
             time.sleep(0.02)
         child.send_signal(sig)
-        child.wait()
+        child.wait(timeout=120)  # a command that hangs on its way out fails the test
         stderr.seek(0)
         lines = error_lines(subprocess.CompletedProcess(cmd, child.returncode, "", stderr.read()))
     steps_before = [json.loads(l)["step"] for l in log.read_text().splitlines()]

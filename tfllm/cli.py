@@ -103,9 +103,16 @@ def fail(message, code=2):
 
 
 def stop(message):
-    """Ends a command the user interrupted: one line, exit code 130 (128 + SIGINT)."""
+    """Ends a command the user interrupted: one line, exit code 130 (128 + SIGINT).
+
+    Exits at once, without the interpreter's shutdown: after an interrupt, joining
+    TensorFlow's threads there can block for good (a Ctrl-C'd tfllm.train hung in a futex
+    after this line, in CI). What a run keeps is already on disk: checkpoints are written
+    whole, metrics lines are closed as they are written, and the run lock is the kernel's."""
     print(f"{_command_name()}: {message}", file=sys.stderr)
-    sys.exit(130)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _command_name():
