@@ -250,19 +250,19 @@ def compare_variants(variants, rounds, what="step"):
             result["step_ms"] = result["step_ms"]["median"]
             runs[name].append(result)
     first = next(iter(runs.values()))
+    keys = ("tokens_per_s", "step_ms", "peak_rss_mb", "step_rss_mb")
     summary = {}
     for name, rows in runs.items():
-        keys = ("tokens_per_s", "step_ms", "peak_rss_mb", "step_rss_mb")
+
+        def ratio(key):  # the median of the per-round ratios to the first variant
+            return statistics.median(b[key] / a[key] for a, b in zip(first, rows))
+
         summary[name] = {key: statistics.median(r[key] for r in rows) for key in keys}
         summary[name].update(
             {f"{key}_runs": [r[key] for r in rows] for key in keys},
             params=rows[0]["params"], trainable=rows[0]["trainable_params"],
-            memory_ratio=statistics.median(b["peak_rss_mb"] / a["peak_rss_mb"]
-                                           for a, b in zip(first, rows)),
-            step_memory_ratio=statistics.median(b["step_rss_mb"] / a["step_rss_mb"]
-                                                for a, b in zip(first, rows)),
-            speed_ratio=statistics.median(b["tokens_per_s"] / a["tokens_per_s"]
-                                          for a, b in zip(first, rows)))
+            memory_ratio=ratio("peak_rss_mb"), step_memory_ratio=ratio("step_rss_mb"),
+            speed_ratio=ratio("tokens_per_s"))
     return first[0]["config"], summary
 
 

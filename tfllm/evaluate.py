@@ -61,10 +61,10 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
 
     # What a user can get wrong is checked before TensorFlow loads (seconds).
     config, tokenizer, _ = find_run(run_dir, checkpoint)
-    if tflite is not None and not os.path.isfile(tflite):
-        raise UserError(f"--tflite={tflite} is not a file; pass a .tflite file written by "
-                        "tfllm.export.")
     if tflite is not None:
+        if not os.path.isfile(tflite):
+            raise UserError(f"--tflite={tflite} is not a file; pass a .tflite file written by "
+                            "tfllm.export.")
         with open(tflite, "rb") as f:
             identifier = f.read(8)[4:]  # a TFLite flatbuffer's file identifier
         if identifier != b"TFL3":

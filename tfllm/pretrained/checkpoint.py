@@ -82,8 +82,7 @@ def check_checkpoint(path, max_length=None):
 
 # The model keys a run keeps from its own config when it starts from a checkpoint: how
 # long its windows are, how much dropout it trains with and whether it recomputes
-# activations. Every other key of the
-# model section is the checkpoint's architecture.
+# activations. Every other key of the model section is the checkpoint's architecture.
 RUN_MODEL_KEYS = ("max_length", "dropout", "attention_dropout", "remat")
 
 

@@ -117,6 +117,17 @@ def load_teacher(spec, tokenizer, max_length):
     return model
 
 
+def configured_teacher(config, tokenizer, strategy):
+    """The teacher a config's train.teacher names, loaded under `strategy`'s scope so its
+    variables live where the student's do; None without one. Training and the benchmark
+    both take it so."""
+    spec = config.train.get("teacher", "")
+    if not spec:
+        return None
+    with strategy.scope():
+        return load_teacher(spec, tokenizer, config.model.max_length)
+
+
 def _tokenizer_words(tokenizer):
     if tokenizer is None:
         return "none"

@@ -126,12 +126,9 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     model_devices = mesh.dim_size("model") if mesh is not None else 1
     distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
     apply_runtime_settings(cfg)
-    teacher = None
-    if t.get("teacher"):  # distillation: the step runs the teacher too
-        from tfllm.training.distillation import load_teacher
+    from tfllm.training.distillation import configured_teacher
 
-        with strategy.scope():
-            teacher = load_teacher(t.teacher, tokenizer, cfg.model.max_length)
+    teacher = configured_teacher(cfg, tokenizer, strategy)  # distillation: the step runs it too
     setup = build_training_setup(cfg, max(vocab_size or 0, tokenizer.vocab_size), strategy, mesh,
                                  teacher=teacher)
     seq_len = cfg.model.max_length

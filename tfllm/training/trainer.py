@@ -22,7 +22,7 @@ from tfllm.tokenizers import load_tokenizer
 from tfllm.training import callbacks as cb
 from tfllm.training import distribution, mfu
 from tfllm.training import resume_check, run_directory
-from tfllm.training.distillation import check_teacher, load_teacher
+from tfllm.training.distillation import check_teacher, configured_teacher
 from tfllm.training.placement import check_config_on_mesh
 from tfllm.training.rng import dropout_generators
 from tfllm.training.training_setup import (apply_runtime_settings, build_training_setup,
@@ -367,15 +367,13 @@ class Trainer:
 
     def _teacher(self, tokenizer):
         """The frozen model train.teacher names (distillation), or None."""
-        spec = self.config.train.get("teacher", "")
-        if not spec:
-            return None
-        with self.strategy.scope():
-            teacher = load_teacher(spec, tokenizer, self.config.model.max_length)
-        self.print_fn(f"teacher: {spec}, {teacher.count_params() / 1e6:,.2f} M parameters "
-                      f"(frozen); loss = {self.config.train.distill_weight} x T^2 KL + "
-                      f"{1 - self.config.train.distill_weight:g} x cross-entropy at "
-                      f"T = {self.config.train.distill_temperature}")
+        t = self.config.train
+        teacher = configured_teacher(self.config, tokenizer, self.strategy)
+        if teacher is not None:
+            self.print_fn(f"teacher: {t.teacher}, {teacher.count_params() / 1e6:,.2f} M "
+                          f"parameters (frozen); loss = {t.distill_weight} x T^2 KL + "
+                          f"{1 - t.distill_weight:g} x cross-entropy at "
+                          f"T = {t.distill_temperature}")
         return teacher
 
     def _init_weights(self, model, tokenizer):

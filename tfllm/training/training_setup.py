@@ -127,11 +127,10 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
 
 def _build_on_mesh(cfg, vocab_size, mesh, init_weights=None):
     from tfllm.training.distribution import replicated_variable, shard_model
+    from tfllm.training.placement import check_config_on_mesh
 
     t = cfg.train
-    if t.get("lora_rank", 0):
-        raise UserError("LoRA does not run on a DTensor mesh (its adapters are not in the "
-                        "layout map); use --strategy=mirrored or one device.")
+    check_config_on_mesh(cfg)  # LoRA's adapters are not in the layout map, and more
     if t.precision != "float32" or t.grad_accum_steps > 1 or cfg.model.get("dropout", 0.0):
         raise UserError("on a DTensor mesh tfllm trains in float32 without gradient accumulation "
                         "or dropout; set train.precision=float32, train.grad_accum_steps=1 and "
