@@ -77,7 +77,8 @@ def get_config():
             seq_len_start=0,      # sequence-length warm-up: the first steps' windows are this long,
                                   # doubling up to model.max_length at step shape_warmup_steps; 0 = off
             shape_warmup_steps=0,  # steps of those warm-ups (each size doubling = one more XLA compile)
-            optimizer="adamw",    # "adamw", "adam", "lion", "muon", "sgd", "adagrad" or "rmsprop"
+            optimizer="adamw",    # "adamw", "adam", "lion", "muon", "soap", "sophia", "sgd",
+                                  # "adagrad" or "rmsprop"
             learning_rate=2e-3,   # peak learning rate
             schedule="warmup_cosine",  # "constant", "warmup_cosine", "wsd" (warmup-stable-decay),
                                        # "one_cycle", "step" or "exponential"
@@ -99,6 +100,12 @@ def get_config():
             muon_scale=10.0,      # muon: the matrices' learning rate is learning_rate x this
             muon_momentum=0.95,   # muon: Nesterov momentum of the matrices' gradients
             muon_ns_steps=5,      # muon: Newton-Schulz iterations orthogonalizing each update
+            precondition_every=10,  # soap: steps between refreshes of the factors' eigenbases
+            shampoo_beta=0.95,    # soap: moving-average factor of Shampoo's factors G G^T, G^T G
+            soap_max_dim=4096,    # soap: a matrix side longer than this is not rotated (memory)
+            hessian_every=10,     # sophia: steps between Hessian estimates (one more forward
+                                  # and backward pass each)
+            sophia_rho=0.04,      # sophia: the update is clip(m / (rho h), 1) x learning_rate
             nesterov=False,       # sgd Nesterov momentum
             grad_clip=1.0,        # clip gradients by global norm; 0 = off
             max_loss=0.0,         # stop (exit 2) once the mean training loss since the last log

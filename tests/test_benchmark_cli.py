@@ -65,18 +65,21 @@ def test_benchmark_unknown_overhead_strategy_is_one_line():
 
 
 def test_benchmark_variants_side_by_side():
-    """Each variant in its own process: remat keeps the same model and reports its memory."""
+    """Each variant in its own process: remat keeps the same model and reports its memory;
+    --optimizers adds a variant per optimizer."""
     proc = run("tfllm.benchmark", "--config=tiny_test", "--steps=3", "--warmup=1", "--rounds=1",
                "--variant=model.remat=none", "--variant=model.remat=block model.dropout=0.1",
-               "--json")
+               "--optimizers=sophia", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    plain, remat = result["variants"].values()
-    assert list(result["variants"]) == ["model.remat=none", "model.remat=block model.dropout=0.1"]
-    assert plain["params"] == remat["params"]
+    plain, remat, sophia = result["variants"].values()
+    assert list(result["variants"]) == ["model.remat=none", "model.remat=block model.dropout=0.1",
+                                        "train.optimizer=sophia"]
+    assert plain["params"] == remat["params"] == sophia["params"]
     assert (plain["speed_ratio"], plain["memory_ratio"]) == (1.0, 1.0)
-    for row in (plain, remat):
+    for row in (plain, remat, sophia):
         assert row["tokens_per_s"] > 0 and 0 < row["step_rss_mb"] < row["peak_rss_mb"]
+        assert row["mean_step_ms"] > 0
         assert len(row["peak_rss_mb_runs"]) == 1
     assert remat["memory_ratio"] == remat["peak_rss_mb"] / plain["peak_rss_mb"]
 

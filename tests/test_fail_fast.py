@@ -39,7 +39,10 @@ def untrained_run(tmp_path_factory):
                                   "train: hf model_type unsupported",
                                   "prepare: hf tokenizer missing", "train: unknown strategy",
                                   "train: heads over the mesh", "train: teacher untrained",
-                                  "train: remat on an LSTM", "train: remat on a mesh"])
+                                  "train: remat on an LSTM", "train: remat on a mesh",
+                                  "train: soap on a mesh", "train: sophia in float16",
+                                  "lr_find: range upside down", "lr_find: plot not png",
+                                  "benchmark: unknown optimizer"])
 def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -94,6 +97,22 @@ def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained
                             "--config.model.remat=block", "--strategy=dtensor", "--mesh=batch:2",
                             f"--run_dir={tmp_path}/run"],
             "activation recomputation does not run on a DTensor mesh"),
+        "train: soap on a mesh": (
+            "tfllm.train", ["--config=tiny_test", "--config.model.position=rope",
+                            "--config.train.optimizer=soap", "--strategy=dtensor", "--mesh=batch:2",
+                            f"--run_dir={tmp_path}/run"], "train.optimizer=soap has no DTensor version"),
+        "train: sophia in float16": (
+            "tfllm.train", ["--config=tiny_test", "--config.train.optimizer=sophia",
+                            "--config.train.precision=mixed_float16", f"--run_dir={tmp_path}/run"],
+            "Hessian estimate is not loss-scaled"),
+        "lr_find: range upside down": ("tfllm.lr_find", ["--config=tiny_test", "--min_lr=0.1",
+                                                         "--max_lr=0.01"],
+                                       "the rise needs 0 < min_lr < max_lr"),
+        "lr_find: plot not png": ("tfllm.lr_find", ["--config=tiny_test", f"--plot={tmp_path}/c.jpg"],
+                                  "must name a .png file"),
+        "benchmark: unknown optimizer": ("tfllm.benchmark", ["--config=tiny_test",
+                                                             "--optimizers=adamw,lamb"],
+                                         "'lamb' is not an optimizer"),
         "train: remat on an LSTM": (
             "tfllm.train", ["--config=lstm", "--config.model.remat=block",
                             f"--run_dir={tmp_path}/run"], "has no blocks to recompute"),

@@ -27,6 +27,11 @@ in a fresh process, alternately, --rounds times: tokens/s, step time, peak memor
 the memory the steps add to what the process held before them, side by side, with
 ratios to the first variant (docs/benchmarks.md).
 
+--optimizers=adamw,muon,soap,sophia is --variant=train.optimizer=adamw ... : each
+optimizer's step on the same model. Its "mean ms" column is the mean over every measured
+step, which counts the steps that refresh SOAP's eigenbases or take Sophia's Hessian
+estimate (every 10 by default; measure 30 steps or more); "step ms" is the median step.
+
 --prepare=CORPUS instead times tokenizing (tfllm.prepare's encoding) with one worker and
 with --prepare_workers, alternately, on the corpus's first --prepare_mb MB (docs/data.md).
 """
@@ -75,7 +80,10 @@ flags.DEFINE_integer("finetune_rounds", 2, "With --finetune: runs of each, alter
 flags.DEFINE_multi_string("variant", [], "Time this variant of the config (config overrides "
                           "separated by spaces, e.g. 'model.remat=block train.batch_size=2'); "
                           "repeat for each variant, each timed in a fresh process.")
-flags.DEFINE_integer("rounds", 2, "With --variant: runs of each, alternating.", lower_bound=1)
+flags.DEFINE_list("optimizers", [], "Time the config's step with each of these optimizers "
+                  "(train.optimizer), as variants: e.g. adamw,muon,soap,sophia.")
+flags.DEFINE_integer("rounds", 2, "With --variant/--optimizers: runs of each, alternating.",
+                     lower_bound=1)
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a report.")
 FLAGS = flags.FLAGS
 
@@ -248,9 +256,11 @@ def compare_variants(variants, rounds, what="step"):
                 raise cli.UserError(f"the {name} {what} failed: {result['error']}")
             result["step_rss_mb"] = result["peak_rss_mb"] - result["setup_rss_mb"]
             result["step_ms"] = result["step_ms"]["median"]
+            tokens_per_step = result["config"]["batch_size"] * result["config"]["seq_len"]
+            result["mean_step_ms"] = 1e3 * tokens_per_step / result["mean_tokens_per_s"]
             runs[name].append(result)
     first = next(iter(runs.values()))
-    keys = ("tokens_per_s", "step_ms", "peak_rss_mb", "step_rss_mb")
+    keys = ("tokens_per_s", "step_ms", "mean_step_ms", "peak_rss_mb", "step_rss_mb")
     summary = {}
     for name, rows in runs.items():
 
@@ -280,7 +290,14 @@ def parse_variant(text):
 
 
 def measure_variants():
-    variants = {text or "(the config)": parse_variant(text) for text in FLAGS.variant}
+    from tfllm.config import CHOICES
+
+    for name in FLAGS.optimizers:
+        if name not in CHOICES["train.optimizer"]:
+            raise cli.UserError(f"--optimizers: {name!r} is not an optimizer; use some of "
+                                f"{', '.join(CHOICES['train.optimizer'])}.")
+    texts = [*FLAGS.variant, *(f"train.optimizer={name}" for name in FLAGS.optimizers)]
+    variants = {text or "(the config)": parse_variant(text) for text in texts}
     config, summary = compare_variants(variants, FLAGS.rounds)
     return {"config": config, "variants": summary}
 
@@ -290,14 +307,16 @@ def variants_report(result):
     lines = [f"date         {result['date']}",
              f"model        {c['model']}, {c['precision']}, XLA {'on' if c['xla'] else 'off'}, "
              f"{c['optimizer']} (as the first variant)",
-             f"{'variant':<36} {'tokens/s':>9} {'step ms':>8} {'peak MB':>8} {'step MB':>8} "
-             f"{'x tok/s':>8} {'x peak':>7} {'x step':>7}"]
+             f"{'variant':<36} {'tokens/s':>9} {'step ms':>8} {'mean ms':>8} {'peak MB':>8} "
+             f"{'step MB':>8} {'x tok/s':>8} {'x peak':>7} {'x step':>7}"]
     for name, row in result["variants"].items():
         lines.append(f"{name:<36} {row['tokens_per_s']:>9,.0f} {row['step_ms']:>8,.0f} "
+                     f"{row['mean_step_ms']:>8,.0f} "
                      f"{row['peak_rss_mb']:>8,.0f} {row['step_rss_mb']:>8,.0f} "
                      f"{row['speed_ratio']:>8.2f} {row['memory_ratio']:>7.2f} "
                      f"{row['step_memory_ratio']:>7.2f}")
-    lines.append("medians over the rounds; step MB = peak minus the peak before the first step "
+    lines.append("medians over the rounds; step ms = the median step, mean ms = all measured "
+                 "steps' mean; step MB = peak minus the peak before the first step "
                  "(activations, gradients, temporaries); x = median per-round ratio to the first")
     return "\n".join(lines)
 
@@ -389,7 +408,7 @@ def main(argv):
         result = {**measure_preparation(), **stamp}
         print(json.dumps(result) if FLAGS.json else preparation_report(result))
         return
-    if FLAGS.variant:
+    if FLAGS.variant or FLAGS.optimizers:
         result = {**measure_variants(), **stamp}
         print(json.dumps(result) if FLAGS.json else variants_report(result))
         return

@@ -13,7 +13,8 @@ CHOICES = {
     "model.normalization": ("layer", "rms"),
     "model.activation": ("gelu", "swiglu", "relu2"),
     "model.cell": ("lstm", "gru"),
-    "train.optimizer": ("adamw", "adam", "lion", "muon", "sgd", "adagrad", "rmsprop"),
+    "train.optimizer": ("adamw", "adam", "lion", "muon", "soap", "sophia", "sgd", "adagrad",
+                        "rmsprop"),
     "train.schedule": ("constant", "warmup_cosine", "wsd", "one_cycle", "step", "exponential"),
     "train.precision": ("float32", "mixed_bfloat16", "mixed_float16"),
     "train.lora_targets": ("query_value", "attention", "attention_mlp", "all"),
@@ -23,7 +24,9 @@ POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.ma
             "model.embedding_dim", "model.units", "train.steps", "train.batch_size",
             "train.grad_accum_steps", "train.learning_rate", "train.steps_per_execution",
             "train.decay_steps", "eval.every", "eval.batch_size", "log_every", "checkpoint.every",
-            "checkpoint.keep", "data.vocab_size", "train.muon_scale", "train.muon_ns_steps")
+            "checkpoint.keep", "data.vocab_size", "train.muon_scale", "train.muon_ns_steps",
+            "train.precondition_every", "train.soap_max_dim", "train.hessian_every",
+            "train.sophia_rho")
 NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "model.attention_dropout",
                 "train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.momentum",
@@ -35,12 +38,14 @@ NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
 POSITIVE += ("model.rope_max_wavelength",)
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values. The optimizer's variables are restored by position, so
-# another optimizer would load them into the wrong slots (or fail on their shapes).
+# another optimizer would load them into the wrong slots (or fail on their shapes); SOAP's
+# max_dim decides which factors exist.
 RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_step",
                 "train.lora_rank", "train.lora_alpha", "train.lora_targets",
                 "train.prune_sparsity", "train.prune_start_step", "train.prune_end_step",
                 "train.prune_every", "train.optimizer", "train.ema_decay", "train.precision",
-                "train.teacher", "train.distill_weight", "train.distill_temperature")
+                "train.teacher", "train.distill_weight", "train.distill_temperature",
+                "train.soap_max_dim")
 # Keys inside RUN_IDENTITY's sections that a resumed run may change: recomputation changes
 # what a step keeps in memory, not what it computes.
 NOT_IDENTITY = ("model.remat",)
@@ -57,7 +62,7 @@ DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None, "model.head
             "train.prune_end_step": -1, "train.prune_every": 50, "train.ema_decay": 0.0,
             "train.lora_rank": 0, "train.lora_alpha": 16.0, "train.lora_targets": "attention",
             "model.remat": "none", "train.teacher": "", "train.distill_weight": 0.5,
-            "train.distill_temperature": 2.0}
+            "train.distill_temperature": 2.0, "train.soap_max_dim": 4096}
 
 
 def _get(config, dotted):
@@ -102,8 +107,12 @@ def validate(config):
     if ema and (t.get("qat_start_step", -1) >= 0 or t.get("prune_sparsity", 0.0)):
         _fail("train.ema_decay", ema, "weight averaging does not combine with "
               "quantization-aware training or pruning; set one of them off")
-    if not 0 <= config.train.get("muon_momentum", 0.95) < 1:
-        _fail("train.muon_momentum", config.train.muon_momentum, "it must be in [0, 1)")
+    for key in ("muon_momentum", "shampoo_beta"):
+        if not 0 <= config.train.get(key, 0.95) < 1:
+            _fail(f"train.{key}", config.train[key], "it must be in [0, 1)")
+    if t.optimizer == "sophia" and t.precision == "mixed_float16":
+        _fail("train.optimizer", t.optimizer, "Sophia's Hessian estimate is not loss-scaled; "
+              "use train.precision=mixed_bfloat16 or float32 with it")
     margin = config.eval.get("target_margin", MARGIN_OFF)
     if margin < MARGIN_OFF:
         _fail("eval.target_margin", margin, "it must be > -1, or -1 to evaluate whenever due")

@@ -51,12 +51,16 @@ def test_mirrored_over_logical_cpus_equals_one_device(single, devices, tmp_path)
     np.testing.assert_allclose(losses(run_dir), losses(single), rtol=1e-4)
 
 
-def test_muon_mirrored_over_logical_cpus_equals_one_device(tmp_path_factory, tmp_path):
-    """Muon's stacked Newton-Schulz update runs per replica on the all-reduced gradient."""
-    muon = [*RUN, "--config.train.optimizer=muon"]
-    reference = train_run(tmp_path_factory, *muon)[0]
+@pytest.mark.parametrize("optimizer", ["muon", "sophia"])
+def test_optimizer_mirrored_over_logical_cpus_equals_one_device(optimizer, tmp_path_factory,
+                                                                tmp_path):
+    """Muon's stacked Newton-Schulz update runs per replica on the all-reduced gradient;
+    Sophia's Hessian estimate (every 2 steps here) is all-reduced with it, each replica
+    sampling its rows' labels as one device does."""
+    args = [*RUN, f"--config.train.optimizer={optimizer}", "--config.train.hessian_every=2"]
+    reference = train_run(tmp_path_factory, *args)[0]
     run_dir = str(tmp_path / "run")
-    proc = run("tfllm.train", *muon, f"--run_dir={run_dir}", "--strategy=mirrored",
+    proc = run("tfllm.train", *args, f"--run_dir={run_dir}", "--strategy=mirrored",
                "--cpu_devices=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(losses(run_dir)) == 20

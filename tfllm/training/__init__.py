@@ -13,6 +13,7 @@ _WHERE = {
     "OneCycle": "schedules", "StepDecay": "schedules", "WarmupCosine": "schedules",
     "WarmupStableDecay": "schedules", "build_schedule": "schedules", "Trainer": "trainer",
     "TrainingModel": "training_model", "token_cross_entropy": "training_model",
+    "Muon": "optimizers", "SOAP": "soap", "Sophia": "sophia", "Geometric": "schedules",
 }
 
 __all__ = sorted(_WHERE)

@@ -6,16 +6,14 @@ import tensorflow as tf
 
 from tfllm._keras import KERNEL_NAMES, keras, weight_name
 from tfllm.errors import UserError
+from tfllm.training.placement import DTENSOR_OPTIMIZERS
 
-OPTIMIZERS = ("adamw", "adam", "lion", "muon", "sgd", "adagrad", "rmsprop")
+OPTIMIZERS = ("adamw", "adam", "lion", "muon", "soap", "sophia", "sgd", "adagrad", "rmsprop")
 
 # Variables whose names contain one of these are not weight-decayed: gains and shifts of
 # normalizations and biases (decaying them only fights the normalization).
 NO_DECAY_NAMES = ("gamma", "beta", "bias")
 
-
-# Optimizers tf_keras has in a DTensor version (keras.dtensor.experimental.optimizers).
-DTENSOR_OPTIMIZERS = ("adamw", "adam", "sgd", "adagrad", "rmsprop")
 
 
 def build_optimizer(cfg, learning_rate, mesh=None):
@@ -60,6 +58,23 @@ def build_optimizer(cfg, learning_rate, mesh=None):
                    ns_steps=cfg.muon_ns_steps,
                    weight_decay=cfg.weight_decay, beta_1=cfg.beta1, beta_2=cfg.beta2,
                    epsilon=cfg.epsilon, **common)
+        opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+        return opt
+    if name == "soap":
+        from tfllm.training.soap import SOAP
+
+        opt = SOAP(learning_rate, precondition_every=cfg.get("precondition_every", 10),
+                   shampoo_beta=cfg.get("shampoo_beta", 0.95),
+                   max_dim=cfg.get("soap_max_dim", 4096),
+                   weight_decay=cfg.weight_decay, beta_1=cfg.beta1, beta_2=cfg.beta2,
+                   epsilon=cfg.epsilon, **common)
+        opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+        return opt
+    if name == "sophia":
+        from tfllm.training.sophia import Sophia
+
+        opt = Sophia(learning_rate, beta_1=cfg.beta1, beta_2=cfg.beta2, rho=cfg.get("sophia_rho", 0.04),
+                     hessian_every=cfg.get("hessian_every", 10), weight_decay=cfg.weight_decay, **common)
         opt.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
         return opt
     if name == "adam":

@@ -54,9 +54,16 @@ def check_mesh_fits(model_cfg, model_parts):
         raise UserError(str(e)) from None
 
 
+# Optimizers tf_keras has in a DTensor version (keras.dtensor.experimental.optimizers).
+DTENSOR_OPTIMIZERS = ("adamw", "adam", "sgd", "adagrad", "rmsprop")
+
+
 def check_config_on_mesh(config):
     """UserError for what tfllm does not train on a DTensor mesh."""
     t = config.train
+    if t.optimizer not in DTENSOR_OPTIMIZERS:
+        raise UserError(f"train.optimizer={t.optimizer} has no DTensor version; on a mesh use "
+                        f"one of {', '.join(DTENSOR_OPTIMIZERS)}, or --strategy=one_device/mirrored.")
     refused = (("quantization-aware training", "qat_start_step=-1", t.get("qat_start_step", -1) >= 0),
                ("pruning", "prune_sparsity=0", t.get("prune_sparsity", 0.0) > 0),
                ("distillation", "teacher=''", bool(t.get("teacher", ""))),

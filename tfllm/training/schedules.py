@@ -140,6 +140,19 @@ class OneCycle(_Schedule):
 SCHEDULES = ("constant", "warmup_cosine", "wsd", "one_cycle", "step", "exponential")
 
 
+@register("tfllm")
+class Geometric(_Schedule):
+    """lr(step) = start * (end / start)^(step / (steps - 1)): a learning-rate range test's
+    rise (tfllm.lr_find), by the same factor every step."""
+
+    def __init__(self, start_lr, end_lr, steps):
+        super().__init__(start_lr=start_lr, end_lr=end_lr, steps=steps)
+
+    def __call__(self, step):
+        fraction = tf.cast(step, tf.float32) / max(self.steps - 1, 1)
+        return self.start_lr * tf.pow(self.end_lr / self.start_lr, fraction)
+
+
 def build_schedule(cfg, total_steps):
     """The schedule `cfg.schedule` names, from a train config section."""
     peak, warmup = cfg.learning_rate, cfg.warmup_steps

@@ -22,6 +22,9 @@ class TrainingModel(Keras2Model):
     - Clipping is the optimizer's `global_clipnorm`; float16 uses a LossScaleOptimizer.
     - Evaluation (`test_step`) takes (inputs, targets, weights) and reports the
       token-weighted mean loss, exact over a whole split.
+    - With a Sophia optimizer, every `hessian_every` steps the step also takes the
+      Hessian estimate Sophia needs (`hessian_estimate`: one more forward and backward
+      pass, on labels sampled from the model).
     - With a `teacher`, training minimizes the distillation loss
       (tfllm.training.distillation) instead of the cross-entropy; evaluation still
       reports the cross-entropy on the text.
@@ -87,6 +90,8 @@ class TrainingModel(Keras2Model):
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         loss, grads = self.loss_and_gradients(data)
+        if getattr(self.optimizer, "estimates_hessian", False):  # Sophia
+            grads = self.optimizer.with_estimate(grads, self.hessian_estimate(data[0]))
         self.optimizer.apply_gradients(zip(grads, self.lm.trainable_variables))
         self.train_loss.update_state(loss)
         # The step's own loss; the mean since the last log is `train_loss.result()`, read
@@ -121,6 +126,47 @@ class TrainingModel(Keras2Model):
         if self.mesh is not None:  # DTensor cannot scatter into a variable (sparse updates)
             grads = [tf.convert_to_tensor(g) for g in grads]
         return context.all_reduce(tf.distribute.ReduceOp.SUM, loss), grads
+
+    @tf.autograph.experimental.do_not_convert
+    def hessian_estimate(self, inputs):
+        """sqrt(N) g_hat per trainable variable on a step where the optimizer takes a
+        Hessian estimate (zeros on the others): g_hat the gradient of the mean
+        cross-entropy of the N tokens of the first micro-batch (all replicas' together)
+        against labels sampled from the model's own predictions, so that N g_hat^2 is the
+        Gauss-Newton-Bartlett estimate of the Hessian's diagonal (Sophia-G). The labels are
+        a function of the step and of the row's place in the global batch: a resumed run,
+        and one over replicas, draws those one device would."""
+        variables = self.lm.trainable_variables
+        if self.grad_accum_steps > 1:
+            inputs = tf.split(inputs, self.grad_accum_steps, axis=0)[0]
+        context = tf.distribute.get_replica_context()
+        tokens = tf.cast(tf.size(inputs) * context.num_replicas_in_sync, tf.float32)
+
+        def estimate():
+            with tf.GradientTape() as tape:
+                logits = tf.cast(self.lm(inputs, training=True), tf.float32)
+                # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits)
+                # (XLA has no kernel for tf.random.stateless_categorical).
+                noise = -tf.math.log(-tf.math.log(self._global_uniform(logits, context)))
+                labels = tf.argmax(logits + noise, axis=-1)
+                loss = tf.reduce_sum(token_cross_entropy(tf.stop_gradient(labels), logits)) / tokens
+            return [tf.convert_to_tensor(g) * tf.sqrt(tokens) for g in tape.gradient(loss, variables)]
+
+        return tf.cond(self.optimizer.estimate_due(), estimate,
+                       lambda: [tf.zeros(v.shape, getattr(v, "true_dtype", v.dtype)) for v in variables])
+
+    def _global_uniform(self, logits, context):
+        """Uniform noise in (0, 1) shaped like `logits`: this replica's rows of the noise of
+        the global batch, drawn from the step (replica r holds the r-th consecutive slice of
+        the global batch, tfllm.data.pipeline)."""
+        rows, replicas = tf.shape(logits)[0], context.num_replicas_in_sync
+        shape = tf.concat([[rows * replicas], tf.shape(logits)[1:]], axis=0)
+        seed = tf.stack([tf.constant(0, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
+        noise = tf.random.stateless_uniform(shape, seed, minval=1e-20, maxval=1.0)
+        if replicas == 1:
+            return noise
+        first = tf.cast(context.replica_id_in_sync_group, tf.int32) * rows
+        return noise[first:first + rows]
 
     def _token_losses(self, inputs, targets):
         """The per-token training loss (B, T): cross-entropy, or the distillation loss."""

@@ -81,7 +81,7 @@ def xla_works(strategy):
 
 
 def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights=None,
-                         teacher=None):
+                         teacher=None, schedule=None):
     """Builds and compiles the training objects of `cfg` for a `vocab_size` vocabulary.
 
     Args:
@@ -94,6 +94,7 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
             and the optimizer is built (a run's starting weights: --init_from).
         teacher: the frozen model to distil from (train.teacher; built under `strategy`'s
             scope), or None.
+        schedule: a LearningRateSchedule in place of the config's (tfllm.lr_find's rise).
 
     Example:
         >>> setup = build_training_setup(config, tokenizer.vocab_size)
@@ -101,7 +102,7 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
     """
     t = cfg.train
     if mesh is not None:
-        return _build_on_mesh(cfg, vocab_size, mesh, init_weights)
+        return _build_on_mesh(cfg, vocab_size, mesh, init_weights, schedule)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(cfg.model, vocab_size)
@@ -109,10 +110,11 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
             init_weights(model)
         apply_configured_lora(model, t)
         lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
-        schedule = Scaled(build_schedule(t, t.steps), lr_scale)
+        schedule = Scaled(schedule or build_schedule(t, t.steps), lr_scale)
         optimizer = build_optimizer(t, schedule)
-        if hasattr(optimizer, "exclude_from_muon") and getattr(model, "lm_head", None):
-            optimizer.exclude_from_muon(model.lm_head.trainable_variables)  # AdamW for the head
+        exclude = getattr(optimizer, "exclude_from_muon", getattr(optimizer, "exclude_from_soap", None))
+        if exclude and getattr(model, "lm_head", None):
+            exclude(model.lm_head.trainable_variables)  # AdamW for an untied head
         if t.precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         task = TrainingModel(model, t.grad_accum_steps, teacher=teacher,
@@ -125,7 +127,7 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
     return TrainingSetup(model, task, optimizer, schedule, lr_scale)
 
 
-def _build_on_mesh(cfg, vocab_size, mesh, init_weights=None):
+def _build_on_mesh(cfg, vocab_size, mesh, init_weights=None, schedule=None):
     from tfllm.training.distribution import replicated_variable, shard_model
     from tfllm.training.placement import check_config_on_mesh
 
@@ -140,7 +142,7 @@ def _build_on_mesh(cfg, vocab_size, mesh, init_weights=None):
         init_weights(model)
     model = shard_model(model, mesh)
     lr_scale = replicated_variable(mesh, 1.0, "lr_scale")
-    schedule = Scaled(build_schedule(t, t.steps), lr_scale)
+    schedule = Scaled(schedule or build_schedule(t, t.steps), lr_scale)
     optimizer = build_optimizer(t, schedule, mesh=mesh)
     task = TrainingModel(model, mesh=mesh)
     # No XLA: DTensor runs its own SPMD expansion of the step.
