@@ -5,10 +5,11 @@ import math
 import tensorflow as tf
 
 from tfllm._keras import KERNEL_NAMES, keras, weight_name
+from tfllm.config import CHOICES
 from tfllm.errors import UserError
 from tfllm.training.placement import DTENSOR_OPTIMIZERS
 
-OPTIMIZERS = ("adamw", "adam", "lion", "muon", "soap", "sophia", "sgd", "adagrad", "rmsprop")
+OPTIMIZERS = CHOICES["train.optimizer"]  # one list: the config check's
 
 # Variables whose names contain one of these are not weight-decayed: gains and shifts of
 # normalizations and biases (decaying them only fights the normalization).
@@ -121,6 +122,12 @@ def orthogonalize(matrix, steps=5):
     return tf.linalg.matrix_transpose(x) if wide else x
 
 
+def is_hidden_matrix(variable):
+    """A `kernel` or `recurrent_kernel` of 2 or more axes: what Muon and SOAP precondition
+    (the projections, the MLP, the LSTM's kernels; not embeddings, norms or biases)."""
+    return len(variable.shape) >= 2 and weight_name(variable) in KERNEL_NAMES
+
+
 def matrix_shape(shape):
     """(rows, cols) a kernel is orthogonalized as: its leading axes against its trailing
     ones, split where the matrix is closest to square (an attention kernel (D, H, K) is
@@ -158,8 +165,7 @@ class Muon(keras.optimizers.AdamW):
         self._not_muon.update(self._var_key(v) for v in var_list)
 
     def uses_muon(self, variable):
-        return (len(variable.shape) >= 2 and weight_name(variable) in KERNEL_NAMES
-                and self._var_key(variable) not in self._not_muon)
+        return is_hidden_matrix(variable) and self._var_key(variable) not in self._not_muon
 
     def _internal_apply_gradients(self, grads_and_vars):
         # Orthogonalize every Muon update of the step first, same-shaped matrices as one

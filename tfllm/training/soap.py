@@ -8,8 +8,8 @@ eigendecomposition: XLA's CPU `eigh` takes 8 s for a 768 x 768 factor, its QR 44
 
 import tensorflow as tf
 
-from tfllm._keras import KERNEL_NAMES, keras, weight_name
-from tfllm.training.optimizers import matrix_shape
+from tfllm._keras import keras
+from tfllm.training.optimizers import is_hidden_matrix, matrix_shape
 
 # Orthogonal-iteration sweeps at the first step, from the identity; every later refresh
 # starts from the previous basis and takes one.
@@ -80,8 +80,7 @@ class SOAP(keras.optimizers.AdamW):
         self._not_soap.update(self._var_key(v) for v in var_list)
 
     def uses_soap(self, variable):
-        return (len(variable.shape) >= 2 and weight_name(variable) in KERNEL_NAMES
-                and self._var_key(variable) not in self._not_soap)
+        return is_hidden_matrix(variable) and self._var_key(variable) not in self._not_soap
 
     def build(self, var_list):
         super().build(var_list)
