@@ -29,6 +29,7 @@ def gpt_model():
         norm_epsilon=0.0,         # epsilon of every normalization; 0 = tfllm's (1e-5, QK norm 1e-6)
         qkv_bias=False,           # biases on query/key/value even when use_bias is off (Qwen2)
         rope_max_wavelength=10000.0,  # RoPE frequency base (Hugging Face's rope_theta)
+        init_std=0.02,            # std of the initial weights (residual projections: / sqrt(2 L))
         remat="none",             # activation recomputation: "none", or "block" (each Transformer
                                   # block's activations recomputed in the backward pass: less
                                   # memory, a second forward pass; the same gradients)

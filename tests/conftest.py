@@ -16,6 +16,8 @@ if "TFLLM_TEST_CACHE" not in os.environ:
         prefix="tfllm-test-cache-")
     atexit.register(shutil.rmtree, os.environ["TFLLM_TEST_CACHE"], ignore_errors=True)
 
+import subprocess  # noqa: E402
+
 import pytest  # noqa: E402
 
 import tfllm  # noqa: E402,F401  (sets the environment before TensorFlow loads)
@@ -28,3 +30,15 @@ def _float32_policy():
 
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KB tmpfs: room for a tiny run's first checkpoint, not for its later ones."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs",
+                                            str(mount)], capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)

@@ -63,7 +63,7 @@ def test_saved_model_serves_without_tfllm_and_matches_generate(trained, tmp_path
     import tensorflow as tf
 
     from tfllm.inference import generate
-    from tfllm.training.run_directory import load_run
+    from tfllm.runs.run_directory import load_run
 
     _, tokenizer, model = load_run(trained)
     ours = generate(model, [5, 6, 7], 40, temperature=0.8, top_k=10, top_p=0.95, seed=3)[0]

@@ -9,6 +9,9 @@ import pytest
 from tests.cli_helpers import assert_one_line_error, run
 
 
+HF_LLAMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "hf", "llama")
+
+
 @pytest.fixture(scope="module")
 def no_tensorflow(tmp_path_factory):
     """A PYTHONPATH entry whose `tensorflow` raises on import."""
@@ -42,7 +45,9 @@ def untrained_run(tmp_path_factory):
                                   "train: remat on an LSTM", "train: remat on a mesh",
                                   "train: soap on a mesh", "train: sophia in float16",
                                   "lr_find: range upside down", "lr_find: plot not png",
-                                  "benchmark: unknown optimizer"])
+                                  "benchmark: unknown optimizer", "train: hf checkpoint without hf:",
+                                  "train: model flag over an hf checkpoint",
+                                  "train: lora_alpha 0"])
 def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -116,6 +121,18 @@ def test_bad_input_is_answered_without_tensorflow(case, no_tensorflow, untrained
         "train: remat on an LSTM": (
             "tfllm.train", ["--config=lstm", "--config.model.remat=block",
                             f"--run_dir={tmp_path}/run"], "has no blocks to recompute"),
+        "train: hf checkpoint without hf:": (
+            "tfllm.train", ["--config=tiny_test", f"--init_from={HF_LLAMA}",
+                            f"--run_dir={tmp_path}/run"],
+            f"is a Hugging Face checkpoint, not a tfllm run; pass --init_from=hf:{HF_LLAMA}"),
+        "train: model flag over an hf checkpoint": (
+            "tfllm.train", ["--config=tiny_test", f"--init_from=hf:{HF_LLAMA}",
+                            "--config.model.num_layers=3", f"--run_dir={tmp_path}/run"],
+            "--config.model.num_layers would be replaced by the architecture of --init_from"),
+        "train: lora_alpha 0": (
+            "tfllm.train", ["--config=tiny_test", "--config.train.lora_rank=2",
+                            "--config.train.lora_alpha=0", f"--run_dir={tmp_path}/run"],
+            "--config.train.lora_alpha=0.0 is not allowed: it must be > 0"),
     }[case]
     proc = run(module, *args, env={"PYTHONPATH": os.pathsep.join(
         [no_tensorflow, os.environ.get("PYTHONPATH", "")])})

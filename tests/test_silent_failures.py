@@ -19,7 +19,7 @@ from tfllm.configs import lstm, tiny_test
 from tfllm.data import DEFAULT_CORPUS
 from tfllm.errors import UserError
 from tfllm.training import Trainer
-from tfllm.training.run_directory import RunLock, latest_checkpoint, load_run, restore_weights
+from tfllm.runs.run_directory import RunLock, latest_checkpoint, load_run, restore_weights
 
 
 def quiet_train(config, run_dir, **kwargs):
@@ -261,18 +261,6 @@ def test_help_exits_zero():
 
 # A full disk ----------------------------------------------------------------------------
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 600 KB tmpfs: room for a tiny run's first checkpoint, not for its later ones."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs",
-                                            str(mount)], capture_output=True).returncode != 0:
-        pytest.skip("needs root to mount a small tmpfs")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
-
-
 @pytest.mark.slow
 def test_a_full_disk_is_one_line_and_a_rerun_resumes(small_disk, tmp_path):
     corpus = tmp_path / "corpus.txt"
@@ -293,3 +281,13 @@ def test_a_full_disk_is_one_line_and_a_rerun_resumes(small_disk, tmp_path):
     proc = run("tfllm.train", *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resuming" in proc.stdout and latest_checkpoint(str(small_disk / "run")).endswith("-30")
+
+
+def test_lora_on_a_random_base_and_a_warmup_longer_than_the_run_are_said(tmp_path):
+    lines = []
+    Trainer(tiny(steps=10, lora_rank=2, warmup_steps=30), str(tmp_path / "run"),
+            print_fn=lines.append).train()
+    lora = [line for line in lines if line.startswith("LoRA: rank 2")]
+    assert lora and "the base is randomly initialized (no --init_from)" in lora[0], lines
+    assert ("note: train.warmup_steps=30 is longer than train.steps=10: the learning rate "
+            "never reaches its peak") in "\n".join(lines)

@@ -154,7 +154,7 @@ def test_generate_is_reproducible_by_seed(trained):
     # In-process: tfllm.generate's --seed is this argument (the streaming test below checks
     # that two processes with one --seed print the same text).
     from tfllm.inference import generate
-    from tfllm.training.run_directory import load_run
+    from tfllm.runs.run_directory import load_run
 
     _, tokenizer, model = load_run(trained[0])
     prompt = tokenizer.encode("ROMEO:")

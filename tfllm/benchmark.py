@@ -14,7 +14,7 @@ same flags. --overhead=mirrored,multi_worker,dtensor instead times each strategy
 at --overhead_devices (default 1, 2 and 4 logical CPU devices, or worker processes for
 multi_worker), each in a fresh process, against one device: on one machine the devices
 share the same cores, so the difference is the strategy's overhead, not a speed-up. It
-ends with the projection of docs/distributed.md (tfllm.training.scaling).
+ends with the projection of docs/distributed.md (tfllm.bench.scaling).
 
 --finetune instead times full fine-tuning against LoRA (rank --lora_rank on
 --lora_targets) of the config's model, each in a fresh process (so each peak memory is
@@ -164,7 +164,7 @@ def time_in_process(config_args, flags_, workers):
     command = ["-m", "tfllm.benchmark", *config_args, *flags_, "--json", "--peak_sizes=",
                "--generate_tokens=0", f"--steps={FLAGS.steps}", f"--warmup={FLAGS.warmup}"]
     if workers > 1 or "--strategy=multi_worker" in flags_:
-        from tfllm.launch_workers import launch
+        from tfllm.distribute.local_workers import launch
 
         with tempfile.TemporaryDirectory() as log_dir:
             code, _ = launch(workers, command, log_dir)
@@ -195,7 +195,7 @@ def measure_overhead(config):
     if min(counts) < 1:
         raise cli.UserError(f"--overhead_devices={','.join(FLAGS.overhead_devices)} must be "
                             "counts of at least 1, e.g. --overhead_devices=1,2,4.")
-    from tfllm.training import scaling
+    from tfllm.bench import scaling
 
     config_args = [arg for arg in sys.argv[1:] if arg.startswith("--config")]
     rows = []
@@ -216,7 +216,7 @@ def measure_overhead(config):
 
 
 def overhead_report(result):
-    from tfllm.training.scaling import format_bytes, format_projection
+    from tfllm.bench.scaling import format_bytes, format_projection
 
     c = result["config"]
     lines = [f"machine      {result['machine']}", f"date         {result['date']}",
@@ -418,23 +418,23 @@ def main(argv):
         return
     if FLAGS.overhead:
         result = measure_overhead(config)
-        from tfllm.training import mfu
+        from tfllm.bench import mfu
 
         result.update(machine=mfu.machine_id(), **stamp)
         print(json.dumps(result) if FLAGS.json else overhead_report(result))
         return
-    from tfllm.training.placement import check_placement
+    from tfllm.distribute.placement import check_placement
 
     check_placement(FLAGS.strategy, FLAGS.mesh, config)  # before TensorFlow loads
-    from tfllm.training import distribution
+    from tfllm.distribute import distribution
 
     strategy = mesh = None  # before anything lists devices (multi_worker needs that)
     if FLAGS.strategy == "dtensor":
-        mesh = distribution.parse_mesh(FLAGS.mesh, FLAGS.cpu_devices)
-        distribution.check_mesh_fits(config.model, mesh)
+        mesh = distribution.parse_mesh(FLAGS.mesh, FLAGS.cpu_devices)  # fits: check_placement
     else:
         strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.mesh)
-    from tfllm.training import mfu, throughput  # TensorFlow loads once the flags are valid
+    from tfllm.api import step_benchmark as throughput  # TensorFlow loads once the flags are valid
+    from tfllm.bench import mfu
     from tfllm.training.training_setup import apply_thread_settings
 
     apply_thread_settings(config)  # before the peak measurement runs the first op

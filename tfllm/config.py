@@ -3,21 +3,25 @@ value is reported in a fraction of a second."""
 
 import math
 
+from tfllm.adapt import LORA_TARGETS
 from tfllm.errors import UserError
+from tfllm.models import MODEL_CLASSES
+from tfllm.optim import OPTIMIZERS, SCHEDULES
+from tfllm.tokenizers import TOKENIZERS
 
+# The choices a user types, each derived from the registry that builds it.
 CHOICES = {
-    "data.tokenizer": ("char", "byte", "sentencepiece", "hf"),
+    "data.tokenizer": tuple(TOKENIZERS),
     "data.sp_model_type": ("bpe", "unigram"),
-    "model.name": ("gpt", "recurrent"),
+    "model.name": tuple(MODEL_CLASSES),
     "model.position": ("learned", "rope"),
     "model.normalization": ("layer", "rms"),
     "model.activation": ("gelu", "swiglu", "relu2"),
     "model.cell": ("lstm", "gru"),
-    "train.optimizer": ("adamw", "adam", "lion", "muon", "soap", "sophia", "sgd", "adagrad",
-                        "rmsprop"),
-    "train.schedule": ("constant", "warmup_cosine", "wsd", "one_cycle", "step", "exponential"),
+    "train.optimizer": OPTIMIZERS,
+    "train.schedule": SCHEDULES,
     "train.precision": ("float32", "mixed_bfloat16", "mixed_float16"),
-    "train.lora_targets": ("query_value", "attention", "attention_mlp", "all"),
+    "train.lora_targets": tuple(LORA_TARGETS),
     "model.remat": ("none", "block"),
 }
 POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.max_length",
@@ -34,8 +38,9 @@ NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.intra_op_threads", "eval.seq_len", "train.target_val_loss",
                 "train.batch_size_start", "train.seq_len_start", "train.shape_warmup_steps",
                 "train.max_loss", "eval.max_tokens", "model.head_dim", "model.norm_epsilon",
-                "train.lora_rank", "train.lora_alpha")
-POSITIVE += ("model.rope_max_wavelength",)
+                "train.lora_rank")
+# lora_alpha scales the adapters' output: 0 would train adapters that change nothing.
+POSITIVE += ("model.rope_max_wavelength", "train.lora_alpha")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be
 # resumed with the same values. The optimizer's variables are restored by position, so
 # another optimizer would load them into the wrong slots (or fail on their shapes); SOAP's
@@ -54,7 +59,11 @@ NOT_IDENTITY = ("model.remat",)
 IDENTITY_OF = {"train.ema_decay": bool, "train.precision": lambda p: p == "mixed_float16"}
 # eval.target_margin's value that turns margin skipping off (evaluate whenever due).
 MARGIN_OFF = -1.0
-# Values of keys newer than some saved runs, for comparing with those runs.
+# The version of the config.json a run directory holds: 1 had no version key (and lacked
+# the keys DEFAULTS lists, as runs older than each did); 2 added it and model.init_std.
+CONFIG_VERSION = 2
+VERSION_KEY = "version"
+# Values of keys newer than some saved runs: what a run from before the key computed.
 DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None, "model.head_dim": 0,
             "model.norm_epsilon": 0.0, "model.qkv_bias": False,
             "model.rope_max_wavelength": 10000.0,
@@ -101,10 +110,10 @@ def validate(config):
     for key in ("train.decay_fraction", "train.pct_start"):
         if not 0 < _get(config, key) < 1:
             _fail(key, _get(config, key), "it must be between 0 and 1")
-    ema = t.get("ema_decay", 0.0)
+    ema = t.ema_decay
     if not 0 <= ema < 1:
         _fail("train.ema_decay", ema, "it must be in [0, 1); 0 turns averaging off")
-    if ema and (t.get("qat_start_step", -1) >= 0 or t.get("prune_sparsity", 0.0)):
+    if ema and (t.qat_start_step >= 0 or t.prune_sparsity):
         _fail("train.ema_decay", ema, "weight averaging does not combine with "
               "quantization-aware training or pruning; set one of them off")
     for key in ("muon_momentum", "shampoo_beta"):
@@ -113,7 +122,7 @@ def validate(config):
     if t.optimizer == "sophia" and t.precision == "mixed_float16":
         _fail("train.optimizer", t.optimizer, "Sophia's Hessian estimate is not loss-scaled; "
               "use train.precision=mixed_bfloat16 or float32 with it")
-    margin = config.eval.get("target_margin", MARGIN_OFF)
+    margin = config.eval.target_margin
     if margin < MARGIN_OFF:
         _fail("eval.target_margin", margin, "it must be > -1, or -1 to evaluate whenever due")
     if config.train.div_factor < 1:
@@ -124,8 +133,8 @@ def validate(config):
         if (m.get(key) or 0) >= 1:
             _fail(f"model.{key}", m[key], "it must be < 1")
     if m.name == "gpt":
-        head_dim = m.get("head_dim") or m.hidden_dim // m.num_heads
-        if not m.get("head_dim") and m.hidden_dim % m.num_heads:
+        head_dim = m.head_dim or m.hidden_dim // m.num_heads
+        if not m.head_dim and m.hidden_dim % m.num_heads:
             _fail("model.hidden_dim", m.hidden_dim,
                   f"it must be divisible by model.num_heads={m.num_heads}")
         if m.num_kv_heads and m.num_heads % m.num_kv_heads:
@@ -148,7 +157,7 @@ def validate(config):
         _fail("train.steps", t.steps,
               f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
     _validate_shape_warmup(config)
-    qat = t.get("qat_start_step", -1)
+    qat = t.qat_start_step
     if qat >= t.steps:
         _fail("train.qat_start_step", qat, f"it must be below train.steps={t.steps} (or -1 for no "
               "quantization-aware training)")
@@ -168,31 +177,31 @@ def validate(config):
 
 def _validate_remat_and_distillation(config):
     m, t = config.model, config.train
-    if m.get("remat", "none") != "none" and m.name != "gpt":
+    if m.remat != "none" and m.name != "gpt":
         _fail("model.remat", m.remat, "a recurrent model has no blocks to recompute (its "
               "activations are the recurrent states); use model.remat=none")
-    weight = t.get("distill_weight", 0.5)
+    weight = t.distill_weight
     if not 0 <= weight <= 1:
         _fail("train.distill_weight", weight, "it must be in [0, 1] (the teacher term's share "
               "of the loss)")
-    temperature = t.get("distill_temperature", 2.0)
+    temperature = t.distill_temperature
     if not temperature > 0:
         _fail("train.distill_temperature", temperature, "it must be > 0")
 
 
 def _validate_lora(config):
     t = config.train
-    rank = t.get("lora_rank", 0)
+    rank = t.lora_rank
     if not rank:
         return
-    if not 0 <= t.get("lora_dropout", 0.0) < 1:
+    if not 0 <= t.lora_dropout < 1:
         _fail("train.lora_dropout", t.lora_dropout, "it must be in [0, 1)")
     if config.model.name != "gpt":
         _fail("train.lora_rank", rank, "LoRA adapts a GPT's projections; a recurrent model has "
               "none (set train.lora_rank=0)")
-    for key, on in (("qat_start_step", t.get("qat_start_step", -1) >= 0),
-                    ("prune_sparsity", t.get("prune_sparsity", 0.0) > 0),
-                    ("ema_decay", t.get("ema_decay", 0.0) > 0)):
+    for key, on in (("qat_start_step", t.qat_start_step >= 0),
+                    ("prune_sparsity", t.prune_sparsity > 0),
+                    ("ema_decay", t.ema_decay > 0)):
         if on:
             _fail("train.lora_rank", rank, f"LoRA does not combine with train.{key} (its "
                   f"wrappers would wrap the adapters); set one of them off")
@@ -252,11 +261,11 @@ def _check_value(key, value, default):
 
 def _validate_shape_warmup(config):
     t = config.train
-    batch_start, len_start = t.get("batch_size_start", 0), t.get("seq_len_start", 0)
+    batch_start, len_start = t.batch_size_start, t.seq_len_start
     if not (batch_start or len_start):
         return
-    if not t.get("shape_warmup_steps", 0):
-        _fail("train.shape_warmup_steps", t.get("shape_warmup_steps", 0),
+    if not t.shape_warmup_steps:
+        _fail("train.shape_warmup_steps", t.shape_warmup_steps,
               "with train.batch_size_start or train.seq_len_start set, it must be > 0 (the "
               "steps the warm-up takes)")
     if batch_start >= t.batch_size:
@@ -276,17 +285,17 @@ def _validate_shape_warmup(config):
 
 def pruning_steps(train):
     """(start, end) steps of a config's pruning schedule, prune_end_step=-1 resolved."""
-    end = train.get("prune_end_step", -1)
-    return train.get("prune_start_step", 0), train.steps if end == -1 else end
+    end = train.prune_end_step
+    return train.prune_start_step, train.steps if end == -1 else end
 
 
 def _validate_pruning(t):
-    sparsity = t.get("prune_sparsity", 0.0)
+    sparsity = t.prune_sparsity
     if not 0 <= sparsity < 1:
         _fail("train.prune_sparsity", sparsity, "it must be in [0, 1); 0 turns pruning off")
     if not sparsity:
         return
-    if t.get("qat_start_step", -1) >= 0:
+    if t.qat_start_step >= 0:
         _fail("train.prune_sparsity", sparsity, "pruning and quantization-aware training do not "
               "combine (a QAT phase would not keep the zeros); set one of prune_sparsity=0 "
               "or qat_start_step=-1")
@@ -294,7 +303,7 @@ def _validate_pruning(t):
         _fail("train.prune_sparsity", sparsity, "pruning runs in float32; set "
               "train.precision=float32")
     start, end = pruning_steps(t)
-    every = t.get("prune_every", 50)
+    every = t.prune_every
     if not 0 <= start < t.steps:
         _fail("train.prune_start_step", start, f"it must be in [0, train.steps={t.steps})")
     if start % t.steps_per_execution:
@@ -307,6 +316,35 @@ def _validate_pruning(t):
     if every <= 0 or (end - start) % every:
         _fail("train.prune_every", every, f"it must be > 0 and divide prune_end_step - "
               f"prune_start_step = {end - start}, so the last update reaches prune_sparsity")
+
+
+def saved_config(config):
+    """The dict a run directory's config.json holds: the config and its version."""
+    return {VERSION_KEY: CONFIG_VERSION, **config.to_dict()}
+
+
+def upgrade(saved):
+    """A run's config.json (a dict) as this tfllm builds configs: every key of
+    configs/base.py for its kind of model, a key newer than the file holding the value that
+    keeps the run's meaning (DEFAULTS), the version key dropped. Readers then index keys.
+    UserError for a file a newer tfllm wrote."""
+    saved = dict(saved)
+    version = saved.pop(VERSION_KEY, 1)
+    if not isinstance(version, int) or version > CONFIG_VERSION:
+        raise UserError(f"the run's config.json has version {version!r}, newer than this "
+                        f"tfllm's {CONFIG_VERSION}; upgrade tfllm (pip install -U tfllm).")
+    return _filled(saved, _schema(saved))
+
+
+def _filled(saved, schema, prefix=""):
+    out = dict(saved)
+    for key, default in schema.items():
+        dotted = prefix + key
+        if isinstance(default, dict):
+            out[key] = _filled(saved.get(key) or {}, default, dotted + ".")
+        elif key not in saved:
+            out[key] = DEFAULTS.get(dotted, default)
+    return out
 
 
 def identity_mismatch(saved, current):
@@ -333,7 +371,7 @@ def identity_mismatch(saved, current):
 def eval_length(cfg):
     """The evaluation window of a config: eval.seq_len, or the training context when 0
     (or when the config predates eval.seq_len)."""
-    return cfg.eval.get("seq_len", 0) or cfg.model.max_length
+    return cfg.eval.seq_len or cfg.model.max_length
 
 
 def checked_window(cfg, seq_len=0):

@@ -1,8 +1,10 @@
-"""Writing files safely: a directory checked before any work, JSON written atomically.
+"""Writing files safely: a directory checked before any work, JSON written atomically, an
+exclusive lock on a directory being written.
 
 No TensorFlow here: commands check their outputs before paying for its import.
 """
 
+import errno
 import json
 import os
 import tempfile
@@ -46,3 +48,61 @@ def write_safetensors(path, tensors, metadata=None):
     save_file(tensors, path + ".tmp", metadata=metadata)
     os.chmod(path + ".tmp", 0o644)
     os.replace(path + ".tmp", path)
+
+
+class DirectoryLock:
+    """An exclusive lock on a directory for the life of the process writing it.
+
+    flock(2) on `directory/.lock`: the kernel releases it when the process ends, however
+    it ends, so a lock file left by a killed process is no obstacle. A second process is
+    refused in one line naming the first (`holder`, e.g. "tfllm.train (pid 123)").
+
+    Example:
+        >>> with DirectoryLock("data/out", "tfllm.prepare", "is being prepared by",
+        ...                    "wait for it to finish, or pass another --output"):
+        ...     ...
+    """
+
+    FILE = ".lock"
+
+    def __init__(self, directory, holder, busy="is being written by", fix="wait for it"):
+        self.path = os.path.join(directory, self.FILE)
+        self.holder, self.busy, self.fix = holder, busy, fix
+        self.file = None
+
+    def acquire(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            return self
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            other = self.file.read().strip() or "another process"
+            self.file.close()
+            self.file = None
+            raise UserError(f"{os.path.dirname(self.path)} {self.busy} {other}; "
+                            f"{self.fix}.") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{self.holder} (pid {os.getpid()})")
+        self.file.flush()
+        return self
+
+    def release(self):
+        if self.file is not None:
+            self.file.close()  # closing drops the flock
+            self.file = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def is_disk_full(error):
+    """Whether an exception is the file system saying it has no room (or quota) left."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -8,7 +8,6 @@ or a named one (--sampler=greedy|temperature|top_k|top_p) that switches the othe
 """
 
 import sys
-import types
 
 from absl import flags
 
@@ -48,78 +47,44 @@ def read_prompt():
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
+    from tfllm.api.generation import generate_text
+
     prompt = read_prompt()
-    if not prompt:
-        raise cli.UserError("the prompt is empty; pass --prompt=<text> (or leave it out for a newline).")
-    from tfllm.inference.sampler_args import check_sampling_args, sampler_settings
-    from tfllm.training.run_directory import find_run
-
-    temperature, top_k, top_p = FLAGS.temperature, FLAGS.top_k, FLAGS.top_p
-    if FLAGS.sampler:
-        temperature, top_k, top_p = sampler_settings(FLAGS.sampler, temperature, top_k, top_p)
-    # Everything a user can get wrong is checked before TensorFlow loads (seconds).
-    config, tokenizer, _ = find_run(FLAGS.run_dir, FLAGS.checkpoint)
-    try:
-        prompt_ids = tokenizer.encode(prompt)
-    except ValueError as e:
-        raise cli.UserError(f"the prompt does not fit the run's tokenizer: {e}") from None
-    end_token = None
-    if FLAGS.stop_at is not None:
-        end_token = tokenizer.token_id(FLAGS.stop_at)
-        if end_token is None:
-            raise cli.UserError(f"--stop_at={FLAGS.stop_at!r} is not a single token of the run's "
-                                "tokenizer; pass one character (char tokenizer) or one piece.")
-    shape = types.SimpleNamespace(vocab_size=tokenizer.vocab_size,
-                                  max_length=config.model.max_length,
-                                  position=config.model.get("position"))
-    check_sampling_args(shape, len(prompt_ids), FLAGS.max_new_tokens, temperature, top_k, top_p)
-    from tfllm.inference import generate
-    from tfllm.training.run_directory import load_run
-
-    _, _, model = load_run(FLAGS.run_dir, FLAGS.checkpoint)
     streaming = FLAGS.num_samples == 1 and FLAGS.stream_chunk > 0
-    printer = StreamPrinter(tokenizer, prompt) if streaming else None
-    samples = generate(model, prompt_ids, FLAGS.max_new_tokens, temperature, top_k, top_p,
-                       FLAGS.seed, FLAGS.num_samples, end_token=end_token,
-                       stream=printer, chunk_size=max(FLAGS.stream_chunk, 1))
+    printer = StreamPrinter(prompt) if streaming else None
+    samples = generate_text(FLAGS.run_dir, prompt, FLAGS.max_new_tokens, FLAGS.temperature,
+                            FLAGS.top_k, FLAGS.top_p, FLAGS.seed, FLAGS.num_samples,
+                            FLAGS.stop_at, FLAGS.sampler, FLAGS.checkpoint, on_text=printer,
+                            chunk_size=FLAGS.stream_chunk)
     if streaming:
         printer.finish(samples[0])
         return
     for i, sample in enumerate(samples):
         if FLAGS.num_samples > 1:
             print(f"--- sample {i}")
-        print(prompt + tokenizer.decode(sample))
+        print(prompt + sample)
 
 
 class StreamPrinter:
-    """Prints one sample's text as its tokens arrive (called with each chunk of ids)."""
+    """Prints one sample's text as it arrives: the prompt with the first text (after the
+    request was checked), then what each call adds."""
 
-    def __init__(self, tokenizer, prompt):
-        self.tokenizer = tokenizer
-        self.ids = []
+    def __init__(self, prompt):
         self.printed = ""
-        self.prompt = prompt  # written with the first text, after generate checked its settings
+        self.prompt = prompt
 
-    def __call__(self, chunk):
-        self.ids.extend(int(i) for i in chunk[0])
-        text = self.tokenizer.decode(self.ids)
-        # Hold back a character a later token may still complete (a partial UTF-8 byte sequence).
-        if text.endswith("\ufffd"):
-            text = text[:-1]
-        self._emit(text)
-
-    def finish(self, sample):
-        self._emit(self.tokenizer.decode(sample))
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-
-    def _emit(self, text):
+    def __call__(self, text):
         if self.prompt is not None:
             sys.stdout.write(self.prompt)
             self.prompt = None
         if text.startswith(self.printed):
             sys.stdout.write(text[len(self.printed):])
             self.printed = text
+        sys.stdout.flush()
+
+    def finish(self, text):
+        self(text)
+        sys.stdout.write("\n")
         sys.stdout.flush()
 
 

@@ -6,7 +6,7 @@ take it times train.muon_scale, as in training) rises geometrically from --min_l
 --max_lr, with no warm-up and no decay. It stops early once the loss diverges (the smoothed
 loss above 4x its lowest, or not finite). It prints the smoothed loss against the learning
 rate, plots it to --plot (PNG), and suggests a peak learning rate: the learning rate at the
-lowest smoothed loss divided by --divisor (docs/training.md gives how that suggestion
+lowest smoothed loss divided by --divisor (docs/optimizers.md gives how that suggestion
 compared with learning-rate sweeps of full runs).
 
     python -m tfllm.lr_find --config=speedrun_shakespeare_char --config.train.optimizer=soap
@@ -19,7 +19,7 @@ import os
 from absl import flags
 
 from tfllm import cli
-from tfllm.training.lr_range import DIVERGED, analyse
+from tfllm.optim.lr_range import DIVERGED, analyse
 
 cli.define_config_flag("default", "Config whose model, data and optimizer to test (a packaged "
                        "name or a file); override keys with --config.<section>.<key>=<value>.")
@@ -37,8 +37,8 @@ def range_test(config, min_lr, max_lr, steps):
     """(learning rates, losses) of the steps run, one each."""
     from tfllm._keras import keras
     from tfllm.data.pipeline import train_dataset
-    from tfllm.training.schedules import Geometric
-    from tfllm.training.throughput import training_data
+    from tfllm.optim.schedules import Geometric
+    from tfllm.api.step_benchmark import training_data
     from tfllm.training.training_setup import apply_runtime_settings, build_training_setup
 
     t = config.train
@@ -85,6 +85,7 @@ def write_plot(result, path, title):
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp.png"
     fig.savefig(tmp)
     plt.close(fig)
@@ -123,12 +124,14 @@ def main(argv):
     result = analyse(lrs, losses, FLAGS.divisor)
     title = (f"{cli.config_name()}: {config.train.optimizer}, batch {config.train.batch_size} x "
              f"{config.model.max_length}, {len(lrs)} steps")
-    if FLAGS.plot:
-        write_plot(result, FLAGS.plot, title)
     if FLAGS.json:
         print(json.dumps({**result, "optimizer": config.train.optimizer, "plot": FLAGS.plot}))
     else:
-        print(report(result, title) + (f"\nplot: {FLAGS.plot}" if FLAGS.plot else ""))
+        print(report(result, title))
+    if FLAGS.plot:  # after the table: a plot that cannot be written loses none of it
+        write_plot(result, FLAGS.plot, title)
+        if not FLAGS.json:
+            print(f"plot: {FLAGS.plot}")
 
 
 if __name__ == "__main__":

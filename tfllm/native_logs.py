@@ -11,9 +11,13 @@ it died (a CHECK failure, an abort) still reaches the terminal, since the filter
 until the last writer has gone. Set TFLLM_NATIVE_LOGS=1 to see everything.
 """
 
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import signal
 import sys
+import tempfile
 import threading
 
 # (source file, phrase): a line is dropped only when it holds both. Each is harmless.
@@ -26,14 +30,80 @@ NOISE = (
     ("cpu_feature_guard.cc", "This TensorFlow binary is optimized"),
     ("cpu_feature_guard.cc", "To enable the following instructions"),
     # Grappler's cost model cannot read DTensor's SPMD-expanded matmuls; the step itself is
-    # unaffected (tests/training/test_dtensor.py checks it against one device).
+    # unaffected (tests/distribute/test_dtensor.py checks it against one device).
     ("op_level_cost_estimator.cc", "Incompatible Matrix dimensions"),
 )
 
 
+# Lines that are harmless only where the machine has no NVIDIA device: with one, a failed
+# cuInit is a real problem and is shown.
+GPU_SOURCES = ("cudart_stub.cc", "cuda_platform.cc")
+
+
+def _has_nvidia_device():
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
+
+
 def is_noise(line):
     """Whether a stderr line is one of TensorFlow's harmless start-up lines (NOISE)."""
-    return any(source in line and phrase in line for source, phrase in NOISE)
+    for source, phrase in NOISE:
+        if source in line and phrase in line:
+            return source not in GPU_SOURCES or not _has_nvidia_device()
+    return False
+
+
+@contextlib.contextmanager
+def quiet_native_start():
+    """While the block runs, file descriptor 2 goes to a temporary file; then every line of
+    it that is not NOISE is written to stderr. For TensorFlow's import in a library user's
+    process, where no filter process runs (the commands have filter_stderr)."""
+    if os.environ.get("TFLLM_NATIVE_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not is_noise(line):
+                    _write_all(line.encode("utf-8"))
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` once, as the next finder would, and runs its import (and the
+    first device query, where TensorFlow calls cuInit) inside quiet_native_start."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec(module):
+            with quiet_native_start():
+                exec_module(module)
+                module.config.list_physical_devices("GPU")
+
+        spec.loader.exec_module = quiet_exec
+        return spec
+
+
+def quiet_tensorflow_import():
+    """Makes the process's first `import tensorflow` drop TensorFlow's harmless start-up
+    lines (NOISE). Does nothing once TensorFlow is imported."""
+    if "tensorflow" not in sys.modules and not any(
+            isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
 def filter_stderr():

@@ -47,7 +47,7 @@ def main(argv):
     run_dir = FLAGS.run_dir or os.path.join("runs", config_name)
     cli.use_compilation_cache(FLAGS.compilation_cache)
     from tfllm.data.sources import check_source
-    from tfllm.training.run_directory import check_writable, resolve_init_from
+    from tfllm.runs.run_directory import check_writable, resolve_init_from
 
     # What a user can get wrong is checked before TensorFlow loads (seconds).
     check_writable(run_dir)
@@ -55,19 +55,18 @@ def main(argv):
 
     if FLAGS.init_from and not hf_path(FLAGS.init_from):
         resolve_init_from(FLAGS.init_from)  # a checkpoint's: check_before_training below
+    elif FLAGS.init_from:
+        _check_no_architecture_flags(FLAGS.init_from)
     check_source(config.data)
-    from tfllm.training.resume_check import check_before_training
+    from tfllm.training.preflight import check_before_training
 
-    check_before_training(config, run_dir, FLAGS.init_from)
-    from tfllm.training.placement import check_placement
-
-    check_placement(FLAGS.strategy, FLAGS.mesh, config)
-    from tfllm.training import Trainer, distribution  # TensorFlow loads once the input is valid
+    check_before_training(config, run_dir, FLAGS.init_from, FLAGS.strategy, FLAGS.mesh)
+    from tfllm.distribute import distribution  # TensorFlow
+    from tfllm.training import Trainer  # TensorFlow loads once the input is valid
 
     strategy = mesh = None
     if FLAGS.strategy == "dtensor":
-        mesh = distribution.parse_mesh(FLAGS.mesh, FLAGS.cpu_devices)
-        distribution.check_mesh_fits(config.model, mesh)
+        mesh = distribution.parse_mesh(FLAGS.mesh, FLAGS.cpu_devices)  # fits: preflight
     else:
         strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.mesh)
     summary = Trainer(config, run_dir, init_from=FLAGS.init_from, strategy=strategy,
@@ -75,6 +74,21 @@ def main(argv):
     if summary["final_val_loss"] is not None:
         print(f"done: step {summary['step']}, val_loss {summary['final_val_loss']:.4f}, "
               f"best {summary['best_val_loss']:.4f}; run directory {run_dir}")
+
+
+def _check_no_architecture_flags(init_from):
+    """UserError for a --config.model.<key> flag that a Hugging Face checkpoint's
+    architecture would replace (only its RUN_MODEL_KEYS are the run's to set)."""
+    import sys
+
+    from tfllm.pretrained.checkpoint import RUN_MODEL_KEYS
+
+    for arg in sys.argv[1:]:
+        key = arg.split("=", 1)[0][len("--config.model."):]
+        if arg.startswith("--config.model.") and key not in RUN_MODEL_KEYS:
+            raise cli.UserError(f"--config.model.{key} would be replaced by the architecture of "
+                                f"--init_from={init_from}; drop it (a run from a checkpoint sets "
+                                f"only model.{', model.'.join(RUN_MODEL_KEYS)}).")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 training it: `python tools/project_scaling.py --config=bench_small [--config.model.x=...]`.
 
 Builds the model on the CPU to count its parameters and FLOPs per token, then prints
-tfllm.training.scaling's projection (`python -m tfllm.benchmark --overhead=...` prints the
+tfllm.bench.scaling's projection (`python -m tfllm.benchmark --overhead=...` prints the
 same table after measuring each strategy's overhead here).
 """
 
@@ -25,7 +25,7 @@ def main(argv):
 
     from tfllm.tokenizers import ByteTokenizer
     from tfllm.training import mfu, scaling
-    from tfllm.training.model_factory import build_model
+    from tfllm.models import build_model
 
     vocab_size = {"char": FLAGS.vocab_size, "byte": ByteTokenizer().vocab_size}.get(
         config.data.tokenizer, config.data.vocab_size)

@@ -10,7 +10,7 @@ from tfllm.compression import (MagnitudePruningCallback, is_pruned, prune_model,
 from tfllm.compression.pruning import MagnitudePruning, schedule
 from tfllm.models import GPT, RecurrentLM
 from tfllm.training import TrainingModel
-from tfllm.training.run_directory import restore_weights
+from tfllm.runs.run_directory import restore_weights
 
 START, END, EVERY, TARGET = 10, 40, 10, 0.75
 

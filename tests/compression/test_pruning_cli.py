@@ -47,7 +47,7 @@ def test_pruned_run_evaluates_and_exports_sparse(reference, tmp_path):
                                    result["loss"], rtol=rtol)
     # The float32 file stores the half-zero kernels sparse: smaller than a dense one.
     from tfllm.inference.exporting import export_tflite
-    from tfllm.training.run_directory import load_run
+    from tfllm.runs.run_directory import load_run
 
     _, _, model = load_run(reference)
     dense = export_tflite(model, str(tmp_path / "dense.tflite"), 16, "float32")

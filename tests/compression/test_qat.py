@@ -10,7 +10,7 @@ from tfllm.compression.qat import Q
 from tfllm.errors import UserError
 from tfllm.models import GPT, RecurrentLM
 from tfllm.training import TrainingModel
-from tfllm.training.run_directory import restore_weights
+from tfllm.runs.run_directory import restore_weights
 
 
 def batches(vocab=13, length=12, batch=8, seed=0):

@@ -44,7 +44,7 @@ def test_int8_export_runs_and_agrees_with_the_qat_model(reference, tmp_path):
     from tfllm.data import PreparedDataset
     from tfllm.data.pipeline import eval_windows
     from tfllm.inference.exporting import is_full_integer, tflite_interpreter, tflite_loss
-    from tfllm.training.run_directory import load_run
+    from tfllm.runs.run_directory import load_run
 
     config, _, model = load_run(reference)
     assert is_quantized(model)

@@ -11,7 +11,7 @@ from tfllm.configs import tiny_test
 from tfllm.data import DEFAULT_CORPUS
 from tfllm.data.preparation import prepare
 from tfllm.errors import UserError
-from tfllm.evaluate import evaluate_run
+from tfllm.api.evaluation import evaluate_run
 from tfllm.training import Trainer
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import assert_causal, assert_config_round_trip
+from tests.helpers import assert_causal, assert_config_round_trip, check_layer
 from tfllm._keras import keras
 from tfllm.layers import CausalSelfAttention
 
@@ -92,3 +92,20 @@ def test_training_paths_compute_the_plain_attention(monkeypatch, jit):
 def test_chunked_training_attention_is_causal():
     layer = CausalSelfAttention(num_heads=2)
     assert_causal(lambda x: layer(x, training=True), batch=1, length=128, width=8)
+
+
+def _decode(layer, x):
+    """(full forward, prefix of 3 then one token at a time through the cache)."""
+    cache = tf.zeros((x.shape[1], x.shape[0], 2, layer.num_kv_heads, 4))
+    prefix, cache = layer(x[:, :3], cache=cache, cache_index=0)
+    steps = [prefix]
+    for t in range(3, x.shape[1]):
+        out, cache = layer(x[:, t:t + 1], cache=cache, cache_index=t)
+        steps.append(out)
+    return layer(x), tf.concat(steps, 1)
+
+
+def test_layer_contract():
+    check_layer(lambda: CausalSelfAttention(num_heads=4, num_kv_heads=2, use_rope=True,
+                                            qk_norm=True, use_bias=False),
+                tf.random.normal((2, 6, 16)), decode=_decode)

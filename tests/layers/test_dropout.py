@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import assert_config_round_trip
+from tests.helpers import assert_config_round_trip, check_layer
 from tfllm.layers import Dropout
 
 
@@ -59,3 +59,7 @@ def test_bfloat16_inputs():
 
 def test_config_round_trip():
     assert_config_round_trip(Dropout(0.2), tf.zeros((2, 3)))
+
+
+def test_layer_contract():
+    check_layer(lambda: Dropout(0.2), tf.random.normal((2, 3)))

@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tests.helpers import assert_config_round_trip, policy
+from tests.helpers import assert_config_round_trip, check_layer, policy
 from tfllm.layers import PositionEmbedding, TokenEmbedding
 
 
@@ -29,3 +29,8 @@ def test_position_embedding_start_index():
 def test_configs_round_trip():
     assert_config_round_trip(TokenEmbedding(10, 4), tf.constant([[1, 2]]))
     assert_config_round_trip(PositionEmbedding(8), tf.zeros((1, 3, 4)))
+
+
+def test_layer_contract():
+    check_layer(lambda: TokenEmbedding(10, 4), tf.constant([[1, 2, 9]]))
+    check_layer(lambda: PositionEmbedding(8), tf.random.normal((1, 3, 4)))

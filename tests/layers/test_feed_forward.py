@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import assert_config_round_trip
+from tests.helpers import assert_config_round_trip, check_layer
 from tfllm.layers import FeedForward
 
 
@@ -30,3 +30,8 @@ def test_unknown_activation():
 @pytest.mark.parametrize("activation", ["gelu", "swiglu", "relu2"])
 def test_config_round_trip(activation):
     assert_config_round_trip(FeedForward(8, activation=activation), tf.zeros((1, 2, 4)))
+
+
+@pytest.mark.parametrize("activation", ["gelu", "swiglu", "relu2"])
+def test_layer_contract(activation):
+    check_layer(lambda: FeedForward(8, activation=activation), tf.random.normal((1, 2, 4)))

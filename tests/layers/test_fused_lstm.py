@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import assert_causal
+from tests.helpers import assert_causal, check_layer
 from tfllm._keras import keras
 from tfllm.layers import FusedLSTM
 
@@ -55,3 +55,8 @@ def test_causal_and_config_round_trip():
     assert clone.get_config() == layer.get_config()
     x = tf.zeros((1, 3, 2))
     assert [t.shape for t in clone(x)] == [t.shape for t in layer(x)] == [(1, 3, 4), (1, 4), (1, 4)]
+
+
+def test_layer_contract():
+    check_layer(lambda: FusedLSTM(4, unit_forget_bias=False), tf.random.normal((2, 3, 2)),
+                call=lambda layer, x: layer(x)[0])

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfllm._keras import keras
+from tests.helpers import check_layer
 from tfllm.layers.lora_adapter import LoRAAdapter
 
 
@@ -37,3 +38,16 @@ def test_only_the_adapters_are_trainable():
     grads = tape.gradient(y, adapter.trainable_weights)
     assert all(g is not None for g in grads)
     assert adapter.get_config()["rank"] == 2 and adapter.scale == 8.0
+
+
+def test_layer_contract():
+    def make():
+        return LoRAAdapter(_einsum("btnh,nhd->btd", (None, 12), (None, None, 3, 4)), rank=2,
+                           alpha=4.0, in_axes=2, dropout=0.1)
+
+    def call(layer, x):
+        if not layer.lora_b.numpy().any():  # B starts at zero: give the adapter a say
+            layer.lora_b.assign(tf.reshape(tf.range(24, dtype=tf.float32) / 24, (2, 12)))
+        return layer(x)
+
+    check_layer(make, tf.random.normal((2, 5, 3, 4)), call=call)

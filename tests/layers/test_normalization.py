@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import assert_config_round_trip, policy
+from tests.helpers import assert_config_round_trip, check_layer, policy
 from tfllm.layers import LayerNormalization, RMSNormalization
 
 
@@ -36,3 +36,8 @@ def test_layer_norm_without_bias_and_config():
     assert [w.name.split(":")[0].split("/")[-1] for w in layer.weights] == ["gamma"]
     assert_config_round_trip(layer, tf.zeros((1, 4)))
     assert_config_round_trip(RMSNormalization(epsilon=1e-3), tf.zeros((1, 4)))
+
+
+def test_layer_contract():
+    check_layer(lambda: LayerNormalization(use_bias=False), tf.random.normal((2, 4)))
+    check_layer(lambda: RMSNormalization(epsilon=1e-3), tf.random.normal((2, 4)))

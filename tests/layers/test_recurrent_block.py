@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import assert_causal, assert_config_round_trip
+from tests.helpers import assert_causal, assert_config_round_trip, check_layer
 from tfllm.layers import RecurrentBlock
 
 
@@ -29,3 +29,9 @@ def test_unknown_cell_and_config():
         RecurrentBlock("rnn")
     assert_config_round_trip(RecurrentBlock("gru", units=4, num_layers=2, dropout=0.1),
                              tf.zeros((1, 3, 2)))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layer_contract(cell):
+    check_layer(lambda: RecurrentBlock(cell, units=4, num_layers=2, dropout=0.1),
+                tf.random.normal((1, 3, 2)))

@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tests.helpers import assert_config_round_trip
+from tests.helpers import assert_config_round_trip, check_layer
 from tfllm.layers import RotaryEmbedding
 
 
@@ -34,3 +34,7 @@ def test_start_index_continues_a_sequence():
 
 def test_config_round_trip():
     assert_config_round_trip(RotaryEmbedding(max_wavelength=500), tf.zeros((1, 2, 2, 4)))
+
+
+def test_layer_contract():
+    check_layer(lambda: RotaryEmbedding(max_wavelength=500), tf.random.normal((1, 2, 2, 4)))

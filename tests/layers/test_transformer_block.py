@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import assert_causal, assert_config_round_trip
+from tests.helpers import assert_causal, assert_config_round_trip, check_layer
 from tfllm.layers import TransformerBlock
 
 
@@ -50,3 +50,19 @@ def test_config_round_trip():
                                               normalization="rms", activation="relu2",
                                               dropout=0.1, attention_dropout=0.0),
                              tf.zeros((1, 3, 8)))
+
+
+def _decode(block, x):
+    cache = tf.zeros((x.shape[1], x.shape[0], 2, 1, 4))
+    outs = []
+    for t in range(x.shape[1]):
+        y, cache = block(x[:, t:t + 1], cache=cache, cache_index=t)
+        outs.append(y)
+    return block(x), tf.concat(outs, 1)
+
+
+def test_layer_contract():
+    check_layer(lambda: TransformerBlock(num_heads=2, intermediate_dim=16, num_kv_heads=1,
+                                         normalization="rms", activation="swiglu",
+                                         use_rope=True, dropout=0.1),
+                tf.random.normal((1, 5, 8)), decode=_decode)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tests.helpers import policy
 from tfllm._keras import keras
-from tfllm.models import GPT, build_model
+from tfllm.models import GPT, build_model, build_preset
 
 
 def tiny_gpt(**overrides):
@@ -89,7 +89,7 @@ def test_user_code_fit_with_tf_keras():
     text[1::2] = (text[::2] + 3) % 10  # every second token is predictable
     windows = np.stack([text[i:i + 9] for i in range(0, 1900, 8)])
     ds = tf.data.Dataset.from_tensor_slices((windows[:, :-1], windows[:, 1:])).batch(16).repeat()
-    model = build_model("gpt", "nano", vocab_size=10, max_length=8)
+    model = build_preset("gpt", "nano", vocab_size=10, max_length=8)
     model.compile(optimizer=tf.keras.optimizers.Adam(3e-3),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(ds, steps_per_epoch=40, epochs=3, verbose=0)
@@ -132,7 +132,7 @@ def _seeded_gradients(model_args, xla, seed=3, lora_dropout=0.0):
     keras.utils.set_random_seed(seed)
     model = tiny_gpt(**model_args)
     if lora_dropout:
-        from tfllm.training.lora import apply_lora
+        from tfllm.adapt.lora import apply_lora
 
         apply_lora(model, rank=2, targets="attention_mlp", dropout=lora_dropout)
     ids = tf.constant(np.random.RandomState(seed).randint(0, 10, (3, 12)))
@@ -183,3 +183,17 @@ def test_remat_leaves_the_loss_curve_unchanged_over_20_steps():
     plain, recomputed = losses(False), losses(True)
     assert len(plain) == 20 and plain[-1] < plain[0]
     np.testing.assert_allclose(recomputed, plain, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gpt", "recurrent"])
+def test_a_config_model_section_is_the_models_config(kind):
+    """A run's config.json rebuilds its model alone: the `model` section of a config is the
+    model's get_config() without vocab_size, and build_model builds it from either."""
+    from tfllm.configs import base
+
+    section = (base.gpt_model() if kind == "gpt" else base.recurrent_model()).to_dict()
+    model = build_model(section, vocab_size=11)
+    config = model.get_config()
+    assert config.pop("vocab_size") == 11
+    assert config == section
+    assert build_model(config, vocab_size=11).get_config() == model.get_config()

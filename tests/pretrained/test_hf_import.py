@@ -8,6 +8,7 @@ installed).
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -201,3 +202,53 @@ def test_prepared_shards_equal_one_piece_for_byte_level_bpe(arch, tmp_path):
                       workers=1, print_fn=lambda *a: None, progress=False)
     assert len(dataset.manifest["shards"]) > 5
     np.testing.assert_array_equal(np.asarray(dataset.tokens[:]), tokenizer.encode(text))
+
+
+# Damaged downloads: one line naming the file, before TensorFlow ---------------------------
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: (p / "config.json").write_text("[1, 2]"), "holds a JSON list, not the object"),
+    (lambda p: (p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:5000]),
+     "model.safetensors is not a whole safetensors file (its tensors end at byte"),
+    (lambda p: (p / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00garbage!"
+                                                      b"garbage!" + b"\x00" * 64),
+     "model.safetensors is not a whole safetensors file (its header is not safetensors JSON)"),
+])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, damage, message):
+    path = _copy("llama", tmp_path)
+    damage(path)
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_checkpoint(str(path))
+
+
+def test_a_tokenizer_with_more_ids_than_the_embedding_is_refused(tmp_path):
+    from tfllm.pretrained.checkpoint import Checkpoint
+
+    path = _copy("llama", tmp_path)
+    vocab = json.loads((path / "config.json").read_text())["vocab_size"]
+    _edit_config(path, vocab_size=vocab - 10)
+    _rewrite_weights(path, lambda t: t.update(
+        {k: v[:vocab - 10] for k, v in t.items() if v.shape[0] == vocab}))
+    with pytest.raises(UserError, match=f"tokenizer.json has {vocab:,} ids, more than the "
+                                        f"{vocab - 10:,} rows"):
+        Checkpoint(str(path)).tokenizer()
+
+
+def test_nan_in_the_weights_is_named_not_trained_as_divergence(tmp_path):
+    from tfllm.pretrained.hf_weights import CheckpointTensors
+
+    path = _copy("llama", tmp_path)
+    name = "model.norm.weight"
+    _rewrite_weights(path, lambda t: t[name].__setitem__(0, np.nan))
+    with pytest.raises(UserError, match=f"tensor '{name}' holds NaN or infinite values; the "
+                                        "checkpoint is damaged"):
+        CheckpointTensors(str(path)).get(name)
+
+
+def test_a_tfllm_run_given_as_hf_says_which_prefix(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"model": {}, "train": {}, "data": {}}))
+    with pytest.raises(UserError, match=r"is a tfllm run directory, not a Hugging Face "
+                                        r"checkpoint; pass it without hf:"):
+        check_checkpoint(str(run_dir))

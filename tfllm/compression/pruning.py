@@ -7,7 +7,7 @@ norms and biases stay dense.
 
 tfmot's `PruneLowMagnitude` wrapper does the work (a mask per kernel, recomputed from
 the weights' magnitudes on its schedule, and `kernel = kernel * mask` before every call);
-tfllm puts it in place inside its subclassed models (tfllm.compression.wrapping) and
+tfllm puts it in place inside its subclassed models (tfllm.models.wrapping) and
 changes one thing, in `MagnitudePruning`: the schedule is stepped by the optimizer's
 step instead of by tfmot's count of the wrapper's training calls, which gradient
 accumulation (several calls per step) would miscount; so its `call` drops that counter
@@ -31,7 +31,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_imp
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
 from tfllm._keras import KERNEL_NAMES, keras, weight_name
-from tfllm.compression.wrapping import replace_layers
+from tfllm.models.wrapping import replace_layers
 from tfllm.layers.fused_lstm import FusedLSTM
 
 S = tfmot.sparsity.keras

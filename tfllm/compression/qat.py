@@ -24,7 +24,7 @@ variant "int8").
 Wrapping keeps the very same kernel variables, so the optimizer's slots and schedule
 carry on; it adds the quantizers' range variables, which checkpoints then hold (a
 checkpoint from before the switch restores into an unwrapped model, one from after it
-into a wrapped one: tfllm.training.run_directory.match_checkpoint).
+into a wrapped one: tfllm.runs.run_directory.match_checkpoint).
 
 Example:
     >>> quantize_model(model)   # in place; returns the number of wrapped layers
@@ -35,7 +35,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from tfllm._keras import keras
-from tfllm.compression.wrapping import replace_layers
+from tfllm.models.wrapping import replace_layers
 from tfllm.errors import UserError
 from tfllm.layers.causal_self_attention import CausalSelfAttention
 from tfllm.layers.fused_lstm import FusedLSTM, LSTMStateRanges

@@ -10,7 +10,8 @@ DEFAULT_CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tinys
 TFDS_PREFIX = "tfds:"
 # The flags that set each corpus setting under tfllm.train; error messages name them.
 CONFIG_FLAGS = {"source": "--config.data.source", "data_dir": "--config.data.data_dir",
-                "split": "--config.data.split", "text_key": "--config.data.text_key"}
+                "split": "--config.data.split", "text_key": "--config.data.text_key",
+                "vocab_size": "--config.data.vocab_size"}
 
 
 # A piece of a document as tfllm.prepare hands it to a worker: 4 M characters.
@@ -94,10 +95,15 @@ def iter_pieces(source, data_dir=None, split="train", text_key=None, flags=None,
             raise non_utf8_error(path, e, flags["source"]) from None
 
 
-def check_not_empty(pieces, source, flag):
+def check_not_empty(pieces, source, flag, skipped=()):
     """CorpusError (naming `flag`) unless some of the (starts_document, text) `pieces`
-    holds more than whitespace; reads only up to the first that does."""
+    holds more than whitespace; reads only up to the first that does. `skipped`: the files
+    left out as not UTF-8, named when they are why nothing is left."""
     if not any(text.strip() for _, text in pieces):
+        if skipped:
+            raise CorpusError(f"every file of corpus {source!r} with text was skipped as not "
+                              f"UTF-8 ({len(skipped)} file(s), e.g. {sorted(skipped)[0]}); "
+                              f"convert them to UTF-8, or point {flag} at UTF-8 text.")
         raise CorpusError(f"corpus {source!r} is empty; point {flag} at text.")
 
 

@@ -6,7 +6,9 @@ shards of about `shard_chars` characters, and each shard is encoded by one worke
 process and written atomically. Shards are cut only after newlines inside a document
 (and between documents), so the shards joined are the tokens of the corpus encoded in one
 piece, with the tokenizer's `document_separator` between documents. The manifest is
-written last; a rerun after a crash or Ctrl-C keeps the shards already written.
+written last; a rerun after a crash, Ctrl-C or a full disk keeps the shards already written
+and checked (their checksums are recorded as they finish), and rewrites any other. The
+output is locked while it is written (`.lock`), and the workers end with the process.
 
 No TensorFlow here: the workers start in a fraction of a second.
 """
@@ -19,6 +21,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import threading
 import time
 
 import numpy as np
@@ -26,16 +29,16 @@ import numpy as np
 from tfllm.data import corpus as corpus_lib
 from tfllm.data.prepared_dataset import (FORMAT, MANIFEST_FILE, PROGRESS_FILE, DatasetError,
                                          PreparedDataset, manifest_fingerprint, read_manifest,
-                                         shard_dtype)
+                                         record_verified, shard_check, shard_dtype)
 from tfllm.errors import UserError
-from tfllm.files import check_writable, write_json
+from tfllm.files import DirectoryLock, check_writable, is_disk_full, write_json
 
 SHARD_CHARS = 1 << 23  # 8 M characters of text per shard (one worker's task)
 SAMPLE_CHARS = 1 << 25  # sentencepiece trains on a 32 M-character sample of a larger corpus
 # (its training holds about 40 bytes per sample character: 1.3 GB at this size)
 # The flags of tfllm.prepare, which its errors name.
 PREPARE_FLAGS = {"source": "--data", "data_dir": "--data_dir", "split": "--split",
-                 "text_key": "--text_key", "output": "--output"}
+                 "text_key": "--text_key", "output": "--output", "vocab_size": "--vocab_size"}
 
 
 def prepare(source, output, tokenizer="char", vocab_size=1000, sp_model_type="bpe",
@@ -72,16 +75,55 @@ def prepare(source, output, tokenizer="char", vocab_size=1000, sp_model_type="bp
     workers = _check_request(source, output, tokenizer, workers, val_fraction, flags)
     key = _progress_key(source, data_dir, split, text_key, tokenizer, vocab_size,
                         sp_model_type, val_fraction, skip_non_utf8, shard_chars)
+    created = not os.path.exists(output)
+    os.makedirs(output, exist_ok=True)
+    lock = DirectoryLock(output, "tfllm.prepare", "is being prepared by",
+                         f"wait for it to finish, or pass another {flags['output']}")
+    try:
+        lock.acquire()
+    except UserError:
+        if created and os.listdir(output) == []:  # ours, and the other has not begun
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    try:
+        return _prepare_locked(source, output, tokenizer, vocab_size, sp_model_type,
+                               val_fraction, workers, (data_dir, split, text_key),
+                               skip_non_utf8, shard_chars, sample_chars, flags, progress,
+                               print_fn, replace, key, created)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        _remove_partial_shards(output)
+        raise UserError(f"no space left on the device of {output} while preparing it; free "
+                        "some space and rerun the same command: it keeps the shards already "
+                        "written.") from None
+    finally:
+        if os.path.isfile(os.path.join(output, MANIFEST_FILE)):  # finished: no file of ours
+            _remove_lock_file(output)                             # beside the dataset's
+        lock.release()
+
+
+def _remove_lock_file(output):
+    try:
+        os.remove(os.path.join(output, DirectoryLock.FILE))
+    except OSError:
+        pass
+
+
+def _prepare_locked(source, output, tokenizer, vocab_size, sp_model_type, val_fraction,
+                    workers, tfds, skip_non_utf8, shard_chars, sample_chars, flags, progress,
+                    print_fn, replace, key, created):
+    """prepare(), with `output` locked."""
+    data_dir, split, text_key = tfds
     finished = _finished(output, key, flags, replace)
     if finished is not None:
         return finished
-    created = not os.path.exists(output)
     try:
         _start(output, key, flags)
         skipped = corpus_lib.check_utf8(source, flags, skip_non_utf8)
         read = lambda: corpus_lib.iter_pieces(source, data_dir, split, text_key, flags,
                                               min(corpus_lib.PIECE_CHARS, shard_chars), skipped)
-        corpus_lib.check_not_empty(read(), source, flags["source"])
+        corpus_lib.check_not_empty(read(), source, flags["source"], skipped)
         total = _total_bytes(source, skipped)
         if print_fn:
             size = f"{total / 1e6:,.1f} MB" if total is not None else "a TFDS split"
@@ -89,12 +131,14 @@ def prepare(source, output, tokenizer="char", vocab_size=1000, sp_model_type="bp
         tokenizer = _tokenizer(output, tokenizer, read, vocab_size, sp_model_type,
                                sample_chars, print_fn, (source, data_dir, split, text_key,
                                                         flags, skipped, total))
-        stats = _encode(read, output, tokenizer, workers, shard_chars, total, progress)
+        stats = _encode(read, output, tokenizer, workers, shard_chars, total, progress, key)
         manifest = _write_manifest(output, key, tokenizer, stats, val_fraction, skipped)
     except UserError:
         if created:  # bad input found while reading: nothing half-written is left
             shutil.rmtree(output, ignore_errors=True)
         raise
+    record_verified(output, {shard_name(i): (sha, largest)
+                             for i, _, sha, _, largest in stats["shards"]})
     if print_fn:
         print_fn(_summary(output, manifest, stats, skipped))
     return PreparedDataset(output, flags["output"])
@@ -122,8 +166,33 @@ def _check_request(source, output, tokenizer, workers, val_fraction, flags):
                         "sentencepiece.")
     if not source.startswith(corpus_lib.TFDS_PREFIX):
         corpus_lib.corpus_files(source, flags["source"])  # a source naming no file fails here
+        _check_outside(source, output, flags)
     check_writable(output, flags["output"], "output directory")
+    if os.path.isdir(output) and _listing(output) and not any(
+            os.path.isfile(os.path.join(output, name)) for name in (MANIFEST_FILE, PROGRESS_FILE)):
+        raise UserError(f"{flags['output']}={output} is a directory that tfllm.prepare did not "
+                        "make; pass a new or empty directory.")
     return workers or os.cpu_count() or 1
+
+
+def _check_outside(source, output, flags):
+    """UserError if `output` lies inside the folder `source` reads (prepare would read its
+    own files as corpus text)."""
+    root = source
+    while any(c in root for c in "*?["):  # a glob: the folder before its first pattern
+        root = os.path.dirname(root)
+    root = os.path.realpath(os.path.expanduser(root or "."))
+    if not os.path.isdir(root):
+        return
+    target = os.path.realpath(os.path.expanduser(output))
+    if target == root or target.startswith(root + os.sep):
+        raise UserError(f"{flags['output']}={output} is inside {flags['source']}={source}, "
+                        "whose files would be read as corpus text; pass an output outside it.")
+
+
+def _listing(output):
+    """What a directory holds, its lock file aside."""
+    return [name for name in os.listdir(output) if name != DirectoryLock.FILE]
 
 
 def _progress_key(source, data_dir, split, text_key, tokenizer, vocab_size, sp_model_type,
@@ -145,7 +214,7 @@ def _progress_key(source, data_dir, split, text_key, tokenizer, vocab_size, sp_m
 def _finished(output, key, flags, replace):
     """The finished dataset in `output` if it was made as `key` asks and every shard is
     whole; None to (re)make it; UserError if `output` holds something else."""
-    if not os.path.isdir(output) or not os.listdir(output):
+    if not os.path.isdir(output) or not _listing(output):
         return None
     if os.path.isfile(os.path.join(output, MANIFEST_FILE)):
         manifest = read_manifest(output, flags["output"])
@@ -158,9 +227,11 @@ def _finished(output, key, flags, replace):
                             "that one first.")
         try:
             return PreparedDataset(output, flags["output"])
-        except DatasetError:  # a shard lost since: remake what is missing
+        except DatasetError:  # a shard lost or damaged since: remake it, keep the others
+            write_json(os.path.join(output, PROGRESS_FILE), {
+                "request": key, "done": {str(i): [s["tokens"], s["sha256"]]
+                                         for i, s in enumerate(manifest["shards"])}})
             os.remove(os.path.join(output, MANIFEST_FILE))
-            write_json(os.path.join(output, PROGRESS_FILE), key)
             return None
     if not os.path.isfile(os.path.join(output, PROGRESS_FILE)):
         raise UserError(f"{flags['output']}={output} is a directory that tfllm.prepare did not "
@@ -174,13 +245,45 @@ def _start(output, key, flags):
     path = os.path.join(output, PROGRESS_FILE)
     if os.path.isfile(path):
         with open(path) as f:
-            if json.load(f) == key:
-                return  # a rerun of the same command: keep the shards already written
-        for name in os.listdir(output):
+            progress = json.load(f)
+        if progress.get("request") == key:
+            return  # a rerun of the same command: keep the shards already written and checked
+        for name in _listing(output):
             full = os.path.join(output, name)
             if os.path.isfile(full):
                 os.remove(full)
-    write_json(path, key)
+    write_json(path, {"request": key, "done": {}})
+
+
+def _done_shards(output):
+    """{index: (tokens, sha256)} of the shards the progress file records as written whole."""
+    with open(os.path.join(output, PROGRESS_FILE)) as f:
+        return {int(i): tuple(done) for i, done in json.load(f).get("done", {}).items()}
+
+
+class _Recorder:
+    """Records the shards written so far in the progress file (atomically), at most once a
+    second: a rerun after a kill writes again at most the last second's shards. Does
+    nothing without a request `key` (a measurement into a scratch directory)."""
+
+    def __init__(self, output, key, results):
+        self.output, self.key, self.results, self.last = output, key, results, 0.0
+
+    def __call__(self, force=False):
+        now = time.time()
+        if self.key is None or not (force or now - self.last >= 1.0):
+            return
+        self.last = now
+        write_json(os.path.join(self.output, PROGRESS_FILE), {
+            "request": self.key,
+            "done": {str(i): [r[1], r[2]] for i, r in sorted(self.results.items())}})
+
+
+def _remove_partial_shards(output):
+    """Removes shards a failed write left half-written (`.tmp`: never renamed into place)."""
+    for name in os.listdir(output) if os.path.isdir(output) else []:
+        if name.endswith(".bin.tmp"):
+            os.remove(os.path.join(output, name))
 
 
 def _total_bytes(source, skipped):
@@ -214,7 +317,8 @@ def _tokenizer(output, tokenizer, read, vocab_size, sp_model_type, sample_chars,
                      f"on {'up to ' * (total is None)}{size / 1e6:,.1f} M characters of it")
         # In a process of its own: sentencepiece's training memory (several times the
         # sample's) goes back to the system when it ends, before the encoding workers start.
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=_process_context()) as pool:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=_process_context(),
+                                                    initializer=_end_with_parent) as pool:
             proto = pool.submit(_train_sentencepiece, corpus, vocab_size, sp_model_type,
                                 sample_chars).result()
         trained = SentencePieceTokenizer(proto)
@@ -233,8 +337,8 @@ def _train_sentencepiece(corpus, vocab_size, model_type, sample_chars):
         return SentencePieceTokenizer.train(_sample_lines(read, source, sample_chars),
                                             vocab_size=vocab_size,
                                             model_type=model_type).model_proto
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    except ValueError as e:  # it names train's key: prepare's flag is --vocab_size
+        raise UserError(str(e).replace("--config.data.vocab_size", flags["vocab_size"])) from None
 
 
 def _characters(pieces):
@@ -293,6 +397,22 @@ def _init_worker(output, dtype):
     from tfllm.tokenizers import load_tokenizer
 
     _worker.update(tokenizer=load_tokenizer(output), output=output, dtype=np.dtype(dtype))
+    _end_with_parent()
+
+
+def _end_with_parent():
+    """In a worker process: exits when the process that started it is gone (a kill -9 of
+    tfllm.prepare or tfllm.train would otherwise leave the workers waiting for work)."""
+    if multiprocessing.parent_process() is None:  # the calling process itself (workers=1)
+        return
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _process_context():
@@ -302,7 +422,8 @@ def _process_context():
 
 
 def _encode_unit(index, unit):
-    """Encodes one shard and writes it atomically; (index, tokens, sha256, UTF-8 bytes)."""
+    """Encodes one shard and writes it atomically; (index, tokens, sha256, UTF-8 bytes,
+    largest id)."""
     tokenizer, dtype = _worker["tokenizer"], _worker["dtype"]
     parts = []
     for separator_before, starts_document, text in unit:
@@ -316,15 +437,17 @@ def _encode_unit(index, unit):
         f.write(memoryview(data))
     os.replace(path + ".tmp", path)
     return (index, data.size, hashlib.sha256(memoryview(data)).hexdigest(),
-            sum(len(text.encode("utf-8")) for _, _, text in unit))
+            sum(len(text.encode("utf-8")) for _, _, text in unit), int(data.max(initial=0)))
 
 
 def shard_name(index):
     return f"shard-{index:05d}.bin"
 
 
-def _encode(read, output, tokenizer, workers, shard_chars, total_bytes, progress):
-    """Encodes every shard not yet written, `workers` at a time; per-shard results."""
+def _encode(read, output, tokenizer, workers, shard_chars, total_bytes, progress, key=None):
+    """Encodes every shard not yet written, `workers` at a time; per-shard results. With
+    the request `key`, each finished shard is recorded in the progress file and a shard a
+    stopped run recorded is kept if its bytes still match (any other is written again)."""
     dtype = shard_dtype(tokenizer.vocab_size)
     meter = Progress(total_bytes, enabled=progress)
     results, documents, start = {}, 0, time.time()
@@ -338,10 +461,12 @@ def _encode(read, output, tokenizer, workers, shard_chars, total_bytes, progress
     else:
         _init_worker(output, dtype.str)
     pending = collections.deque()
+    recorded = _done_shards(output) if key is not None else {}
+    record = _Recorder(output, key, results)
     try:
         for index, unit in enumerate(_units(read, shard_chars)):
             documents += sum(starts for _, starts, _ in unit)
-            done = _written(output, index, dtype, unit)
+            done = _written(output, index, dtype, unit, recorded.get(index))
             if done is not None:
                 results[index] = done
                 meter.add(done[3], 0)
@@ -349,12 +474,16 @@ def _encode(read, output, tokenizer, workers, shard_chars, total_bytes, progress
             if pool is None:
                 results[index] = _encode_unit(index, unit)
                 meter.add(results[index][3], results[index][1])
+                record()
                 continue
             pending.append(pool.submit(_encode_unit, index, unit))
             while len(pending) >= 2 * workers:  # bounded: at most 2 shards per worker in flight
                 _collect(pending.popleft(), results, meter)
+                record()
         while pending:
             _collect(pending.popleft(), results, meter)
+            record()
+        record(force=True)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -365,31 +494,36 @@ def _encode(read, output, tokenizer, workers, shard_chars, total_bytes, progress
 
 
 def _collect(future, results, meter):
-    index, tokens, sha, nbytes = future.result()
-    results[index] = (index, tokens, sha, nbytes)
-    meter.add(nbytes, tokens)
+    result = future.result()
+    results[result[0]] = result
+    meter.add(result[3], result[1])
 
 
-def _written(output, index, dtype, unit):
-    """The result of a shard an earlier, stopped run wrote whole (renamed into place)."""
+def _written(output, index, dtype, unit, recorded):
+    """The result of a shard an earlier, stopped run recorded as written, if its bytes
+    still are those it recorded (`recorded`: (tokens, sha256)); else None, the file (if
+    any) removed, to be written again."""
     path = os.path.join(output, shard_name(index))
     if not os.path.isfile(path):
         return None
-    with open(path, "rb") as f:
-        data = f.read()
-    return (index, len(data) // dtype.itemsize, hashlib.sha256(data).hexdigest(),
-            sum(len(text.encode("utf-8")) for _, _, text in unit))
+    if recorded is not None and os.path.getsize(path) == recorded[0] * dtype.itemsize:
+        sha, largest = shard_check(path, dtype)
+        if sha == recorded[1]:
+            return (index, recorded[0], sha,
+                    sum(len(text.encode("utf-8")) for _, _, text in unit), largest)
+    os.remove(path)
+    return None
 
 
 def _write_manifest(output, key, tokenizer, stats, val_fraction, skipped):
-    total = sum(tokens for _, tokens, _, _ in stats["shards"])
+    total = sum(tokens for _, tokens, _, _, _ in stats["shards"])
     if total < 2:
         raise UserError("the corpus gives fewer than 2 tokens; point --data at more text.")
     manifest = {
         "format": FORMAT,
         "request": key,
         "source": {"spec": key["source"], "sha256": key["source_sha256"],
-                   "bytes": sum(nbytes for *_, nbytes in stats["shards"]),
+                   "bytes": sum(nbytes for _, _, _, nbytes, _ in stats["shards"]),
                    "skipped_files": sorted(skipped)},
         "tokenizer": {"name": tokenizer.name, "vocab_size": tokenizer.vocab_size,
                       "fingerprint": tokenizer.fingerprint()},
@@ -401,7 +535,7 @@ def _write_manifest(output, key, tokenizer, stats, val_fraction, skipped):
         "train_tokens": int(total * (1 - val_fraction)),  # as one array split at this index
         "val_fraction": val_fraction,
         "shards": [{"file": shard_name(i), "tokens": tokens, "sha256": sha}
-                   for i, tokens, sha, _ in stats["shards"]],
+                   for i, tokens, sha, _, _ in stats["shards"]],
     }
     manifest["fingerprint"] = manifest_fingerprint(manifest)
     write_json(os.path.join(output, MANIFEST_FILE), manifest)
@@ -487,7 +621,7 @@ def measure_encoding(source, tokenizer, workers, sample_chars=1 << 27, rounds=2,
             with tempfile.TemporaryDirectory(prefix="tfllm-measure-") as out:
                 tokenizer.save(out)
                 stats = _encode(read, out, tokenizer, count, shard_chars, None, progress=False)
-            tokens = sum(tokens for _, tokens, _, _ in stats["shards"])
+            tokens = sum(tokens for _, tokens, _, _, _ in stats["shards"])
             results[count].append({"mb_per_s": stats["bytes"] / 1e6 / stats["seconds"],
                                    "tokens_per_s": tokens / stats["seconds"],
                                    "seconds": stats["seconds"]})

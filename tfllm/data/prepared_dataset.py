@@ -8,8 +8,15 @@
       ...
 
 The manifest is written last: a directory without one is unfinished and is never read.
+Opening a dataset checks every shard's size, and its checksum and token ids whenever the
+shard changed since they were last checked: a damaged shard is named in one line, never
+read. What was checked (each shard's size and modification time when its bytes matched
+the manifest's sha256, and its largest id) is kept outside the dataset, in
+~/.cache/tfllm/verified/, so a dataset's files stay exactly what tfllm.prepare wrote;
+tfllm.prepare records its own shards as checked.
 """
 
+import collections
 import hashlib
 import json
 import os
@@ -21,6 +28,9 @@ from tfllm.errors import UserError
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = ".prepare.json"  # in an unfinished output: what it is being made from
 FORMAT = "tfllm-prepared-1"
+# Memory maps a dataset keeps open at once (each holds a file descriptor): a dataset of any
+# number of shards is read under the common `ulimit -n` of 1,024.
+MAX_OPEN_SHARDS = 64
 
 
 class DatasetError(UserError):
@@ -53,10 +63,11 @@ class TokenView:
     """
 
     def __init__(self, shards, lo, hi):
-        self._shards = shards
-        self._starts = np.cumsum([0] + [len(s) for s in shards])  # global offset of each shard
+        self._shards = shards  # a ShardMaps, or a list of arrays
+        self._starts = np.cumsum([0] + _lengths(shards))  # each shard's global offset
         self.lo, self.hi = lo, hi
-        self.dtype = shards[0].dtype if shards else np.dtype("<u2")
+        self.dtype = shards.dtype if isinstance(shards, ShardMaps) else (
+            shards[0].dtype if shards else np.dtype("<u2"))
 
     def __len__(self):
         return self.hi - self.lo
@@ -85,16 +96,51 @@ class TokenView:
         return out
 
     def _range(self, start, stop):
-        parts = []
-        for s, shard in enumerate(self._shards):
-            a, b = max(start, self._starts[s]), min(stop, self._starts[s + 1])
-            if a < b:
-                parts.append(shard[a - self._starts[s]:b - self._starts[s]])
-        return np.concatenate(parts) if parts else np.empty(0, self.dtype)
+        spans = [(s, max(start, self._starts[s]) - self._starts[s],
+                  min(stop, self._starts[s + 1]) - self._starts[s])
+                 for s in range(len(self._starts) - 1)
+                 if max(start, self._starts[s]) < min(stop, self._starts[s + 1])]
+        if len(spans) == 1:
+            s, a, b = spans[0]
+            return self._shards[s][a:b]
+        # Copied shard by shard: a view would keep its shard's map (and descriptor) open.
+        out = np.empty(sum(b - a for _, a, b in spans), self.dtype)
+        at = 0
+        for s, a, b in spans:
+            out[at:at + b - a] = self._shards[s][a:b]
+            at += b - a
+        return out
 
     def __array__(self, dtype=None, copy=None):
         tokens = self._range(self.lo, self.hi)
         return tokens.astype(dtype) if dtype is not None else np.array(tokens)
+
+
+def _lengths(shards):
+    return list(shards.lengths) if isinstance(shards, ShardMaps) else [len(s) for s in shards]
+
+
+class ShardMaps:
+    """The shards of a dataset as read-only memory maps, each opened on first use and at
+    most MAX_OPEN_SHARDS open at once (the least recently used closed first). np.memmap
+    keeps a file descriptor per map: one map per shard would run out of descriptors."""
+
+    def __init__(self, paths, lengths, dtype):
+        self.paths, self.lengths, self.dtype = list(paths), list(lengths), np.dtype(dtype)
+        self._open = collections.OrderedDict()
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        array = self._open.pop(index, None)
+        if array is None:
+            array = np.memmap(self.paths[index], dtype=self.dtype, mode="r",
+                              shape=(self.lengths[index],))
+            while len(self._open) >= MAX_OPEN_SHARDS:
+                self._open.popitem(last=False)  # its map (and descriptor) closes with it
+        self._open[index] = array
+        return array
 
 
 class PreparedDataset:
@@ -113,16 +159,10 @@ class PreparedDataset:
         self.directory = os.path.expanduser(directory)
         self.manifest = read_manifest(self.directory, flag)
         dtype = np.dtype(self.manifest["dtype"])
-        shards = []
-        for shard in self.manifest["shards"]:
-            path = os.path.join(self.directory, shard["file"])
-            expected = shard["tokens"] * dtype.itemsize
-            size = os.path.getsize(path) if os.path.isfile(path) else None
-            if size != expected:
-                state = "missing" if size is None else f"truncated ({size:,} of {expected:,} bytes)"
-                raise DatasetError(f"shard {path} of the prepared dataset is {state}; rerun the "
-                                   "tfllm.prepare command that made it to rewrite it.")
-            shards.append(np.memmap(path, dtype=dtype, mode="r", shape=(shard["tokens"],)))
+        listed = self.manifest["shards"]
+        paths = [os.path.join(self.directory, shard["file"]) for shard in listed]
+        verify_shards(self.directory, self.manifest)
+        shards = ShardMaps(paths, [shard["tokens"] for shard in listed], dtype)
         total, split = self.manifest["tokens"], self.manifest["train_tokens"]
         self.tokens = TokenView(shards, 0, total)
         self.train = TokenView(shards, 0, split)
@@ -152,6 +192,89 @@ class PreparedDataset:
                 f"{m['tokens'] - m['train_tokens']:,} validation) of {t['name']} "
                 f"({t['vocab_size']:,} ids), from {m['source']['bytes'] / 1e6:,.1f} MB in "
                 f"{m['documents']:,} documents")
+
+
+def _damaged(path, state):
+    return DatasetError(f"shard {path} of the prepared dataset is {state}; rerun the "
+                        "tfllm.prepare command that made it to rewrite it.")
+
+
+def shard_check(path, dtype):
+    """(sha256, largest token id) of a shard's bytes, read in 16 MB blocks."""
+    digest, largest = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            digest.update(block)
+            largest = max(largest, int(np.frombuffer(block, dtype).max(initial=0)))
+    return digest.hexdigest(), largest
+
+
+def _stamp(path):
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _verified_path(directory):
+    """Where the shards of the dataset in `directory` are recorded as checked."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    name = hashlib.sha256(os.path.realpath(directory).encode()).hexdigest()[:24]
+    return os.path.join(cache, "tfllm", "verified", name + ".json")
+
+
+def _read_verified(directory):
+    try:
+        with open(_verified_path(directory)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def record_verified(directory, entries):
+    """Records shards as checked ({file: (sha256, largest id)}), each with its size and
+    modification time now; best effort (without a writable cache a dataset is checked on
+    every open)."""
+    path = _verified_path(directory)
+    known = _read_verified(directory)
+    for name, (sha, largest) in entries.items():
+        known[name] = {"stamp": _stamp(os.path.join(directory, name)), "sha256": sha,
+                       "max_id": largest}
+    try:
+        from tfllm.files import write_json
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json(path, known)
+    except OSError:
+        pass
+
+
+def verify_shards(directory, manifest):
+    """DatasetError naming the first shard that is missing, of another size, whose bytes do
+    not match the manifest's sha256, or that holds a token id beyond the tokenizer's. The
+    checksum and ids are read only for shards changed since they were last checked."""
+    dtype = np.dtype(manifest["dtype"])
+    vocab = manifest["tokenizer"]["vocab_size"]
+    known = _read_verified(directory)
+    checked = {}
+    for shard in manifest["shards"]:
+        path = os.path.join(directory, shard["file"])
+        expected = shard["tokens"] * dtype.itemsize
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+        if size != expected:
+            raise _damaged(path, "missing" if size is None else
+                           f"truncated ({size:,} of {expected:,} bytes)")
+        record = known.get(shard["file"]) or {}
+        if record.get("stamp") == _stamp(path) and record.get("sha256") == shard["sha256"]:
+            largest = record["max_id"]
+        else:
+            sha, largest = shard_check(path, dtype)
+            if sha != shard["sha256"]:
+                raise _damaged(path, "damaged (its bytes do not match the manifest's sha256)")
+            checked[shard["file"]] = (sha, largest)
+        if largest >= vocab:
+            raise _damaged(path, f"damaged (it holds token id {largest:,}, the tokenizer has "
+                           f"{vocab:,})")
+    if checked:
+        record_verified(directory, checked)
 
 
 def read_manifest(directory, flag="--config.data.source"):

@@ -82,5 +82,17 @@ class LoRAAdapter(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(rank=self.rank, alpha=self.alpha, in_axes=self.in_axes,
-                      dropout=self.dropout)
+                      dropout=self.dropout, base=keras.layers.serialize(self.base),
+                      base_build=self.base.get_build_config())
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        """A LoRAAdapter around a new base built as the saved one was (weights fresh: load
+        them as for any layer)."""
+        config = dict(config)
+        base = keras.layers.deserialize(config.pop("base"))
+        base.build_from_config(config.pop("base_build"))
+        for key in ("name", "dtype", "trainable"):  # the base's own: __init__ takes them
+            config.pop(key, None)
+        return cls(base, **config)

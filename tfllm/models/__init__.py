@@ -1,5 +1,9 @@
 """Language models built from tfllm layers, and the registry of their names.
 
+A config's `model` section is the model's `get_config()` without `vocab_size` (which
+the tokenizer gives): `build_model(section, vocab_size)` builds it, and a run's
+config.json rebuilds its model alone.
+
 The models load lazily (TensorFlow with them): `tfllm.models.sizes`, which a command
 checks its config with before TensorFlow loads, does not pay for it.
 """
@@ -7,36 +11,44 @@ checks its config with before TensorFlow loads, does not pay for it.
 from tfllm._lazy import lazy_getattr
 
 _WHERE = {"GPT": "gpt", "RecurrentLM": "recurrent_lm"}
+# model.name -> the class it builds. TensorFlow-free: the config check's choices.
+MODEL_CLASSES = {"gpt": "GPT", "recurrent": "RecurrentLM"}
 _lazy = lazy_getattr(__name__, _WHERE)
 
 
 def __getattr__(name):
     if name == "MODELS":
-        return {"gpt": _lazy("GPT"), "recurrent": _lazy("RecurrentLM")}
+        return {key: _lazy(cls) for key, cls in MODEL_CLASSES.items()}
     return _lazy(name)
 
 
-def build_model(name, preset, vocab_size, **overrides):
-    """Builds the model registered as `name` ("gpt" or "recurrent") at a size preset.
+def model_class(name):
+    """The class registered as `name` ("gpt" or "recurrent"); ValueError naming the choices."""
+    if name not in MODEL_CLASSES:
+        raise ValueError(f"Unknown model {name!r}; use one of {sorted(MODEL_CLASSES)}.")
+    return _lazy(MODEL_CLASSES[name])
+
+
+def build_model(section, vocab_size):
+    """The model a config's `model` section describes (its get_config() without
+    vocab_size), for `vocab_size` tokens.
 
     Example:
-        >>> model = build_model("gpt", "tiny", vocab_size=65, position="rope")
+        >>> from tfllm.configs import base
+        >>> model = build_model(base.gpt_model(), vocab_size=65)
     """
-    models = __getattr__("MODELS")
-    if name not in models:
-        raise ValueError(f"Unknown model {name!r}; use one of {sorted(models)}.")
-    return models[name].from_preset(preset, vocab_size=vocab_size, **overrides)
+    section = dict(section.to_dict() if hasattr(section, "to_dict") else section)
+    return model_class(section["name"]).from_config({**section, "vocab_size": vocab_size})
 
 
-def from_pretrained(path, **options):
-    """(GPT, tokenizer) of a Hugging Face checkpoint directory: tfllm.pretrained.from_pretrained.
+def build_preset(name, preset, vocab_size, **overrides):
+    """The model registered as `name` at a size preset.
 
     Example:
-        >>> model, tokenizer = from_pretrained("checkpoints/gpt2")
+        >>> model = build_preset("gpt", "tiny", vocab_size=65, position="rope")
     """
-    from tfllm.pretrained.conversion import from_pretrained as load
-
-    return load(path, **options)
+    return model_class(name).from_preset(preset, vocab_size=vocab_size, **overrides)
 
 
-__all__ = ["GPT", "RecurrentLM", "MODELS", "build_model", "from_pretrained"]
+__all__ = ["GPT", "RecurrentLM", "MODELS", "MODEL_CLASSES", "build_model", "build_preset",
+           "model_class"]

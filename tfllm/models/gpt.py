@@ -31,8 +31,8 @@ class GPT(PresetMixin, Keras2Model):
         num_heads: query heads per layer.
         hidden_dim: D.
         max_length: the longest context (size of the learned position table).
-        intermediate_dim: MLP width; defaults to 4 D (8/3 D rounded up to 64 for SwiGLU).
-        num_kv_heads: key/value heads (grouped-query attention); defaults to num_heads.
+        intermediate_dim: MLP width; 0 = 4 D (8/3 D rounded up to 64 for SwiGLU).
+        num_kv_heads: key/value heads (grouped-query attention); 0 = num_heads.
         position: "learned" or "rope".
         normalization: "layer" or "rms".
         activation: "gelu", "swiglu" or "relu2".
@@ -44,14 +44,14 @@ class GPT(PresetMixin, Keras2Model):
         tie_embeddings: the output projection is the transposed token embedding.
         rope_max_wavelength: RoPE frequency base (a Hugging Face config's `rope_theta`).
         qk_norm: RMS-normalize each head's queries and keys (QK normalization).
-        head_dim: hs, the width of a head; None = D / num_heads.
-        norm_epsilon: epsilon of every normalization; None = tfllm's own (1e-5 for the
+        head_dim: hs, the width of a head; 0 = D / num_heads.
+        norm_epsilon: epsilon of every normalization; 0 = tfllm's own (1e-5 for the
             block and final norms, 1e-6 for QK normalization).
-        qkv_bias: biases on the query/key/value projections; None = use_bias (Qwen2
-            has them where the rest of the model has none).
+        qkv_bias: biases on the query/key/value projections even where use_bias is off
+            (Qwen2 has them where the rest of the model has none).
         init_std: std of the normal initializers; projections into the residual stream
             use init_std / sqrt(2 L) (GPT-2).
-        remat: recompute each block's activations in the backward pass instead of
+        remat: "block" recomputes each block's activations in the backward pass instead of
             keeping them (tf.recompute_grad per block): a training step holds one block's
             activations and the blocks' inputs, at the cost of a second forward pass.
             Gradients and dropout masks are the same as without it.
@@ -70,16 +70,24 @@ class GPT(PresetMixin, Keras2Model):
     }
 
     def __init__(self, vocab_size, num_layers, num_heads, hidden_dim, max_length,
-                 intermediate_dim=None, num_kv_heads=None, position="learned",
+                 intermediate_dim=0, num_kv_heads=0, position="learned",
                  normalization="layer", activation="gelu", dropout=0.0, use_bias=True,
-                 tie_embeddings=True, rope_max_wavelength=10000, init_std=0.02, qk_norm=False,
-                 attention_dropout=None, head_dim=None, norm_epsilon=None, qkv_bias=None,
-                 remat=False, **kwargs):
+                 tie_embeddings=True, rope_max_wavelength=10000.0, init_std=0.02, qk_norm=False,
+                 attention_dropout=None, head_dim=0, norm_epsilon=0.0, qkv_bias=False,
+                 remat="none", **kwargs):
+        # The arguments are a config's `model` section (configs/base.py): 0 stands for the
+        # size derived from the others, so a run's config.json and get_config() are one
+        # dict. None (and remat=True/False) as older saved models wrote them is read too.
         super().__init__(**kwargs)
         if position not in ("learned", "rope"):
             raise ValueError(f"Unknown position {position!r}; use 'learned' or 'rope'.")
-        if head_dim is None and hidden_dim % num_heads:
+        remat = {True: "block", False: "none"}.get(remat, remat)
+        if remat not in ("none", "block"):
+            raise ValueError(f"Unknown remat {remat!r}; use 'none' or 'block'.")
+        head_dim, norm_epsilon = head_dim or 0, norm_epsilon or 0.0
+        if not head_dim and hidden_dim % num_heads:
             raise ValueError(f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}.")
+        self.config_intermediate_dim, self.config_num_kv_heads = intermediate_dim or 0, num_kv_heads or 0
         intermediate_dim = intermediate_dim or default_intermediate_dim(hidden_dim, activation)
         self.vocab_size = vocab_size
         self.num_layers = num_layers
@@ -100,7 +108,7 @@ class GPT(PresetMixin, Keras2Model):
         self.qk_norm = qk_norm
         self.head_dim = head_dim
         self.norm_epsilon = norm_epsilon
-        self.qkv_bias = qkv_bias
+        self.qkv_bias = bool(qkv_bias)
         self.remat = remat
 
         policy = self.dtype_policy
@@ -120,13 +128,13 @@ class GPT(PresetMixin, Keras2Model):
                 normalization=normalization, dropout=dropout,
                 attention_dropout=attention_dropout, use_bias=use_bias, kernel_initializer=init,
                 output_kernel_initializer=residual_init, qk_norm=qk_norm,
-                head_dim=head_dim, norm_epsilon=1e-5 if norm_epsilon is None else norm_epsilon,
-                qk_norm_epsilon=1e-6 if norm_epsilon is None else norm_epsilon,
-                qkv_bias=qkv_bias, dtype=policy, name=f"block_{i}")
+                head_dim=head_dim or None, norm_epsilon=norm_epsilon or 1e-5,
+                qk_norm_epsilon=norm_epsilon or 1e-6,
+                qkv_bias=True if qkv_bias else None, dtype=policy, name=f"block_{i}")
             for i in range(num_layers)
         ]
         self.final_norm = make_normalization(
-            normalization, 1e-5 if norm_epsilon is None else norm_epsilon, use_bias, policy,
+            normalization, norm_epsilon or 1e-5, use_bias, policy,
             "final_norm")
         self.lm_head = (None if tie_embeddings else
                         keras.layers.Dense(vocab_size, use_bias=False, kernel_initializer=fresh_initializer(init),
@@ -165,7 +173,7 @@ class GPT(PresetMixin, Keras2Model):
         so the recomputed forward pass applies the masks the first one did and remat
         changes nothing about the numbers."""
         random = training is True and _has_dropout(block)
-        if training is not True or not (self.remat or random):
+        if training is not True or not (self.remat == "block" or random):
             return block(x, training=training)
         seed = block.residual_dropout.make_seed() if random else None
 
@@ -175,7 +183,7 @@ class GPT(PresetMixin, Keras2Model):
             with seeded_masks(seed):
                 return block(h, training=True)
 
-        return tf.recompute_grad(forward)(x) if self.remat else forward(x)
+        return tf.recompute_grad(forward)(x) if self.remat == "block" else forward(x)
 
     def layout_map(self, mesh, batch_axis="batch", model_axis="model"):
         """A tf_keras LayoutMap splitting this GPT over a DTensor mesh by role (Megatron's
@@ -247,8 +255,8 @@ class GPT(PresetMixin, Keras2Model):
         return {
             "name": self.name, "vocab_size": self.vocab_size, "num_layers": self.num_layers,
             "num_heads": self.num_heads, "hidden_dim": self.hidden_dim,
-            "max_length": self.max_length, "intermediate_dim": self.intermediate_dim,
-            "num_kv_heads": self.num_kv_heads, "position": self.position,
+            "max_length": self.max_length, "intermediate_dim": self.config_intermediate_dim,
+            "num_kv_heads": self.config_num_kv_heads, "position": self.position,
             "normalization": self.normalization, "activation": self.activation,
             "dropout": self.dropout, "attention_dropout": self.attention_dropout,
             "use_bias": self.use_bias,

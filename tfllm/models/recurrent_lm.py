@@ -41,8 +41,12 @@ class RecurrentLM(PresetMixin, Keras2Model):
     }
 
     def __init__(self, vocab_size, embedding_dim, units, num_layers=1, cell="lstm",
-                 dropout=0.0, max_length=128, **kwargs):
+                 dropout=0.0, max_length=128, remat="none", **kwargs):
         super().__init__(**kwargs)
+        if remat != "none":  # its activations are the recurrent states: no blocks to recompute
+            raise ValueError(f"a RecurrentLM has no blocks to recompute; remat={remat!r} must "
+                             "be 'none'.")
+        self.remat = remat
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.units = units
@@ -91,5 +95,5 @@ class RecurrentLM(PresetMixin, Keras2Model):
             "name": self.name, "vocab_size": self.vocab_size,
             "embedding_dim": self.embedding_dim, "units": self.units,
             "num_layers": self.num_layers, "cell": self.cell, "dropout": self.dropout,
-            "max_length": self.max_length,
+            "max_length": self.max_length, "remat": self.remat,
         }

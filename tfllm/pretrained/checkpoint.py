@@ -36,6 +36,9 @@ class Checkpoint:
         self.vocab_size = self.config.get("vocab_size")
         if not isinstance(self.vocab_size, int):
             raise UserError(f"{path}/config.json has no vocab_size; download the checkpoint again.")
+        from tfllm.pretrained.hf_weights import check_weight_files
+
+        check_weight_files(path)
 
     @property
     def architecture(self):
@@ -64,10 +67,16 @@ class Checkpoint:
 
         file = self.tokenizer_file()
         try:
-            return HFTokenizer.from_file(file, self.vocab_size, self.eos_id)
+            tokenizer = HFTokenizer.from_file(file, self.vocab_size, self.eos_id)
         except Exception as e:  # tokenizers raises its own Exception type
             raise UserError(f"{file} is not a tokenizer the tokenizers library reads "
                             f"({str(e).splitlines()[0][:120]}).") from None
+        ids = tokenizer.tokenizer_size
+        if ids > self.vocab_size:
+            raise UserError(f"{file} has {ids:,} ids, more than the {self.vocab_size:,} rows of "
+                            f"the model's embedding (config.json's vocab_size); pass the "
+                            "tokenizer that belongs to these weights.")
+        return tokenizer
 
 
 def check_checkpoint(path, max_length=None):
@@ -78,6 +87,27 @@ def check_checkpoint(path, max_length=None):
         hf_config.check_context(checkpoint.config, max_length)
     checkpoint.tokenizer_file()
     return checkpoint
+
+
+# A checkpoint's own settings beside its weights, kept in a run started from it (in
+# PRETRAINED_DIR) so that an export back to this layout carries them: its context, start and
+# end tokens, generation settings, special tokens and chat template.
+SETTINGS_FILES = ("config.json", "generation_config.json", "tokenizer_config.json",
+                  "special_tokens_map.json", "chat_template.jinja")
+PRETRAINED_DIR = "pretrained"
+
+
+def keep_settings(checkpoint_path, run_dir):
+    """Copies the checkpoint's SETTINGS_FILES it has into `run_dir`/PRETRAINED_DIR."""
+    import shutil
+
+    target = os.path.join(run_dir, PRETRAINED_DIR)
+    os.makedirs(target, exist_ok=True)
+    for name in SETTINGS_FILES:
+        source = os.path.join(checkpoint_path, name)
+        if os.path.isfile(source):
+            shutil.copyfile(source, os.path.join(target, name + ".tmp"))
+            os.replace(os.path.join(target, name + ".tmp"), os.path.join(target, name))
 
 
 # The model keys a run keeps from its own config when it starts from a checkpoint: how

@@ -1,10 +1,10 @@
 """Hugging Face checkpoint <-> tfllm GPT: build, load and save."""
 
+import json
 import os
 
-from ml_collections import ConfigDict
-
 from tfllm.files import write_json, write_safetensors
+from tfllm.models import build_model
 from tfllm.pretrained import hf_config, hf_weights
 from tfllm.pretrained.checkpoint import TOKENIZER_FILE, Checkpoint
 
@@ -32,16 +32,10 @@ def from_pretrained(path, max_length=None, dropout=0.0, attention_dropout=None):
     hf_config.check_context(checkpoint.config, max_length)
     section = dict(checkpoint.model_section, max_length=max_length, dropout=dropout,
                    attention_dropout=attention_dropout)
-    model = build_gpt(section, checkpoint.vocab_size)
+    model = build_model(section, checkpoint.vocab_size)
     load_pretrained(model, checkpoint)
     has_tokenizer = os.path.exists(os.path.join(path, TOKENIZER_FILE))
     return model, checkpoint.tokenizer() if has_tokenizer else None
-
-
-def build_gpt(section, vocab_size):
-    from tfllm.training.model_factory import build_model
-
-    return build_model(ConfigDict(section), vocab_size)
 
 
 def load_pretrained(model, checkpoint):
@@ -53,10 +47,13 @@ def load_pretrained(model, checkpoint):
     hf_weights.load_weights(model, checkpoint.architecture, tensors)
 
 
-def save_pretrained(model, tokenizer, path):
+def save_pretrained(model, tokenizer, path, settings=None):
     """Writes a tfllm GPT in the Hugging Face layout transformers loads
     (`AutoModelForCausalLM.from_pretrained(path)`): config.json, model.safetensors
     (float32) and the tokenizer (tokenizer.json; tokenizer.model for sentencepiece).
+    `settings`: the directory of the checkpoint the model was imported from (or a run's
+    copy of its SETTINGS_FILES), whose context, special token ids, generation config,
+    tokenizer config and chat template the export keeps.
     Returns (architecture, tokenizer file). UserError for a model no architecture computes."""
     config = model.get_config()
     # An end-of-text token where the tokenizer has one; a char or byte run's separator
@@ -66,6 +63,8 @@ def save_pretrained(model, tokenizer, path):
         eos = tokenizer.document_separator()
         eos_id = int(eos[0]) if len(eos) == 1 else None
     hf = hf_config.hf_config(config, eos_token_id=eos_id)
+    if settings is not None:
+        hf = _with_settings(hf, settings)
     tensors = hf_weights.export_tensors(model, hf["model_type"])
     os.makedirs(path, exist_ok=True)
     write_safetensors(os.path.join(path, hf_weights.WEIGHTS_FILE), tensors, {"format": "pt"})
@@ -74,9 +73,39 @@ def save_pretrained(model, tokenizer, path):
         from tfllm.pretrained.tokenizer_export import write_tokenizer
 
         written = write_tokenizer(tokenizer, os.path.join(path, TOKENIZER_FILE))
-        settings = {"tokenizer_class": "PreTrainedTokenizerFast"}
+        tokenizer_config = {"tokenizer_class": "PreTrainedTokenizerFast"}
         if eos_id is not None:
-            settings["eos_token"] = tokenizer.decode([eos_id])
-        write_json(os.path.join(path, "tokenizer_config.json"), settings)
+            tokenizer_config["eos_token"] = tokenizer.decode([eos_id])
+        write_json(os.path.join(path, "tokenizer_config.json"), tokenizer_config)
+    if settings is not None:  # the checkpoint's own, over tfllm's defaults
+        _copy_settings(settings, path)
     write_json(os.path.join(path, hf_config.CONFIG_FILE), hf)
     return hf["model_type"], written
+
+
+# config.json keys an export takes from the checkpoint the model was imported from.
+KEPT_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def _with_settings(hf, settings):
+    """`hf` (the config.json an export writes) with the imported checkpoint's start, end and
+    padding ids, and its context where rotary positions let the model read that far."""
+    with open(os.path.join(settings, hf_config.CONFIG_FILE)) as f:
+        original = json.load(f)
+    hf = dict(hf, **{key: original[key] for key in KEPT_KEYS if key in original})
+    if "max_position_embeddings" in hf and isinstance(
+            original.get("max_position_embeddings"), int):
+        hf["max_position_embeddings"] = max(hf["max_position_embeddings"],
+                                            original["max_position_embeddings"])
+    return hf
+
+
+def _copy_settings(settings, path):
+    import shutil
+
+    from tfllm.pretrained.checkpoint import SETTINGS_FILES
+
+    for name in SETTINGS_FILES:
+        source = os.path.join(settings, name)
+        if name != hf_config.CONFIG_FILE and os.path.isfile(source):
+            shutil.copyfile(source, os.path.join(path, name))

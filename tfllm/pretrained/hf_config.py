@@ -11,6 +11,7 @@ import json
 import os
 
 from tfllm.errors import UserError
+from tfllm.models.sizes import default_intermediate_dim
 
 CONFIG_FILE = "config.json"
 ARCHITECTURES = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
@@ -37,9 +38,16 @@ def read_config(path):
                         "(config.json, model.safetensors, tokenizer.json).")
     try:
         with open(file) as f:
-            return json.load(f)
+            config = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"{file} is not valid JSON ({e}); download the checkpoint again.") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{file} holds a JSON {type(config).__name__}, not the object of a "
+                        "model config; download the checkpoint again.")
+    if "model_type" not in config and {"model", "train", "data"} <= set(config):
+        raise UserError(f"{path} is a tfllm run directory, not a Hugging Face checkpoint; pass "
+                        f"it without hf: (e.g. --init_from={path}).")
+    return config
 
 
 def _refuse(key, value, why):
@@ -144,7 +152,9 @@ def hf_config(gpt_config, eos_token_id=None):
     computes it exactly: GPT-2 for learned positions, LayerNorm and GELU; Llama, Qwen2
     (q/k/v biases only) or Qwen3 (QK norm) for RoPE, RMSNorm and SwiGLU. UserError for a
     combination no architecture has."""
-    m = gpt_config
+    m = dict(gpt_config)
+    m["intermediate_dim"] = m["intermediate_dim"] or default_intermediate_dim(
+        m["hidden_dim"], m["activation"])
     arch = export_architecture(m)
     eps = m.get("norm_epsilon") or 1e-5
     heads = m["num_heads"]

@@ -20,6 +20,51 @@ INDEX_FILE = "model.safetensors.index.json"
 BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
 
 
+def check_weight_files(path):
+    """UserError naming a weights file of the checkpoint at `path` that is not a whole
+    safetensors file: its header unreadable, or its tensors past the end of the file (a
+    download cut short). Reads the headers only; no TensorFlow."""
+    single, index = os.path.join(path, WEIGHTS_FILE), os.path.join(path, INDEX_FILE)
+    files = [single]
+    if os.path.exists(index):
+        try:
+            with open(index) as f:
+                files = sorted({os.path.join(path, name)
+                                for name in json.load(f)["weight_map"].values()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UserError(f"{index} is not a safetensors index ({type(e).__name__}: {e}); "
+                            "download the checkpoint again.") from None
+    for file in files:
+        if os.path.exists(file):
+            problem = _safetensors_problem(file)
+            if problem:
+                raise UserError(f"{file} is not a whole safetensors file ({problem}); download "
+                                "it again.")
+
+
+def _safetensors_problem(file):
+    """Why `file` is not a whole safetensors file (its layout: an 8-byte little-endian
+    header length, a JSON header, then the tensors' bytes), or None."""
+    size = os.path.getsize(file)
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, shorter than a header"
+        length = int.from_bytes(head, "little")
+        if length > size - 8:
+            return f"its header claims {length:,} bytes, the file has {size:,}"
+        try:
+            header = json.loads(f.read(length))
+            end = max((t["data_offsets"][1] for name, t in header.items()
+                       if name != "__metadata__"), default=0)
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError,
+                AttributeError):
+            return "its header is not safetensors JSON"
+    if 8 + length + end > size:
+        return f"its tensors end at byte {8 + length + end:,}, the file has {size:,}"
+    return None
+
+
 class CheckpointTensors:
     """The tensors of model.safetensors, or of the shards model.safetensors.index.json
     lists, read one at a time (a checkpoint is never all in memory twice)."""
@@ -59,7 +104,11 @@ class CheckpointTensors:
         with safe_open(self.files[name], "numpy") as f:
             value = f.get_tensor(name)
         self.used.add(name)
-        return np.asarray(value, dtype=np.float32)  # bfloat16 arrives as ml_dtypes.bfloat16
+        value = np.asarray(value, dtype=np.float32)  # bfloat16 arrives as ml_dtypes.bfloat16
+        if not np.isfinite(value).all():  # else training would stop as "diverged" at step 1
+            raise UserError(f"{self.files[name]}: tensor {name!r} holds NaN or infinite values; "
+                            "the checkpoint is damaged: download it again.")
+        return value
 
     def check_all_used(self):
         extra = sorted(n for n in self.names() - self.used if not n.endswith(BUFFER_SUFFIXES))

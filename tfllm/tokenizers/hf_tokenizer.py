@@ -50,6 +50,12 @@ class HFTokenizer(Tokenizer):
     def vocab_size(self):
         return self._vocab_size
 
+    @property
+    def tokenizer_size(self):
+        """One more than the largest id the tokenizer itself can produce (added tokens
+        included): at most vocab_size for a tokenizer that fits its model."""
+        return max(self._tok.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+
     def encode(self, text):
         return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, dtype=np.int32)
 

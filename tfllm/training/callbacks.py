@@ -213,7 +213,7 @@ class MetricsLogger(StepCallback):
     tokens_per_s (over training time: evaluations, saving checkpoints and these records
     (`clock`), and fit's first call, which compiles the step, are left out), mfu (when
     `flops_per_token` and `peak_flops` are given: tokens_per_s * flops_per_token /
-    peak_flops, see tfllm/training/mfu.py), and val_loss, val_perplexity,
+    peak_flops, see tfllm/bench/mfu.py), and val_loss, val_perplexity,
     val_bits_per_token at evaluation steps.
     """
 

@@ -10,21 +10,24 @@ import types
 import tensorflow as tf
 
 from tfllm import config as config_lib
+from tfllm.bench import mfu
 from tfllm.data.pipeline import (ShapeWarmup, eval_batches, eval_dataset, eval_targets,
                                  train_dataset)
 from tfllm.data.prepared_dataset import PreparedDataset, is_prepared
 from tfllm.data.sources import adopt_prepared, configured_dataset
+from tfllm.distribute import distribution
+from tfllm.distribute.placement import check_config_on_mesh
 from tfllm.errors import Interrupted, UserError
 from tfllm.inference import generate
-from tfllm.pretrained.checkpoint import adopt_pretrained, check_checkpoint, hf_path
+from tfllm.pretrained.checkpoint import (adopt_pretrained, check_checkpoint, hf_path,
+                                         keep_settings)
 from tfllm.pretrained.conversion import load_pretrained
+from tfllm.runs import resume_check, run_directory
 from tfllm.tokenizers import load_tokenizer
 from tfllm.training import callbacks as cb
-from tfllm.training import distribution, mfu
-from tfllm.training import resume_check, run_directory
-from tfllm.training.distillation import check_teacher, configured_teacher
-from tfllm.training.placement import check_config_on_mesh
 from tfllm.training.rng import dropout_generators
+from tfllm.training.teacher import (check_teacher, configured_teacher, pinned_checkpoint,
+                                    teacher_checkpoint)
 from tfllm.training.training_setup import (apply_runtime_settings, build_training_setup,
                                            eval_length)
 
@@ -137,7 +140,8 @@ class Trainer:
         self.print_fn(f"model: {self.pretrained.architecture} from {path}: {m.num_layers} x "
                       f"{m.hidden_dim}, {m.num_heads} heads ({m.num_kv_heads} key/value), its "
                       f"tokenizer ({self.pretrained.vocab_size} tokens); "
-                      f"{len(changed)} model keys set from its config.json")
+                      f"{len(changed)} model keys set from its config.json"
+                      + (f" ({', '.join(changed)})" if changed else ""))
 
     def _explain(self, error, latest):
         """The one-line error for a run stopped by `error` (Ctrl-C, a full disk, a worker
@@ -230,15 +234,18 @@ class Trainer:
             "init_from": resume_check.init_from_record(self.init_from),
             "init_checkpoint": self.init_checkpoint and os.path.abspath(self.init_checkpoint),
             "dataset": {"path": os.path.abspath(dataset.directory),
-                        "fingerprint": dataset.fingerprint} if prepared else None})
+                        "fingerprint": dataset.fingerprint} if prepared else None,
+            "teacher_checkpoint": teacher_checkpoint(self.config.train.teacher)})
         run_directory.write_json(os.path.join(self.run_dir, run_directory.CONFIG_FILE),
-                                 self.config.to_dict())
+                                 config_lib.saved_config(self.config))
         tokenizer.save(self.run_dir)
+        if self.pretrained is not None:  # what an export back to its layout keeps
+            keep_settings(self.pretrained.path, self.run_dir)
 
     def _run(self, tokenizer, dataset, resuming):
         cfg, t = self.config, self.config.train
-        warmup = ShapeWarmup(t.batch_size, cfg.model.max_length, t.get("shape_warmup_steps", 0),
-                             t.get("batch_size_start", 0), t.get("seq_len_start", 0))
+        warmup = ShapeWarmup(t.batch_size, cfg.model.max_length, t.shape_warmup_steps,
+                             t.batch_size_start, t.seq_len_start)
         self._check_placement(warmup)
         if self.chief and not resuming:
             self._write_run_files(tokenizer, dataset)
@@ -273,8 +280,8 @@ class Trainer:
             self.print_fn(f"reached val_loss {evaluator.history[-1][1]:.4f} <= "
                           f"train.target_val_loss={t.target_val_loss} at step {step}, "
                           f"{time.time() - PROCESS_START:.1f} s from process start")
-        if self.chief and t.get("lora_rank", 0):
-            from tfllm.training import lora
+        if self.chief and t.lora_rank:
+            from tfllm.adapt import lora
 
             lora.save_adapter(setup.model, os.path.join(self.run_dir, lora.ADAPTER_FILE),
                               lora.base_fingerprint(setup.model), t.lora_targets)
@@ -285,7 +292,7 @@ class Trainer:
         cfg, t = self.config, self.config.train
         self.print_fn(f"data: {dataset.describe()}")
         window = eval_length(cfg)
-        scored = eval_targets(len(dataset.val), window, cfg.eval.get("max_tokens", 0))
+        scored = eval_targets(len(dataset.val), window, cfg.eval.max_tokens)
         if self.mesh is not None:
             place = f"DTensor mesh {dict(zip(self.mesh.dim_names, self.mesh.shape()))}"
         else:
@@ -299,12 +306,25 @@ class Trainer:
         self.print_fn(f"model: {cfg.model.name}, {setup.model.count_params() / 1e6:,.2f} M "
                       f"parameters; {t.batch_size * cfg.model.max_length:,} tokens per step "
                       f"({t.batch_size} x {cfg.model.max_length}); {place}")
-        if t.get("lora_rank", 0):
+        if t.lora_rank:
             trained = sum(int(tf.size(v)) for v in setup.model.trainable_variables)
+            base = ("" if self._imported() else "; the base is randomly initialized (no "
+                    "--init_from): pass --init_from=hf:DIR or a trained run to adapt trained "
+                    "weights")
             self.print_fn(f"LoRA: rank {t.lora_rank} adapters on {t.lora_targets}, "
-                          f"{trained:,} trainable parameters; the rest frozen")
+                          f"{trained:,} trainable parameters; the rest frozen{base}")
+        if t.schedule != "one_cycle" and t.warmup_steps > t.steps:
+            self.print_fn(f"note: train.warmup_steps={t.warmup_steps} is longer than "
+                          f"train.steps={t.steps}: the learning rate never reaches its peak "
+                          f"{t.learning_rate:g}; lower train.warmup_steps to use it")
         self.print_fn(f"evaluation: {scored:,} validation tokens every {cfg.eval.every} steps; "
                       f"run directory {self.run_dir}")
+
+    def _imported(self):
+        """Whether the model starts from trained weights: --init_from now, or (resumed)
+        the run was started so."""
+        record = run_directory.load_run_file(self.run_dir)
+        return bool(self.init_from or record.get("init_from") or record.get("init_checkpoint"))
 
     def _check_placement(self, warmup):
         """UserError for what the strategy or mesh cannot run: batches that do not split
@@ -333,7 +353,7 @@ class Trainer:
             # With weight averaging the last checkpoint's model holds the average; these
             # keep the training values beside it (see cb.CheckpointSaver).
             training_weights = [tf.Variable(v, trainable=False) for v in model.trainable_variables
-                                ] if cfg.train.get("ema_decay", 0.0) else []
+                                ] if cfg.train.ema_decay else []
         # The data position is the optimizer step (batches are a function of it), so the
         # optimizer's `iterations` restores it; the dropout RNG streams are saved explicitly.
         checkpoint = tf.train.Checkpoint(model=model, optimizer=setup.optimizer,
@@ -368,7 +388,12 @@ class Trainer:
     def _teacher(self, tokenizer):
         """The frozen model train.teacher names (distillation), or None."""
         t = self.config.train
-        teacher = configured_teacher(self.config, tokenizer, self.strategy)
+        recorded = run_directory.load_run_file(self.run_dir).get("teacher_checkpoint")
+        pinned = pinned_checkpoint(t.teacher, recorded)
+        teacher = configured_teacher(self.config, tokenizer, self.strategy, pinned)
+        if pinned is not None and pinned != teacher_checkpoint(t.teacher):
+            self.print_fn(f"teacher: {pinned}, the checkpoint this run started with (the "
+                          "teacher run has trained further since)")
         if teacher is not None:
             self.print_fn(f"teacher: {t.teacher}, {teacher.count_params() / 1e6:,.2f} M "
                           f"parameters (frozen); loss = {t.distill_weight} x T^2 KL + "
@@ -390,13 +415,13 @@ class Trainer:
                     else self.strategy.num_replicas_in_sync)
         window = eval_length(cfg)
         batch = config_lib.eval_batch_size(cfg, dataset.tokenizer.vocab_size, replicas)
-        budget = cfg.eval.get("max_tokens", 0)
+        budget = cfg.eval.max_tokens
         val_ds = distribution.distribute_dataset(
             lambda context: eval_dataset(dataset.val, window, batch, context, budget), batch,
             self.strategy, self.mesh)
         return cb.Evaluator(val_ds, cfg.eval.every, cfg.train.steps, cfg.train.target_val_loss,
                             eval_batches(len(dataset.val), window, batch, budget),
-                            cfg.eval.get("target_margin", config_lib.MARGIN_OFF))
+                            cfg.eval.target_margin)
 
     def _callbacks(self, setup, state, evaluator, warmup, elapsed_before):
         """The training loop's callbacks, in the order they must run at a step: compression
@@ -404,12 +429,12 @@ class Trainer:
         the step is logged or saved), metrics, checkpoints."""
         cfg, t = self.config, self.config.train
         callbacks = []
-        if t.get("prune_sparsity", 0.0):
+        if t.prune_sparsity:
             from tfllm.compression.pruning import MagnitudePruningCallback
 
             start, end = config_lib.pruning_steps(t)
             callbacks.append(MagnitudePruningCallback(t.prune_sparsity, start, end, t.prune_every))
-        if t.get("qat_start_step", -1) >= 0:
+        if t.qat_start_step >= 0:
             from tfllm.compression import QuantizationAwareTraining
 
             callbacks.append(QuantizationAwareTraining(t.qat_start_step))
@@ -424,7 +449,7 @@ class Trainer:
         schedule = setup.schedule
         return callbacks + [
             cb.DivergenceGuard(cfg.log_every, cfg.checkpoint.every, t.steps, state.manager,
-                               t.learning_rate, t.get("max_loss", 0.0)),
+                               t.learning_rate, t.max_loss),
             cb.MetricsLogger(self.run_dir, cfg.log_every, t.steps, warmup.tokens_seen,
                              lambda step: schedule(step).numpy(), PROCESS_START, self.print_fn,
                              write=self.chief, flops_per_token=mfu.flops_per_token(setup.model),

@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from tfllm._keras import Keras2Model, keras
-from tfllm.training.distillation import distillation_loss
+from tfllm.adapt.distillation import distillation_loss
 
 
 def token_cross_entropy(targets, logits):
@@ -26,7 +26,7 @@ class TrainingModel(Keras2Model):
       Hessian estimate Sophia needs (`hessian_estimate`: one more forward and backward
       pass, on labels sampled from the model).
     - With a `teacher`, training minimizes the distillation loss
-      (tfllm.training.distillation) instead of the cross-entropy; evaluation still
+      (tfllm.adapt.distillation) instead of the cross-entropy; evaluation still
       reports the cross-entropy on the text.
 
     Args:

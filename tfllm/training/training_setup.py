@@ -11,10 +11,10 @@ import tensorflow as tf
 from tfllm._keras import keras
 from tfllm.config import checked_window, eval_length  # noqa: F401  (re-exported)
 from tfllm.errors import UserError
-from tfllm.training.lora import apply_configured_lora
-from tfllm.training.model_factory import build_model
-from tfllm.training.optimizers import build_optimizer
-from tfllm.training.schedules import Scaled, build_schedule
+from tfllm.adapt.lora import apply_configured_lora
+from tfllm.models import build_model
+from tfllm.optim.optimizers import build_optimizer
+from tfllm.optim.schedules import Scaled, build_schedule
 from tfllm.training.training_model import TrainingModel
 
 
@@ -89,7 +89,7 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
         vocab_size: V of the run's tokenizer.
         strategy: the tf.distribute strategy; the default strategy when None.
         mesh: a DTensor mesh (instead of a strategy): the model is built as on one
-            device, then sharded by its layout map (tfllm.training.distribution).
+            device, then sharded by its layout map (tfllm.distribute.distribution).
         init_weights: called with the built model before LoRA adapters are put on it
             and the optimizer is built (a run's starting weights: --init_from).
         teacher: the frozen model to distil from (train.teacher; built under `strategy`'s
@@ -118,8 +118,8 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
         if t.precision == "mixed_float16":
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         task = TrainingModel(model, t.grad_accum_steps, teacher=teacher,
-                             distill_weight=t.get("distill_weight", 0.5),
-                             distill_temperature=t.get("distill_temperature", 2.0))
+                             distill_weight=t.distill_weight,
+                             distill_temperature=t.distill_temperature)
         task.compile(optimizer=optimizer, jit_compile=t.xla and xla_works(strategy),
                      weighted_metrics=[],
                      steps_per_execution=t.steps_per_execution)
@@ -128,12 +128,12 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
 
 
 def _build_on_mesh(cfg, vocab_size, mesh, init_weights=None, schedule=None):
-    from tfllm.training.distribution import replicated_variable, shard_model
-    from tfllm.training.placement import check_config_on_mesh
+    from tfllm.distribute.distribution import replicated_variable, shard_model
+    from tfllm.distribute.placement import check_config_on_mesh
 
     t = cfg.train
     check_config_on_mesh(cfg)  # LoRA's adapters are not in the layout map, and more
-    if t.precision != "float32" or t.grad_accum_steps > 1 or cfg.model.get("dropout", 0.0):
+    if t.precision != "float32" or t.grad_accum_steps > 1 or cfg.model.dropout:
         raise UserError("on a DTensor mesh tfllm trains in float32 without gradient accumulation "
                         "or dropout; set train.precision=float32, train.grad_accum_steps=1 and "
                         "model.dropout=0.")

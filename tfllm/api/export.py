@@ -1,0 +1,128 @@
+"""Export of a run for serving: SavedModel, TFLite (float, dynamic int8, full int8) and the
+Hugging Face layout, a LoRA run's adapters merged first. `tfllm.export` is this with
+flags; `tfllm.export_run` in Python."""
+
+import os
+
+from tfllm.errors import UserError
+
+
+def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representative_windows=128):
+    """Exports a run; returns {"path", "files": {name: bytes}}."""
+    from tfllm.config import checked_window
+    from tfllm.runs.run_directory import (CONFIG_FILE, check_writable, find_run,
+                                              write_json)
+
+    if fmt == "tflite_int8" and representative_windows < 1:
+        raise UserError("--representative_windows=0: a full-integer int8 model needs windows "
+                            "of training data to set the ranges of the activations that "
+                            "quantization-aware training does not fake-quantize; use e.g. 128.")
+    output = output or os.path.join(run_dir, "export", "tflite" if fmt == "tflite_int8" else fmt)
+    # What a user can get wrong is checked before TensorFlow loads and converts (seconds).
+    check_writable(output, "--output", "export directory")
+    config, _, _ = find_run(run_dir, checkpoint)
+    recurrent = config.model.name == "recurrent"
+    if fmt == "hf":
+        return _export_hf(run_dir, config, output, checkpoint)
+    if fmt != "saved_model" and not recurrent:
+        checked_window(config, seq_len)
+    from tfllm.inference import exporting
+
+    config, tokenizer, model = _load_merged(run_dir, checkpoint)
+    if fmt == "saved_model":
+        extra = {name: os.path.join(run_dir, name)
+                 for name in (CONFIG_FILE, "tokenizer.json", "sentencepiece.model",
+                              "hf_tokenizer.json")
+                 if os.path.exists(os.path.join(run_dir, name))}
+        exporting.export_saved_model(model, tokenizer, output, extra)
+        return {"path": output, "files": {"saved_model": _tree_size(output)}}
+    # A GPT's file scores windows of seq_len (default: the run's evaluation window); a
+    # recurrent model's reads chunks of seq_len (default: its training context) and
+    # carries its state, so it scores text of any length.
+    window = (seq_len or config.model.max_length) if recurrent else checked_window(config, seq_len)
+    sparse = config.train.prune_sparsity > 0  # a pruned run
+    written = {}
+    if fmt == "tflite_int8":
+        if recurrent:  # windows of 8 chunks, so the states between chunks are sampled too
+            windows = _training_windows(run_dir, config, 8 * window,
+                                        -(-representative_windows // 8))
+        else:
+            windows = _training_windows(run_dir, config, window, representative_windows)
+        name = f"{exporting.INT8_VARIANT}.tflite"
+        written[name] = exporting.export_tflite(model, os.path.join(output, name), window,
+                                                exporting.INT8_VARIANT, windows)
+    else:
+        for variant in exporting.TFLITE_VARIANTS:
+            name = f"{variant}.tflite"
+            written[name] = exporting.export_tflite(model, os.path.join(output, name), window,
+                                                    variant, sparse=sparse)
+    listing = os.path.join(output, "tflite.json")
+    listed = {}
+    if os.path.exists(listing):  # keep the other format's files listed
+        import json
+
+        with open(listing) as f:
+            listed = json.load(f).get("files", {})
+    write_json(listing, {"run_dir": os.path.abspath(run_dir), "seq_len": window,
+                         "files": {**listed, **written}})
+    return {"path": output, "files": written}
+
+
+def _load_merged(run_dir, checkpoint):
+    """load_run, with a LoRA run's adapters folded into plain kernels: every format
+    exports an ordinary model."""
+    from tfllm.adapt.lora import merge_lora
+    from tfllm.runs.run_directory import load_run
+
+    config, tokenizer, model = load_run(run_dir, checkpoint)
+    merge_lora(model)
+    return config, tokenizer, model
+
+
+def _export_hf(run_dir, config, output, checkpoint):
+    """The run in the Hugging Face layout; the architecture is checked before TensorFlow."""
+    from tfllm.pretrained.hf_config import export_architecture
+
+    export_architecture(config.model.to_dict())
+    if config.train.qat_start_step >= 0:
+        raise UserError("--format=hf writes float weights; a quantization-aware run "
+                            "exports as --format=tflite_int8.")
+    from tfllm.pretrained import save_pretrained
+
+    _, tokenizer, model = _load_merged(run_dir, checkpoint)
+    save_pretrained(model, tokenizer, output, _pretrained_settings(run_dir))
+    return {"path": output, "files": {name: os.path.getsize(os.path.join(output, name))
+                                      for name in sorted(os.listdir(output))}}
+
+
+def _training_windows(run_dir, config, window, count):
+    """`count` windows of `window` tokens from the run's training split, at random
+    (seeded) places: the representative data of post-training / int8 conversion."""
+    import numpy as np
+
+    from tfllm.data.sources import run_dataset
+    from tfllm.tokenizers import load_tokenizer
+
+    tokens = run_dataset(run_dir, config, load_tokenizer(run_dir)).train
+    starts = np.random.default_rng(config.seed).integers(0, len(tokens) - window, count)
+    return np.stack([tokens[s:s + window] for s in starts]).astype(np.int32)
+
+
+def _tree_size(path):
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, names in os.walk(path) for f in names)
+
+
+def _pretrained_settings(run_dir):
+    """The settings of the checkpoint a run was imported from: the run's copy of them, or
+    (a run from before runs kept one) the checkpoint directory run.json names, if it is
+    still there; None for a run that was not imported."""
+    from tfllm.pretrained.checkpoint import PRETRAINED_DIR, hf_path
+    from tfllm.pretrained.hf_config import CONFIG_FILE
+    from tfllm.runs.run_directory import load_run_file
+
+    for directory in (os.path.join(run_dir, PRETRAINED_DIR),
+                      hf_path(load_run_file(run_dir).get("init_from") or "")):
+        if directory and os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+            return directory
+    return None

@@ -1,0 +1,2 @@
+"""Where a run's computation is placed: tf.distribute strategies and DTensor meshes
+(distribution), and the checks a placement must pass before TensorFlow loads (placement)."""
