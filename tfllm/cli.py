@@ -37,6 +37,28 @@ def define_path(name, default, help_string, **kwargs):
                  serializer=flags.ArgumentSerializer(), **kwargs)
 
 
+def define_model_flags():
+    """--run_dir (a trained run) and --model (a pretrained model used as it is); model_spec()
+    is the one passed."""
+    define_path("run_dir", None, "Run directory of a training run.")
+    define_path("model", None, "A pretrained model used as it is, instead of --run_dir: "
+                "hf:DIR (a Hugging Face checkpoint directory) or gguf:FILE (a GGUF file).")
+
+
+def model_spec():
+    """--run_dir, or --model's hf:DIR / gguf:FILE; UserError unless exactly one is given."""
+    from tfllm.pretrained.checkpoint import pretrained_path
+
+    run_dir, model = flags.FLAGS.run_dir, flags.FLAGS.model
+    if bool(run_dir) == bool(model):
+        raise UserError("pass one of --run_dir=DIR (a trained run) or --model=hf:DIR / "
+                        "gguf:FILE (a pretrained model used as it is).")
+    if model and pretrained_path(model) is None:
+        raise UserError(f"--model={model} is not a pretrained model; pass hf:DIR or gguf:FILE "
+                        "(or --run_dir=DIR for a trained run).")
+    return run_dir or model
+
+
 def packaged_configs():
     import tfllm.configs
 

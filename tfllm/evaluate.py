@@ -13,7 +13,7 @@ from absl import flags
 
 from tfllm import cli
 
-cli.define_path("run_dir", None, "Run directory of a training run.", required=True)
+cli.define_model_flags()
 cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
 cli.define_path("data", None, "Corpus to evaluate on (file, folder, glob, tfds:<name>, or a "
                 "dataset tfllm.prepare wrote with the run's tokenizer); default the run's own.")
@@ -43,7 +43,7 @@ def main(argv):
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     from tfllm.api.evaluation import evaluate_run
 
-    result = evaluate_run(FLAGS.run_dir, FLAGS.checkpoint, FLAGS.data, FLAGS.split,
+    result = evaluate_run(cli.model_spec(), FLAGS.checkpoint, FLAGS.data, FLAGS.split,
                           FLAGS.batch_size, FLAGS.seq_len, FLAGS.tflite, FLAGS.tfds_data_dir,
                           FLAGS.tfds_split, FLAGS.tfds_text_key, FLAGS.max_tokens)
     if FLAGS.json:

@@ -15,16 +15,22 @@
   DIR/export/hf, which `transformers.AutoModelForCausalLM.from_pretrained` loads: GPT-2
   for learned positions, LayerNorm and GELU; Llama, Qwen2 or Qwen3 for RoPE, RMSNorm and
   SwiGLU (docs/finetuning.md).
+- gguf: DIR/export/gguf/model-<--gguf_type>.gguf, which llama.cpp, Ollama and LM Studio run:
+  the same architectures, the tokenizer and the chat template in its metadata (docs/gguf.md).
+
+--model=hf:DIR or gguf:FILE exports a pretrained model as it is (with --output).
 """
 
 from absl import flags
 
 from tfllm import cli
 
-cli.define_path("run_dir", None, "Run directory of a training run.", required=True)
+cli.define_model_flags()
 cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
-flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "tflite_int8", "hf"],
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "tflite_int8", "hf", "gguf"],
                   "What to export.")
+flags.DEFINE_enum("gguf_type", "f32", ["f32", "f16", "bf16", "q8_0"], "gguf: the type of the "
+                  "matrices (norms and biases stay f32, as llama.cpp keeps them).")
 cli.define_path("output", None, "Where to write; default DIR/export/<format>.")
 flags.DEFINE_integer("seq_len", 0, "tflite: the window a GPT reads (0 = the run's evaluation "
                      "window), or the chunk a recurrent model reads at a time, carrying its state "
@@ -39,8 +45,8 @@ def main(argv):
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     from tfllm.api.export import export_run
 
-    result = export_run(FLAGS.run_dir, FLAGS.format, FLAGS.output, FLAGS.checkpoint, FLAGS.seq_len,
-                        FLAGS.representative_windows)
+    result = export_run(cli.model_spec(), FLAGS.format, FLAGS.output, FLAGS.checkpoint, FLAGS.seq_len,
+                        FLAGS.representative_windows, FLAGS.gguf_type)
     for name, size in result["files"].items():
         print(f"{name}: {size / 1e6:.2f} MB")
     print(f"wrote {result['path']}")

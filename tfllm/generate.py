@@ -1,5 +1,6 @@
 """Sample text from a trained run:
-`python -m tfllm.generate --run_dir=DIR --prompt="ROMEO:" [--max_new_tokens=200] [--temperature=0.8]`.
+`python -m tfllm.generate --run_dir=DIR --prompt="ROMEO:" [--max_new_tokens=200] [--temperature=0.8]`
+(or --model=hf:DIR / gguf:FILE: a pretrained model as it is).
 
 The prompt comes from --prompt, --prompt_file or stdin (--prompt_file=-). One sample is
 printed as it is generated (in chunks of --stream_chunk tokens); several are printed
@@ -13,7 +14,7 @@ from absl import flags
 
 from tfllm import cli
 
-cli.define_path("run_dir", None, "Run directory of a training run.", required=True)
+cli.define_model_flags()
 cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
 flags.DEFINE_string("prompt", None, "Prompt text.")
 cli.define_path("prompt_file", None, "Read the prompt from this file ('-' for stdin).")
@@ -52,7 +53,7 @@ def main(argv):
     prompt = read_prompt()
     streaming = FLAGS.num_samples == 1 and FLAGS.stream_chunk > 0
     printer = StreamPrinter(prompt) if streaming else None
-    samples = generate_text(FLAGS.run_dir, prompt, FLAGS.max_new_tokens, FLAGS.temperature,
+    samples = generate_text(cli.model_spec(), prompt, FLAGS.max_new_tokens, FLAGS.temperature,
                             FLAGS.top_k, FLAGS.top_p, FLAGS.seed, FLAGS.num_samples,
                             FLAGS.stop_at, FLAGS.sampler, FLAGS.checkpoint, on_text=printer,
                             chunk_size=FLAGS.stream_chunk)

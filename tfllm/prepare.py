@@ -46,10 +46,10 @@ def main(argv):
     from tfllm.data.preparation import prepare
 
     tokenizer = FLAGS.tokenizer
-    from tfllm.pretrained.checkpoint import check_checkpoint, hf_path
+    from tfllm.pretrained.checkpoint import check_checkpoint, pretrained_path
 
-    if hf_path(FLAGS.tokenizer_from):
-        tokenizer = check_checkpoint(hf_path(FLAGS.tokenizer_from)).tokenizer()
+    if pretrained_path(FLAGS.tokenizer_from):
+        tokenizer = check_checkpoint(pretrained_path(FLAGS.tokenizer_from)).tokenizer()
     elif FLAGS.tokenizer_from:
         from tfllm.tokenizers import load_tokenizer
 

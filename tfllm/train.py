@@ -51,9 +51,9 @@ def main(argv):
 
     # What a user can get wrong is checked before TensorFlow loads (seconds).
     check_writable(run_dir)
-    from tfllm.pretrained.checkpoint import hf_path
+    from tfllm.pretrained.checkpoint import pretrained_path
 
-    if FLAGS.init_from and not hf_path(FLAGS.init_from):
+    if FLAGS.init_from and not pretrained_path(FLAGS.init_from):
         resolve_init_from(FLAGS.init_from)  # a checkpoint's: check_before_training below
     elif FLAGS.init_from:
         _check_no_architecture_flags(FLAGS.init_from)

@@ -1,5 +1,5 @@
-"""Export of a run for serving: SavedModel, TFLite (float, dynamic int8, full int8) and the
-Hugging Face layout, a LoRA run's adapters merged first. `tfllm.export` is this with
+"""Export of a run for serving: SavedModel, TFLite (float, dynamic int8, full int8), the
+Hugging Face layout and GGUF (llama.cpp), a LoRA run's adapters merged first. `tfllm.export` is this with
 flags; `tfllm.export_run` in Python."""
 
 import os
@@ -7,8 +7,10 @@ import os
 from tfllm.errors import UserError
 
 
-def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representative_windows=128):
-    """Exports a run; returns {"path", "files": {name: bytes}}."""
+def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representative_windows=128,
+               gguf_type="f32"):
+    """Exports a run (or a pretrained model, hf:DIR or gguf:FILE, as it is) in `fmt`
+    (saved_model, tflite, tflite_int8, hf or gguf); returns {"path", "files": {name: bytes}}."""
     from tfllm.config import checked_window
     from tfllm.runs.run_directory import (CONFIG_FILE, check_writable, find_run,
                                               write_json)
@@ -17,13 +19,18 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
         raise UserError("--representative_windows=0: a full-integer int8 model needs windows "
                             "of training data to set the ranges of the activations that "
                             "quantization-aware training does not fake-quantize; use e.g. 128.")
+    from tfllm.runs.run_directory import is_pretrained_spec
+
+    if output is None and is_pretrained_spec(run_dir):
+        raise UserError(f"{run_dir} is a pretrained model with no run directory to export "
+                        "into; pass --output=DIR.")
     output = output or os.path.join(run_dir, "export", "tflite" if fmt == "tflite_int8" else fmt)
     # What a user can get wrong is checked before TensorFlow loads and converts (seconds).
     check_writable(output, "--output", "export directory")
     config, _, _ = find_run(run_dir, checkpoint)
     recurrent = config.model.name == "recurrent"
-    if fmt == "hf":
-        return _export_hf(run_dir, config, output, checkpoint)
+    if fmt in ("hf", "gguf"):
+        return _export_pretrained_format(run_dir, config, output, checkpoint, fmt, gguf_type)
     if fmt != "saved_model" and not recurrent:
         checked_window(config, seq_len)
     from tfllm.inference import exporting
@@ -79,20 +86,56 @@ def _load_merged(run_dir, checkpoint):
     return config, tokenizer, model
 
 
-def _export_hf(run_dir, config, output, checkpoint):
-    """The run in the Hugging Face layout; the architecture is checked before TensorFlow."""
+def _export_pretrained_format(run_dir, config, output, checkpoint, fmt, gguf_type):
+    """The run in the Hugging Face layout or as a GGUF file; the architecture is checked
+    before TensorFlow."""
     from tfllm.pretrained.hf_config import export_architecture
 
-    export_architecture(config.model.to_dict())
+    try:
+        export_architecture(config.model.to_dict())
+    except UserError as e:  # its words are the hf format's
+        raise UserError(str(e).replace("--format=hf", f"--format={fmt}")
+                        .replace("no Hugging Face architecture", "no architecture of "
+                                 + ("Hugging Face's" if fmt == "hf" else "llama.cpp's"))) from None
     if config.train.qat_start_step >= 0:
-        raise UserError("--format=hf writes float weights; a quantization-aware run "
-                            "exports as --format=tflite_int8.")
-    from tfllm.pretrained import save_pretrained
-
+        raise UserError(f"--format={fmt} writes float weights; a quantization-aware run "
+                        "exports as --format=tflite_int8.")
     _, tokenizer, model = _load_merged(run_dir, checkpoint)
-    save_pretrained(model, tokenizer, output, _pretrained_settings(run_dir))
+    if fmt == "hf":
+        from tfllm.pretrained import save_pretrained
+
+        save_pretrained(model, tokenizer, output, _pretrained_settings(run_dir))
+    else:
+        _write_gguf(run_dir, model, tokenizer, output, gguf_type)
     return {"path": output, "files": {name: os.path.getsize(os.path.join(output, name))
                                       for name in sorted(os.listdir(output))}}
+
+
+def _write_gguf(run_dir, model, tokenizer, output, gguf_type):
+    """model-<type>.gguf in `output`, with the imported checkpoint's settings and chat
+    template where the run has them."""
+    import json
+
+    from tfllm.pretrained.checkpoint import pretrained_path
+    from tfllm.pretrained.gguf_export import save_gguf
+
+    settings, template = None, None
+    directory = _pretrained_settings(run_dir)
+    if directory is not None:
+        with open(os.path.join(directory, "config.json")) as f:
+            settings = json.load(f)
+        jinja = os.path.join(directory, "chat_template.jinja")
+        if os.path.isfile(jinja):
+            with open(jinja, encoding="utf-8") as f:
+                template = f.read()
+    elif pretrained_path(run_dir) and os.path.isfile(pretrained_path(run_dir)):
+        from tfllm.pretrained.gguf_checkpoint import GGUFCheckpoint
+
+        source = GGUFCheckpoint(pretrained_path(run_dir))
+        settings, template = source.config, source.chat_template
+    os.makedirs(output, exist_ok=True)
+    save_gguf(model, tokenizer, os.path.join(output, f"model-{gguf_type}.gguf"), gguf_type,
+              template, settings)
 
 
 def _training_windows(run_dir, config, window, count):
@@ -117,12 +160,14 @@ def _pretrained_settings(run_dir):
     """The settings of the checkpoint a run was imported from: the run's copy of them, or
     (a run from before runs kept one) the checkpoint directory run.json names, if it is
     still there; None for a run that was not imported."""
-    from tfllm.pretrained.checkpoint import PRETRAINED_DIR, hf_path
+    from tfllm.pretrained.checkpoint import PRETRAINED_DIR, pretrained_path
     from tfllm.pretrained.hf_config import CONFIG_FILE
     from tfllm.runs.run_directory import load_run_file
 
+    if pretrained_path(run_dir) and os.path.isdir(pretrained_path(run_dir)):
+        return pretrained_path(run_dir)  # hf:DIR exported as it is
     for directory in (os.path.join(run_dir, PRETRAINED_DIR),
-                      hf_path(load_run_file(run_dir).get("init_from") or "")):
+                      pretrained_path(load_run_file(run_dir).get("init_from") or "")):
         if directory and os.path.isfile(os.path.join(directory, CONFIG_FILE)):
             return directory
     return None

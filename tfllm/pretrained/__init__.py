@@ -8,7 +8,8 @@ from tfllm._lazy import lazy_getattr
 
 _WHERE = {
     "HF_PREFIX": "checkpoint", "Checkpoint": "checkpoint", "check_checkpoint": "checkpoint",
-    "hf_path": "checkpoint", "from_pretrained": "conversion", "load_pretrained": "conversion",
+    "pretrained_path": "checkpoint", "GGUF_PREFIX": "checkpoint",
+    "open_checkpoint": "checkpoint", "from_pretrained": "conversion", "load_pretrained": "conversion",
     "save_pretrained": "conversion",
 }
 

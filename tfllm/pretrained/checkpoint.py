@@ -6,14 +6,32 @@ from tfllm.errors import UserError
 from tfllm.pretrained import hf_config
 
 HF_PREFIX = "hf:"
+GGUF_PREFIX = "gguf:"
+PRETRAINED_PREFIXES = (HF_PREFIX, GGUF_PREFIX)
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def hf_path(init_from):
-    """The directory of an `--init_from=hf:PATH`, or None for a tfllm run."""
-    if init_from and init_from.startswith(HF_PREFIX):
-        return os.path.expanduser(init_from[len(HF_PREFIX):])  # hf:~/... as the shell would
+def pretrained_path(spec):
+    """The checkpoint of a pretrained spec (`hf:DIR`, a Hugging Face checkpoint directory;
+    `gguf:FILE`, a GGUF file), ~ expanded as the shell would; None for a tfllm run."""
+    for prefix in PRETRAINED_PREFIXES:
+        if spec and spec.startswith(prefix):
+            return os.path.expanduser(spec[len(prefix):])
     return None
+
+
+def spec_prefix(spec):
+    """The prefix (hf: or gguf:) of a pretrained spec, or None."""
+    return next((p for p in PRETRAINED_PREFIXES if spec and spec.startswith(p)), None)
+
+
+def open_checkpoint(path):
+    """The Checkpoint of a Hugging Face directory, or the GGUFCheckpoint of a GGUF file."""
+    if os.path.isfile(path) or path.endswith(".gguf"):
+        from tfllm.pretrained.gguf_checkpoint import GGUFCheckpoint
+
+        return GGUFCheckpoint(path)
+    return Checkpoint(path)
 
 
 class Checkpoint:
@@ -43,6 +61,28 @@ class Checkpoint:
     @property
     def architecture(self):
         return self.config["model_type"]
+
+    @property
+    def chat_template(self):
+        """The checkpoint's chat template (chat_template.jinja, else tokenizer_config.json's
+        chat_template), or None."""
+        jinja = os.path.join(self.path, "chat_template.jinja")
+        if os.path.isfile(jinja):
+            with open(jinja, encoding="utf-8") as f:
+                return f.read()
+        try:
+            import json
+
+            with open(os.path.join(self.path, "tokenizer_config.json"), encoding="utf-8") as f:
+                template = json.load(f).get("chat_template")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return template if isinstance(template, str) else None
+
+    def tensors(self):
+        from tfllm.pretrained.hf_weights import CheckpointTensors
+
+        return CheckpointTensors(self.path)
 
     @property
     def eos_id(self):
@@ -80,12 +120,16 @@ class Checkpoint:
 
 
 def check_checkpoint(path, max_length=None):
-    """The Checkpoint at `path`, checked (and, given a training window, that the model
-    computes exactly at it); UserError otherwise. No TensorFlow."""
-    checkpoint = Checkpoint(path)
+    """The Checkpoint (a directory) or GGUFCheckpoint (a file) at `path`, checked with its
+    tokenizer (and, given a training window, that the model computes exactly at it);
+    UserError otherwise. No TensorFlow."""
+    checkpoint = open_checkpoint(path)
     if max_length is not None:
         hf_config.check_context(checkpoint.config, max_length)
-    checkpoint.tokenizer_file()
+    if isinstance(checkpoint, Checkpoint):
+        checkpoint.tokenizer_file()
+    else:
+        checkpoint.tokenizer()
     return checkpoint
 
 
@@ -97,14 +141,25 @@ SETTINGS_FILES = ("config.json", "generation_config.json", "tokenizer_config.jso
 PRETRAINED_DIR = "pretrained"
 
 
-def keep_settings(checkpoint_path, run_dir):
-    """Copies the checkpoint's SETTINGS_FILES it has into `run_dir`/PRETRAINED_DIR."""
+def keep_settings(checkpoint, run_dir):
+    """Keeps the checkpoint's settings in `run_dir`/PRETRAINED_DIR: a directory's
+    SETTINGS_FILES, a GGUF file's config (as config.json) and chat template."""
     import shutil
+
+    from tfllm.files import write_json
 
     target = os.path.join(run_dir, PRETRAINED_DIR)
     os.makedirs(target, exist_ok=True)
+    if not isinstance(checkpoint, Checkpoint):
+        write_json(os.path.join(target, hf_config.CONFIG_FILE), checkpoint.config)
+        if checkpoint.chat_template:
+            with open(os.path.join(target, "chat_template.jinja.tmp"), "w", encoding="utf-8") as f:
+                f.write(checkpoint.chat_template)
+            os.replace(os.path.join(target, "chat_template.jinja.tmp"),
+                       os.path.join(target, "chat_template.jinja"))
+        return
     for name in SETTINGS_FILES:
-        source = os.path.join(checkpoint_path, name)
+        source = os.path.join(checkpoint.path, name)
         if os.path.isfile(source):
             shutil.copyfile(source, os.path.join(target, name + ".tmp"))
             os.replace(os.path.join(target, name + ".tmp"), os.path.join(target, name))

@@ -6,7 +6,7 @@ import os
 from tfllm.files import write_json, write_safetensors
 from tfllm.models import build_model
 from tfllm.pretrained import hf_config, hf_weights
-from tfllm.pretrained.checkpoint import TOKENIZER_FILE, Checkpoint
+from tfllm.pretrained.checkpoint import TOKENIZER_FILE, Checkpoint, open_checkpoint
 
 
 def from_pretrained(path, max_length=None, dropout=0.0, attention_dropout=None):
@@ -27,13 +27,15 @@ def from_pretrained(path, max_length=None, dropout=0.0, attention_dropout=None):
         >>> model, tokenizer = from_pretrained("gpt2")
         >>> logits = model(tokenizer.encode("Hello")[None])
     """
-    checkpoint = Checkpoint(path)
+    checkpoint = open_checkpoint(path)
     max_length = max_length or checkpoint.context
     hf_config.check_context(checkpoint.config, max_length)
     section = dict(checkpoint.model_section, max_length=max_length, dropout=dropout,
                    attention_dropout=attention_dropout)
     model = build_model(section, checkpoint.vocab_size)
     load_pretrained(model, checkpoint)
+    if not isinstance(checkpoint, Checkpoint):  # a GGUF file: its tokenizer is required
+        return model, checkpoint.tokenizer()
     has_tokenizer = os.path.exists(os.path.join(path, TOKENIZER_FILE))
     return model, checkpoint.tokenizer() if has_tokenizer else None
 
@@ -42,9 +44,8 @@ def load_pretrained(model, checkpoint):
     """Assigns a Checkpoint's (or a checkpoint directory's) weights to a built GPT of its
     architecture; UserError for a missing, extra or misshapen tensor."""
     if isinstance(checkpoint, str):
-        checkpoint = Checkpoint(checkpoint)
-    tensors = hf_weights.CheckpointTensors(checkpoint.path)
-    hf_weights.load_weights(model, checkpoint.architecture, tensors)
+        checkpoint = open_checkpoint(checkpoint)
+    hf_weights.load_weights(model, checkpoint.architecture, checkpoint.tensors())
 
 
 def save_pretrained(model, tokenizer, path, settings=None):

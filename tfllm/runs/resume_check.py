@@ -6,15 +6,16 @@ import os
 
 from tfllm import config as config_lib
 from tfllm.errors import UserError
-from tfllm.pretrained.checkpoint import HF_PREFIX, adopt_model_section, hf_path
+from tfllm.pretrained.checkpoint import (PRETRAINED_PREFIXES, adopt_model_section,
+                                         pretrained_path, spec_prefix)
 from tfllm.runs.run_directory import load_config, load_run_file
 
 
 def init_from_record(init_from):
     """What run.json records as --init_from: an absolute path, hf: kept for a checkpoint."""
-    path = hf_path(init_from)
+    path = pretrained_path(init_from)
     if path is not None:
-        return HF_PREFIX + os.path.abspath(path)
+        return spec_prefix(init_from) + os.path.abspath(path)
     return os.path.abspath(init_from) if init_from else None
 
 
@@ -23,7 +24,7 @@ def adopt_resumed_import(config, run_dir, init_from):
     saved config's architecture stands for the checkpoint's."""
     record = load_run_file(run_dir).get("init_from") or ""
     saved = load_config(run_dir)
-    if init_from or not record.startswith(HF_PREFIX) or saved is None:
+    if init_from or not record.startswith(PRETRAINED_PREFIXES) or saved is None:
         return config
     config, _ = adopt_model_section(config, saved.model.to_dict())
     return config_lib.validate(config)

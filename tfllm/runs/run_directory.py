@@ -227,10 +227,20 @@ def load_run(run_dir, checkpoint=None):
     """(config, tokenizer, model) of a trained run, weights restored from its newest
     checkpoint (or `checkpoint`, a prefix the --checkpoint flag gave). For evaluation and
     generation; a LoRA run's model carries its adapters (tfllm.adapt.lora.merge_lora
-    folds them in)."""
+    folds them in). `run_dir` may also be a pretrained model, `hf:DIR` or `gguf:FILE`,
+    used as it is (a config of the default run's with its architecture and context).
+
+    Example:
+        >>> config, tokenizer, model = load_run("gguf:SmolLM2-135M-Instruct.Q4_1.gguf")
+    """
     from tfllm.models import build_model
 
     config, tokenizer, path = find_run(run_dir, checkpoint)
+    if is_pretrained_spec(run_dir):
+        from tfllm.pretrained.conversion import from_pretrained
+
+        model, _ = from_pretrained(path, max_length=config.model.max_length)
+        return config, tokenizer, model
     model = build_model(config.model, tokenizer.vocab_size)
     from tfllm.adapt.lora import apply_configured_lora
 
@@ -240,9 +250,43 @@ def load_run(run_dir, checkpoint=None):
     return config, tokenizer, model
 
 
+def is_pretrained_spec(run_dir):
+    from tfllm.pretrained.checkpoint import pretrained_path
+
+    return pretrained_path(run_dir) is not None
+
+
+def find_pretrained(spec, checkpoint=None):
+    """(config, tokenizer, checkpoint path) of a pretrained model (`hf:DIR`, `gguf:FILE`)
+    used without a run: the default config with the checkpoint's architecture, tokenizer
+    and context. No TensorFlow."""
+    from tfllm.configs import default
+    from tfllm.pretrained.checkpoint import adopt_pretrained, check_checkpoint, pretrained_path
+
+    if checkpoint:
+        raise UserError(f"--checkpoint names a checkpoint of a run; {spec} is a pretrained "
+                        "model: drop --checkpoint.")
+    path = pretrained_path(spec)
+    pretrained = check_checkpoint(path)
+    config, _ = adopt_pretrained(default.get_config(), pretrained)
+    with config.unlocked():
+        config.model.max_length = pretrained.context
+        # Evaluated in windows of at most EVAL_WINDOW tokens (the checkpoint's context,
+        # 8,192 for SmolLM2, would hold a gigabyte of logits per window).
+        config.eval.seq_len = min(pretrained.context, EVAL_WINDOW)
+        config.train.update(lora_rank=0, teacher="")
+    return config, pretrained.tokenizer(), path
+
+
+EVAL_WINDOW = 1024
+
+
 def find_run(run_dir, checkpoint=None):
     """(config, tokenizer, checkpoint prefix) of a trained run, without TensorFlow: what
-    `load_run` restores. Raises UserError when there is no run or no checkpoint."""
+    `load_run` restores. Raises UserError when there is no run or no checkpoint. A
+    pretrained spec (`hf:DIR`, `gguf:FILE`) gives find_pretrained's."""
+    if is_pretrained_spec(run_dir):
+        return find_pretrained(run_dir, checkpoint)
     config = load_config(run_dir)
     if config is None:
         raise UserError(f"{run_dir} holds no tfllm run (no {CONFIG_FILE}); pass the --run_dir "

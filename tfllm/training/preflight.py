@@ -6,7 +6,7 @@ from tfllm import config as config_lib
 from tfllm.data.prepared_dataset import PreparedDataset, is_prepared
 from tfllm.data.sources import adopt_prepared
 from tfllm.distribute.placement import check_placement
-from tfllm.pretrained.checkpoint import adopt_pretrained, check_checkpoint, hf_path
+from tfllm.pretrained.checkpoint import adopt_pretrained, check_checkpoint, pretrained_path
 from tfllm.runs.resume_check import adopt_resumed_import, check_resume
 from tfllm.training.teacher import check_teacher
 
@@ -17,7 +17,7 @@ def check_before_training(config, run_dir, init_from, strategy="auto", mesh=None
     and `mesh` (the --strategy and --mesh flags), against the run it would resume.
     Raises UserError naming the fix."""
     check_placement(strategy, mesh, config)
-    path = hf_path(init_from)
+    path = pretrained_path(init_from)
     if path is not None:
         config, _ = adopt_pretrained(config, check_checkpoint(path, config.model.max_length))
         config = config_lib.validate(config)

@@ -6,7 +6,7 @@ directory or a Hugging Face checkpoint (hf:PATH); the loss is tfllm.adapt.distil
 import os
 
 from tfllm.errors import UserError
-from tfllm.pretrained.checkpoint import hf_path
+from tfllm.pretrained.checkpoint import pretrained_path
 from tfllm.runs.run_directory import latest_checkpoint, load_config
 
 
@@ -18,7 +18,7 @@ def check_teacher(config):
     spec = config.train.teacher
     if not spec:
         return
-    path = hf_path(spec)
+    path = pretrained_path(spec)
     if path is not None:
         from tfllm.pretrained.checkpoint import check_checkpoint
 
@@ -58,7 +58,7 @@ def _check_context(spec, teacher_model, length):
 def teacher_checkpoint(spec):
     """The checkpoint a tfllm run teacher `spec` would be loaded from now (its newest), or
     None for hf:PATH or no teacher. A run records it, so a resumed run keeps that teacher."""
-    if not spec or hf_path(spec) is not None:
+    if not spec or pretrained_path(spec) is not None:
         return None
     return latest_checkpoint(spec)
 
@@ -67,7 +67,7 @@ def pinned_checkpoint(spec, recorded):
     """The teacher checkpoint a resumed run loads: the one it started with (`recorded`,
     from run.json), which must still exist; None to load the newest (hf:, or a run from
     before runs recorded it)."""
-    if not recorded or hf_path(spec) is not None:
+    if not recorded or pretrained_path(spec) is not None:
         return None
     if not os.path.exists(recorded + ".index"):
         raise UserError(f"{_named(spec)}: the checkpoint this run started with ({recorded}) is "
@@ -81,7 +81,7 @@ def load_teacher(spec, tokenizer, max_length, checkpoint=None):
     `checkpoint` of a tfllm run teacher, default its newest), for a student whose tokenizer
     is `tokenizer` and windows `max_length` tokens. Build it under the strategy's scope.
     UserError if the tokenizers differ."""
-    path = hf_path(spec)
+    path = pretrained_path(spec)
     if path is not None:
         from tfllm.pretrained.conversion import from_pretrained
 

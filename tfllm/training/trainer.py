@@ -19,7 +19,7 @@ from tfllm.distribute import distribution
 from tfllm.distribute.placement import check_config_on_mesh
 from tfllm.errors import Interrupted, UserError
 from tfllm.inference import generate
-from tfllm.pretrained.checkpoint import (adopt_pretrained, check_checkpoint, hf_path,
+from tfllm.pretrained.checkpoint import (adopt_pretrained, check_checkpoint, pretrained_path,
                                          keep_settings)
 from tfllm.pretrained.conversion import load_pretrained
 from tfllm.runs import resume_check, run_directory
@@ -126,7 +126,7 @@ class Trainer:
         """--init_from: a tfllm run's checkpoint, or a Hugging Face checkpoint (hf:PATH)
         whose architecture and tokenizer the config then takes (one line says so)."""
         self.init_checkpoint = None
-        path = hf_path(self.init_from)
+        path = pretrained_path(self.init_from)
         if path is None:
             if self.init_from:
                 self.init_checkpoint = run_directory.resolve_init_from(self.init_from)
@@ -240,7 +240,7 @@ class Trainer:
                                  config_lib.saved_config(self.config))
         tokenizer.save(self.run_dir)
         if self.pretrained is not None:  # what an export back to its layout keeps
-            keep_settings(self.pretrained.path, self.run_dir)
+            keep_settings(self.pretrained, self.run_dir)
 
     def _run(self, tokenizer, dataset, resuming):
         cfg, t = self.config, self.config.train
