@@ -94,6 +94,21 @@ def validate(config):
     flags: every key must be one of configs/base.py's, of its type (an int may stand for a
     float), and every number finite."""
     _check_schema(config, _schema(config))
+    _validate_values(config)
+    _validate_ranges(config)
+    if config.model.name == "gpt":
+        _validate_gpt(config)
+    _validate_steps(config)
+    _validate_shape_warmup(config)
+    _validate_qat(config.train)
+    _validate_pruning(config.train)
+    _validate_lora(config)
+    _validate_remat_and_distillation(config)
+    return config
+
+
+def _validate_values(config):
+    """Each key's own rule: one of its CHOICES, > 0 (POSITIVE), >= 0 (NON_NEGATIVE)."""
     for key, choices in CHOICES.items():
         value = _get(config, key)
         if value is not None and value not in choices:
@@ -106,6 +121,10 @@ def validate(config):
         value = _get(config, key)
         if value is not None and value < 0:
             _fail(key, value, "it must be >= 0")
+
+
+def _validate_ranges(config):
+    """Fractions, rates and the settings that exclude each other."""
     m, t = config.model, config.train
     for key in ("train.decay_fraction", "train.pct_start"):
         if not 0 < _get(config, key) < 1:
@@ -117,35 +136,44 @@ def validate(config):
         _fail("train.ema_decay", ema, "weight averaging does not combine with "
               "quantization-aware training or pruning; set one of them off")
     for key in ("muon_momentum", "shampoo_beta"):
-        if not 0 <= config.train.get(key, 0.95) < 1:
-            _fail(f"train.{key}", config.train[key], "it must be in [0, 1)")
+        if not 0 <= t[key] < 1:
+            _fail(f"train.{key}", t[key], "it must be in [0, 1)")
     if t.optimizer == "sophia" and t.precision == "mixed_float16":
         _fail("train.optimizer", t.optimizer, "Sophia's Hessian estimate is not loss-scaled; "
               "use train.precision=mixed_bfloat16 or float32 with it")
-    margin = config.eval.target_margin
-    if margin < MARGIN_OFF:
-        _fail("eval.target_margin", margin, "it must be > -1, or -1 to evaluate whenever due")
-    if config.train.div_factor < 1:
-        _fail("train.div_factor", config.train.div_factor, "it must be >= 1")
+    if config.eval.target_margin < MARGIN_OFF:
+        _fail("eval.target_margin", config.eval.target_margin,
+              "it must be > -1, or -1 to evaluate whenever due")
+    if t.div_factor < 1:
+        _fail("train.div_factor", t.div_factor, "it must be >= 1")
     if not 0 < config.data.val_fraction < 1:
         _fail("data.val_fraction", config.data.val_fraction, "it must be between 0 and 1")
-    for key in ("dropout", "attention_dropout"):
+    for key in ("dropout", "attention_dropout"):  # a recurrent model has no attention_dropout
         if (m.get(key) or 0) >= 1:
             _fail(f"model.{key}", m[key], "it must be < 1")
-    if m.name == "gpt":
-        head_dim = m.head_dim or m.hidden_dim // m.num_heads
-        if not m.head_dim and m.hidden_dim % m.num_heads:
-            _fail("model.hidden_dim", m.hidden_dim,
-                  f"it must be divisible by model.num_heads={m.num_heads}")
-        if m.num_kv_heads and m.num_heads % m.num_kv_heads:
-            _fail("model.num_kv_heads", m.num_kv_heads,
-                  f"it must divide model.num_heads={m.num_heads}")
-        if config.eval.seq_len > m.max_length:
-            _fail("eval.seq_len", config.eval.seq_len,
-                  f"a GPT reads at most model.max_length={m.max_length} tokens; use 0 or less")
-        if m.position == "rope" and head_dim % 2:
-            _fail("model.num_heads", m.num_heads, "RoPE needs an even head size (model.head_dim, "
-                  "or hidden_dim/num_heads)")
+
+
+def _validate_gpt(config):
+    """A GPT's heads, widths and windows fit each other."""
+    m = config.model
+    head_dim = m.head_dim or m.hidden_dim // m.num_heads
+    if not m.head_dim and m.hidden_dim % m.num_heads:
+        _fail("model.hidden_dim", m.hidden_dim,
+              f"it must be divisible by model.num_heads={m.num_heads}")
+    if m.num_kv_heads and m.num_heads % m.num_kv_heads:
+        _fail("model.num_kv_heads", m.num_kv_heads,
+              f"it must divide model.num_heads={m.num_heads}")
+    if config.eval.seq_len > m.max_length:
+        _fail("eval.seq_len", config.eval.seq_len,
+              f"a GPT reads at most model.max_length={m.max_length} tokens; use 0 or less")
+    if m.position == "rope" and head_dim % 2:
+        _fail("model.num_heads", m.num_heads, "RoPE needs an even head size (model.head_dim, "
+              "or hidden_dim/num_heads)")
+
+
+def _validate_steps(config):
+    """Batches split into micro-batches, and every period a multiple of a compiled call."""
+    t = config.train
     if t.batch_size % t.grad_accum_steps:
         _fail("train.grad_accum_steps", t.grad_accum_steps,
               f"it must divide train.batch_size={t.batch_size}")
@@ -156,7 +184,9 @@ def validate(config):
     if t.steps % t.steps_per_execution:
         _fail("train.steps", t.steps,
               f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
-    _validate_shape_warmup(config)
+
+
+def _validate_qat(t):
     qat = t.qat_start_step
     if qat >= t.steps:
         _fail("train.qat_start_step", qat, f"it must be below train.steps={t.steps} (or -1 for no "
@@ -169,10 +199,6 @@ def validate(config):
               f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
     if qat < -1:
         _fail("train.qat_start_step", qat, "use a step >= 0, or -1 for none")
-    _validate_pruning(t)
-    _validate_lora(config)
-    _validate_remat_and_distillation(config)
-    return config
 
 
 def _validate_remat_and_distillation(config):

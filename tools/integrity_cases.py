@@ -21,6 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LLAMA = os.path.join(HERE, "tests", "fixtures", "hf", "llama")
+GPT2 = os.path.join(HERE, "tests", "fixtures", "hf", "gpt2")  # float32 weights
 
 
 class Runner:
@@ -90,18 +91,29 @@ def case_corrupt(r):
     return summary(proc), "training a corrupted dataset"
 
 
-def case_two_prepares(r):
+def case_two_prepares(r, second_tokenizer):
+    """A second prepare into the output while the first writes it (the first's lock file
+    is there, its manifest not yet)."""
     out = os.path.join(r.work, "two")
-    big = corpus(r.work, 1_000_000)
+    big = os.path.join(r.work, "big.txt")
+    with open(corpus(r.work, 1_115_394)) as f, open(big, "w") as g:
+        g.write(f.read() * 3)
     a = subprocess.Popen([sys.executable, "-m", "tfllm.prepare", f"--data={big}", f"--output={out}",
-                          "--tokenizer=char"], cwd=r.work, env=r.env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)
-    b = r.run("tfllm.prepare", f"--data={big}", f"--output={out}", "--tokenizer=byte")
+                          "--tokenizer=char", "--shard_chars=100000", "--workers=1"], cwd=r.work,
+                         env=r.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not os.path.exists(os.path.join(out, "shard-00001.bin")) and a.poll() is None:
+        time.sleep(0.01)
+    b = r.run("tfllm.prepare", f"--data={big}", f"--output={out}",
+              f"--tokenizer={second_tokenizer}", "--shard_chars=100000", "--workers=1")
     a_out, a_err = a.communicate()
-    with open(os.path.join(out, "manifest.json")) as f:
-        holds = json.load(f)["tokenizer"]["name"]
-    return summary(b), f"first (char) exit {a.returncode}; the directory holds a {holds} dataset"
+    try:
+        with open(os.path.join(out, "manifest.json")) as f:
+            holds = json.load(f)["tokenizer"]["name"]
+    except OSError:
+        holds = "no"
+    first = [line for line in a_err.splitlines() if line.strip()]
+    return summary(b), (f"first (char) exit {a.returncode}{', ' + first[-1][:60] if first else ''}"
+                        f"; the directory holds a {holds} dataset")
 
 
 def case_kill(r):
@@ -147,14 +159,14 @@ def case_inside(r):
     return summary(proc), f"output directory left in the corpus: {left}"
 
 
-def copied_llama(r, name):
+def copied_llama(r, name, source=LLAMA):
     path = os.path.join(r.work, name)
-    shutil.copytree(LLAMA, path)
+    shutil.copytree(source, path)
     return path
 
 
-def case_hf(r, name, damage):
-    path = copied_llama(r, name)
+def case_hf(r, name, damage, source=LLAMA):
+    path = copied_llama(r, name, source)
     damage(path)
     start = time.time()
     proc = r.run("tfllm.train", "--config=tiny_test", f"--init_from=hf:{path}",
@@ -198,13 +210,14 @@ def nan_weights(path):
     from safetensors.numpy import load_file, save_file
 
     tensors = load_file(os.path.join(path, "model.safetensors"))
-    tensors["model.norm.weight"][0] = float("nan")
+    norm = next(name for name in tensors if name.endswith("ln_f.weight"))
+    tensors[norm][0] = float("nan")
     save_file(tensors, os.path.join(path, "model.safetensors"))
 
 
 def case_plot(r):
     plot = os.path.join(r.work, "missing", "lr.png")
-    proc = r.run("tfllm.lr_find", "--config=tiny_test", "--steps=8", f"--plot={plot}")
+    proc = r.run("tfllm.lr_find", "--config=tiny_test", "--steps=10", f"--plot={plot}")
     return summary(proc), f"table printed: {'smoothed loss' in proc.stdout}; plot written: {os.path.exists(plot)}"
 
 
@@ -253,7 +266,7 @@ def case_lora_random(r):
 def case_warmup(r):
     proc = r.run("tfllm.train", "--config=tiny_test", "--config.train.warmup_steps=50",
                  "--config.sample.length=0", f"--run_dir={r.work}/warmup")
-    said = [line for line in proc.stdout.splitlines() if "warmup" in line]
+    said = [line for line in proc.stdout.splitlines() if "peak" in line]
     return summary(proc), f"said: {said[0][:100] if said else 'nothing'}"
 
 
@@ -281,15 +294,17 @@ CASES = {
     "shard truncated to 30,000 bytes, prepare rerun": lambda r: case_truncated(r, 30_000),
     "shard truncated to 30,001 bytes, prepare rerun": lambda r: case_truncated(r, 30_001),
     "shard corrupted at its size (id 65,535), train": case_corrupt,
-    "two prepares into one new output (char, byte)": case_two_prepares,
+    "two prepares into one new output (char, byte)": lambda r: case_two_prepares(r, "byte"),
+    "two identical prepares into one new output": lambda r: case_two_prepares(r, "char"),
     "kill -9 of prepare with 2 workers": case_kill,
     "300+ shards under ulimit -n 256": case_many_shards,
     "--output inside the --data folder": case_inside,
     "hf config.json not an object": lambda r: case_hf(r, "notobject", not_object),
     "hf model.safetensors truncated": lambda r: case_hf(r, "truncated", truncate_weights),
     "hf model.safetensors garbage header": lambda r: case_hf(r, "garbage", garbage_weights),
-    "hf tokenizer.json with more ids than the embedding": lambda r: case_hf(r, "moreids", more_ids),
-    "hf weights holding a NaN": lambda r: case_hf(r, "nan", nan_weights),
+    "hf tokenizer.json with more ids than the embedding": lambda r: case_hf(r, "moreids", more_ids,
+                                                                           GPT2),
+    "hf weights holding a NaN": lambda r: case_hf(r, "nan", nan_weights, GPT2),
     "lr_find --plot into a missing directory": case_plot,
     "--skip_non_utf8 with every file skipped": case_skip_all,
     "sentencepiece vocab too large in prepare": case_sp_vocab,

@@ -55,9 +55,9 @@ def test_llama_cpps_row_order_is_undone():
 
 
 def _write(path, arch="llama", tokenizer=True, tensor_type=None):
-    """A one-block GGUF file of `arch`, random float32 weights (or one tensor stored raw as
-    `tensor_type`)."""
-    from gguf import GGMLQuantizationType, GGUFWriter
+    """A one-block GGUF file of `arch`, random float32 weights (the query projection in F16
+    with `tensor_type="F16"`)."""
+    from gguf import GGUFWriter
 
     writer = GGUFWriter(str(path), arch)
     writer.add_block_count(1)
@@ -79,9 +79,8 @@ def _write(path, arch="llama", tokenizer=True, tensor_type=None):
               "blk.0.ffn_down.weight": (8, 16)}
     for name, shape in shapes.items():
         value = rng.standard_normal(shape).astype(np.float32)
-        if tensor_type and name == "blk.0.attn_q.weight":
-            kind = GGMLQuantizationType[tensor_type]
-            writer.add_tensor(name, np.zeros((8, 8), np.uint8), raw_shape=(8, 8), raw_dtype=kind)
+        if tensor_type == "F16" and name == "blk.0.attn_q.weight":
+            writer.add_tensor(name, value.astype(np.float16))
         else:
             writer.add_tensor(name, value)
     writer.write_header_to_file()
@@ -205,3 +204,18 @@ def test_a_char_tokenizer_beyond_single_bytes_is_refused(tmp_path):
     save_gguf(model, CharTokenizer(["a", "b", "c", "\n"]), str(tmp_path / "m.gguf"))
     _, tokenizer = from_pretrained(str(tmp_path / "m.gguf"))
     assert tokenizer.encode("ab\nc").tolist() == [0, 1, 3, 2]
+
+
+def test_a_type_the_gguf_package_cannot_dequantize_is_named(tmp_path, monkeypatch):
+    """Every type llama.cpp writes today dequantizes; a newer one (here: the package's
+    dequantize refusing F16) is one line naming the tensor and its type."""
+    import gguf.quants
+
+    def refuse(data, kind):
+        raise NotImplementedError
+
+    path = _write(tmp_path / "q.gguf", tensor_type="F16")
+    monkeypatch.setattr(gguf.quants, "dequantize", refuse)
+    with pytest.raises(UserError, match=r"tensor 'blk.0.attn_q.weight' is of type F16, which "
+                                        "the gguf package cannot dequantize"):
+        from_pretrained(path)

@@ -71,6 +71,54 @@ def training_data(cfg):
     return data
 
 
+def _build(cfg, strategy, mesh, vocab_size):
+    """(the prepared data, training setup, distributed dataset, where it runs) as the
+    Trainer builds them."""
+    t = cfg.train
+    data = training_data(cfg)
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = mesh.dim_size("batch") if mesh is not None else strategy.num_replicas_in_sync
+    distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
+    apply_runtime_settings(cfg)
+    from tfllm.training.teacher import configured_teacher
+
+    teacher = configured_teacher(cfg, data.tokenizer, strategy)  # distillation: the step runs it
+    setup = build_training_setup(cfg, max(vocab_size or 0, data.tokenizer.vocab_size), strategy,
+                                 mesh, teacher=teacher)
+    dataset = distribution.distribute_dataset(
+        lambda context: train_dataset(data.train, cfg.model.max_length, t.batch_size, cfg.seed,
+                                      0, context), t.batch_size, strategy, mesh)
+    placement = {"strategy": ("dtensor" if mesh is not None else "none" if strategy is
+                              tf.distribute.get_strategy() and not tf.distribute.has_strategy()
+                              else type(strategy).__name__),
+                 "replicas": replicas,
+                 "model_devices": mesh.dim_size("model") if mesh is not None else 1}
+    return data, setup, dataset, placement
+
+
+def _step_figures(cfg, setup, times):
+    """The settings timed and the step's statistics (seconds `times` of each step)."""
+    t = cfg.train
+    median = float(np.median(times))
+    tokens_per_step = t.batch_size * cfg.model.max_length
+    return {
+        "config": {"model": cfg.model.name, "precision": t.precision,
+                   "xla": bool(setup.task.jit_compile), "batch_size": t.batch_size,
+                   "seq_len": cfg.model.max_length, "optimizer": t.optimizer,
+                   "grad_accum_steps": t.grad_accum_steps, "remat": cfg.model.remat},
+        "params": int(setup.model.count_params()),
+        "trainable_params": int(sum(np.prod(v.shape) for v in setup.model.trainable_variables)),
+        "steps": len(times),
+        "step_ms": {"median": 1e3 * median, "p10": 1e3 * float(np.percentile(times, 10)),
+                    "p90": 1e3 * float(np.percentile(times, 90))},
+        "tokens_per_s": tokens_per_step / median,
+        # Tokens over the measured steps' whole time: the statistic `tfllm.train` logs per
+        # interval, so compare it with those; it is below tokens_per_s when slow steps skew.
+        "mean_tokens_per_s": tokens_per_step * len(times) / float(np.sum(times)),
+        "flops_per_token": flops_per_token(setup.model),
+    }
+
+
 def _timed_fit(task, dataset, warmup, steps, per_call):
     """The StepTimer of `steps` steps after `warmup`, both rounded up to whole calls of
     `per_call` steps (train.steps_per_execution), and the warm-up in steps."""
@@ -120,63 +168,24 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     settings timed.
     """
     t = cfg.train
-    data = training_data(cfg)
-    tokenizer, tokens = data.tokenizer, data.train
-    strategy = strategy or tf.distribute.get_strategy()
-    replicas = mesh.dim_size("batch") if mesh is not None else strategy.num_replicas_in_sync
-    model_devices = mesh.dim_size("model") if mesh is not None else 1
-    distribution.check_batch(strategy, t.batch_size, t.grad_accum_steps, replicas=replicas)
-    apply_runtime_settings(cfg)
-    from tfllm.training.teacher import configured_teacher
-
-    teacher = configured_teacher(cfg, tokenizer, strategy)  # distillation: the step runs it too
-    setup = build_training_setup(cfg, max(vocab_size or 0, tokenizer.vocab_size), strategy, mesh,
-                                 teacher=teacher)
-    seq_len = cfg.model.max_length
-    tokens_per_step = t.batch_size * seq_len
-    dataset = distribution.distribute_dataset(
-        lambda context: train_dataset(tokens, seq_len, t.batch_size, cfg.seed, 0, context),
-        t.batch_size, strategy, mesh)
-
+    # `data` is kept for the whole run: a raw corpus is prepared into a scratch directory
+    # that goes when the dataset does, and the input pipeline reads its shards.
+    data, setup, dataset, placement = _build(cfg, strategy, mesh, vocab_size)
     # What the process held before its first step (weights, optimizer slots, data): the
     # steps' own memory (activations, gradients, compiled temporaries) is the rest of its peak.
     setup_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     timer, warmup = _timed_fit(setup.task, dataset, warmup, steps, t.steps_per_execution)
     times = timer.step_times(warmup)
-    median = float(np.median(times))
-    input_ms = _input_ms_per_batch(dataset)
-    fpt = flops_per_token(setup.model)
-    params = int(setup.model.count_params())
-    result = {
-        "strategy": ("dtensor" if mesh is not None else "none" if strategy is
-                     tf.distribute.get_strategy() and not tf.distribute.has_strategy()
-                     else type(strategy).__name__),
-        "replicas": replicas, "model_devices": model_devices,
-        "exchanged_bytes": scaling.exchanged_bytes(
-            params, t.batch_size, seq_len, cfg.model.hidden_dim, cfg.model.num_layers,
-            replicas, model_devices, t.precision)["total"],
-        "config": {"model": cfg.model.name, "precision": t.precision,
-                   "xla": bool(setup.task.jit_compile),
-                   "batch_size": t.batch_size, "seq_len": seq_len,
-                   "optimizer": t.optimizer, "grad_accum_steps": t.grad_accum_steps,
-                   "remat": cfg.model.remat},
-        "params": params,
-        "trainable_params": int(sum(np.prod(v.shape) for v in setup.model.trainable_variables)),
-        "steps": len(times),
-        "step_ms": {"median": 1e3 * median, "p10": 1e3 * float(np.percentile(times, 10)),
-                    "p90": 1e3 * float(np.percentile(times, 90))},
-        "tokens_per_s": tokens_per_step / median,
-        # Tokens over the measured steps' whole time: the statistic `tfllm.train` logs per
-        # interval, so compare it with those; it is below tokens_per_s when slow steps skew.
-        "mean_tokens_per_s": tokens_per_step * len(times) / float(np.sum(times)),
-        "flops_per_token": fpt,
-        "input_ms": input_ms,
-        "input_wait": input_ms / (1e3 * median),
-        "page_faults_per_step": timer.faults_per_step(warmup),
-    }
+    result = {**placement, **_step_figures(cfg, setup, times), "input_ms": _input_ms_per_batch(dataset),
+              "page_faults_per_step": timer.faults_per_step(warmup)}
+    result["input_wait"] = result["input_ms"] / result["step_ms"]["median"]
+    result["exchanged_bytes"] = scaling.exchanged_bytes(
+        result["params"], t.batch_size, cfg.model.max_length, cfg.model.hidden_dim,
+        cfg.model.num_layers, placement["replicas"], placement["model_devices"],
+        t.precision)["total"]
     peak = (peaks or {}).get(POLICY_DTYPES[t.precision])
     if peak:
-        result["mfu"] = fpt * result["tokens_per_s"] / peak["flops_per_s"]
+        result["mfu"] = result["flops_per_token"] * result["tokens_per_s"] / peak["flops_per_s"]
         result["peak_dtype"] = peak["dtype"]
     if generate_tokens:
         from tfllm.bench.generation_throughput import generation_throughput

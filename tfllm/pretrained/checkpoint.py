@@ -126,10 +126,7 @@ def check_checkpoint(path, max_length=None):
     checkpoint = open_checkpoint(path)
     if max_length is not None:
         hf_config.check_context(checkpoint.config, max_length)
-    if isinstance(checkpoint, Checkpoint):
-        checkpoint.tokenizer_file()
-    else:
-        checkpoint.tokenizer()
+    checkpoint.tokenizer()  # a missing or mismatched tokenizer is answered here, before TensorFlow
     return checkpoint
 
 
