@@ -34,10 +34,16 @@ def check_writable(path, flag="--run_dir", what="run directory"):
 
 
 def write_json(path, data):
-    """Writes JSON atomically (a reader never sees half a file)."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-    os.replace(path + ".tmp", path)
+    """Writes JSON atomically (a reader never sees half a file); a write that fails (a full
+    disk) leaves no temporary file behind."""
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
+        raise
 
 
 def write_safetensors(path, tensors, metadata=None):

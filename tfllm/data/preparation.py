@@ -280,9 +280,9 @@ class _Recorder:
 
 
 def _remove_partial_shards(output):
-    """Removes shards a failed write left half-written (`.tmp`: never renamed into place)."""
+    """Removes what a failed write left half-written (`.tmp`: never renamed into place)."""
     for name in os.listdir(output) if os.path.isdir(output) else []:
-        if name.endswith(".bin.tmp"):
+        if name.endswith(".tmp"):
             os.remove(os.path.join(output, name))
 
 
