@@ -83,7 +83,7 @@ def main():
             cpp, greedy = llama_cpp_run(path)
             np.savez(os.path.join(OUT, name + ".npz"), ids=IDS, transformers_logits=hf,
                      llama_cpp_logits=cpp, llama_cpp_greedy=greedy,
-                     size=os.path.getsize(path))
+                     size=os.path.getsize(path), source=source, gguf_type=gguf_type)
             print(name, os.path.getsize(path), "bytes; transformers vs llama.cpp logits",
                   float(np.abs(hf - cpp).max()), "greedy", greedy.tolist())
 
