@@ -218,6 +218,23 @@ def permute_rows(weights, heads):
             .swapaxes(1, 2).reshape(weights.shape))
 
 
+_QUERY = ("self_attn.q_proj.weight", "self_attn.q_proj.bias")
+_KEY = ("self_attn.k_proj.weight", "self_attn.k_proj.bias")
+
+
+def gguf_layout(name, value, config, to_gguf=False):
+    """The tensor a Hugging Face `name` holds, turned from llama.cpp's layout into the
+    checkpoint's (or, `to_gguf`, back): GPT-2's Conv1D projections transposed; the query and
+    key rows of the architectures llama.cpp permutes (PERMUTED) reordered."""
+    arch = config["model_type"]
+    if arch == "gpt2":
+        return value.T if name.endswith(GPT2_TRANSPOSED) else value
+    if PERMUTED[arch] and name.endswith(_QUERY + _KEY):
+        heads = config["num_attention_heads" if name.endswith(_QUERY) else "num_key_value_heads"]
+        return (permute_rows if to_gguf else unpermute_rows)(value, heads)
+    return value
+
+
 def unpermute_rows(weights, heads):
     """The inverse of permute_rows: the rows back in the Hugging Face checkpoint's order."""
     return (weights.reshape(heads, weights.shape[0] // heads // 2, 2, *weights.shape[1:])
@@ -248,22 +265,11 @@ class GGUFTensors:
                             f"{hf_names(self.config).get(name)}), which its architecture needs.")
         tensor = self._tensors[self._names[name]]
         value = dequantized(tensor, self.path)
-        value = self._to_hf_layout(name, value)
+        value = gguf_layout(name, value, self.config)
         if not np.isfinite(value).all():
             raise UserError(f"{self.path}: tensor {tensor.name!r} holds NaN or infinite values; "
                             "the file is damaged: download it again.")
         self.used.add(name)
-        return value
-
-    def _to_hf_layout(self, name, value):
-        config = self.config
-        if config["model_type"] == "gpt2":
-            return value.T if name.endswith(GPT2_TRANSPOSED) else value
-        if PERMUTED[config["model_type"]]:
-            if name.endswith("self_attn.q_proj.weight") or name.endswith("self_attn.q_proj.bias"):
-                return unpermute_rows(value, config["num_attention_heads"])
-            if name.endswith("self_attn.k_proj.weight") or name.endswith("self_attn.k_proj.bias"):
-                return unpermute_rows(value, config["num_key_value_heads"])
         return value
 
     def check_all_used(self):

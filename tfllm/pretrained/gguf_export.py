@@ -16,7 +16,7 @@ import numpy as np
 
 from tfllm.errors import UserError
 from tfllm.pretrained import hf_config, hf_weights
-from tfllm.pretrained.gguf_checkpoint import hf_names, permute_rows
+from tfllm.pretrained.gguf_checkpoint import gguf_layout, hf_names
 from tfllm.pretrained.gguf_tokenizer import CONTROL, PRE_TOKENIZERS
 
 TYPES = ("f32", "f16", "bf16", "q8_0")
@@ -62,17 +62,11 @@ _FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}
 def gguf_tensors(model, arch, hf):
     """{GGUF name: float32 array} of a GPT, named and laid out as llama.cpp writes them."""
     tensors = hf_weights.export_tensors(model, arch)
-    names = hf_names(dict(hf, model_type=arch))
+    names = hf_names(hf)
     out = {}
     for name, value in tensors.items():
         short = name[len("transformer."):] if name.startswith("transformer.") else name
-        if arch == "gpt2" and short.endswith(("attn.c_attn.weight", "attn.c_proj.weight",
-                                              "mlp.c_fc.weight", "mlp.c_proj.weight")):
-            value = value.T  # Conv1D's (in, out) -> (out, in)
-        if arch == "llama" and name.endswith(("self_attn.q_proj.weight", "self_attn.q_proj.bias")):
-            value = permute_rows(value, hf["num_attention_heads"])
-        if arch == "llama" and name.endswith(("self_attn.k_proj.weight", "self_attn.k_proj.bias")):
-            value = permute_rows(value, hf["num_key_value_heads"])
+        value = gguf_layout(short, value, hf, to_gguf=True)
         if short == "lm_head.weight" and hf.get("tie_word_embeddings", True):
             continue
         out[names[short]] = np.ascontiguousarray(value, np.float32)
