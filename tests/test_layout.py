@@ -113,3 +113,19 @@ def test_the_checks_see_an_upward_import(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path / "tfllm")
     assert ("layers", "training") in _edges()
     assert tier_of("training") > tier_of("layers")
+
+
+def test_no_source_file_is_ignored_by_git():
+    """A file .gitignore hides is missing from a clean checkout, so from CI's wheel (a
+    top-level `runs/` pattern once hid tfllm/runs/__init__.py)."""
+    import shutil
+    import subprocess
+
+    repo = ROOT.parent
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "tfllm", "tests",
+         "configs", "tools"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    hidden = [f for f in ignored.splitlines() if "__pycache__" not in f]
+    assert not hidden, f"ignored by .gitignore, so missing from a clean checkout: {hidden}"
