@@ -11,7 +11,10 @@ from tfllm.config import validate
 @pytest.mark.parametrize("name", packaged_configs())
 def test_packaged_config_validates(name):
     config = importlib.import_module(f"tfllm.configs.{name}").get_config()
-    assert validate(config) is config
+    frozen = validate(config)
+    assert frozen.to_dict() == config.to_dict()
+    with pytest.raises(AttributeError, match="immutable"):
+        frozen.train.steps = 1
 
 
 def test_the_configs_the_docs_name_are_packaged():

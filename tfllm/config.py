@@ -3,6 +3,8 @@ value is reported in a fraction of a second."""
 
 import math
 
+import ml_collections
+
 from tfllm.adapt import LORA_TARGETS
 from tfllm.errors import UserError
 from tfllm.models import MODEL_CLASSES
@@ -88,7 +90,8 @@ def _fail(key, value, allowed):
 
 
 def validate(config):
-    """Raises UserError naming the first bad key, its value and what is allowed.
+    """The config, frozen (a FrozenConfigDict: readers index keys, nothing changes it
+    afterwards); UserError naming the first bad key, its value and what is allowed.
 
     The same checks hold for a config from a file (`--config=FILE`) as for `--config.x.y`
     flags: every key must be one of configs/base.py's, of its type (an int may stand for a
@@ -104,7 +107,7 @@ def validate(config):
     _validate_pruning(config.train)
     _validate_lora(config)
     _validate_remat_and_distillation(config)
-    return config
+    return ml_collections.FrozenConfigDict(config)
 
 
 def _validate_values(config):

@@ -41,8 +41,13 @@ def range_test(config, min_lr, max_lr, steps):
     from tfllm.api.step_benchmark import training_data
     from tfllm.training.training_setup import apply_runtime_settings, build_training_setup
 
+    from tfllm.config import validate
+    from tfllm.configs import editable
+
+    config = editable(config)
+    config.train.steps, config.train.steps_per_execution = steps, 1  # one loss per step
+    config = validate(config)
     t = config.train
-    t.steps, t.steps_per_execution = steps, 1  # one loss per step
     data = training_data(config)
     apply_runtime_settings(config)
     schedule = Geometric(min_lr, max_lr, steps)

@@ -10,6 +10,7 @@ import os
 from tfllm.data.corpus import (CONFIG_FLAGS, DEFAULT_CORPUS, TFDS_PREFIX, check_not_empty,
                                corpus_files, iter_pieces)
 from tfllm.data.prepared_dataset import PROGRESS_FILE, PreparedDataset, is_prepared
+from tfllm.configs import editable
 from tfllm.errors import UserError
 
 RUN_DATA_DIR = "data"  # where a run keeps its raw corpus prepared
@@ -73,7 +74,7 @@ def adopt_prepared(config, dataset):
                                                                config.data.sp_model_type)
     changed = [f"data.{k}" for k, v in values.items() if config.data[k] != v]
     if changed:
-        config = config.copy_and_resolve_references()
+        config = editable(config)
         for key, value in values.items():
             config.data[key] = value
     return config, changed

@@ -2,6 +2,7 @@
 
 import os
 
+from tfllm.configs import editable
 from tfllm.errors import UserError
 from tfllm.pretrained import hf_config
 
@@ -171,7 +172,7 @@ RUN_MODEL_KEYS = ("max_length", "dropout", "attention_dropout", "remat")
 def adopt_model_section(config, section):
     """A copy of `config` whose model section is `section` except RUN_MODEL_KEYS, with
     the checkpoint's tokenizer ("hf"); and the config keys that changed."""
-    config = config.copy_and_resolve_references()
+    config = editable(config)
     changed = []
     with config.unlocked():
         for key, value in section.items():
@@ -189,7 +190,7 @@ def adopt_model_section(config, section):
 def adopt_pretrained(config, checkpoint):
     """`config` with the architecture and tokenizer of a Checkpoint: (config, changed keys)."""
     if config.model.name != "gpt":
-        config = config.copy_and_resolve_references()
+        config = editable(config)
         from tfllm.configs import base
 
         with config.unlocked():

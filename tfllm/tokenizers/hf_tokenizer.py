@@ -73,6 +73,21 @@ class HFTokenizer(Tokenizer):
             return np.asarray(encoding.ids[n:], dtype=np.int32)
         return self.encode(text)
 
+    def special_tokens(self):
+        """{text: id} of the tokenizer's special tokens (<|im_end|>, <|eot_id|>, ...)."""
+        return {t.content: int(i) for i, t in self._tok.get_added_tokens_decoder().items()
+                if t.special}
+
+    def encode_with_offsets(self, text):
+        """(ids, (start, end) character offsets) of `text` encoded as text: a special-token
+        string in it is not its special token (what a chat user typed stays text)."""
+        self._tok.encode_special_tokens = True
+        try:
+            encoding = self._tok.encode(text, add_special_tokens=False)
+        finally:
+            self._tok.encode_special_tokens = False
+        return encoding.ids, encoding.offsets
+
     def document_separator(self):
         return (np.asarray([self.eos_id], np.int32) if self.eos_id is not None
                 else self.encode("\n"))
