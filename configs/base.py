@@ -66,6 +66,11 @@ def get_config():
                                   # tokenizer.json, set by --init_from=hf:PATH)
             vocab_size=1000,      # sentencepiece vocabulary size
             sp_model_type="bpe",  # sentencepiece model: "bpe" or "unigram"
+            # Chat and instruction data: a source of .jsonl files (docs/chat.md).
+            chat_template="",     # a Jinja chat template file; "" = the checkpoint's, else ChatML
+            train_on="assistant",  # "assistant": the loss on the answers only; "all": every token
+            chat_fields="",       # other field names, e.g. "messages=dialog,role=speaker"
+            packing=True,         # several examples per window, each attending only to itself
         ),
         model=gpt_model(),
         train=dict(

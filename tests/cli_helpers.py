@@ -6,11 +6,12 @@ import shutil
 import subprocess
 import sys
 
-def run(module, *args, cwd=None, timeout=600, env=None):
-    """The finished process of `python -m module args`; `env` adds to the environment."""
+def run(module, *args, cwd=None, timeout=600, env=None, input_text=None):
+    """The finished process of `python -m module args`; `env` adds to the environment,
+    `input_text` is its stdin."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, input=input_text)
     return proc
 
 

@@ -15,6 +15,7 @@ from tfllm.tokenizers import TOKENIZERS
 CHOICES = {
     "data.tokenizer": tuple(TOKENIZERS),
     "data.sp_model_type": ("bpe", "unigram"),
+    "data.train_on": ("assistant", "all"),
     "model.name": tuple(MODEL_CLASSES),
     "model.position": ("learned", "rope"),
     "model.normalization": ("layer", "rms"),
@@ -73,7 +74,9 @@ DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None, "model.head
             "train.prune_end_step": -1, "train.prune_every": 50, "train.ema_decay": 0.0,
             "train.lora_rank": 0, "train.lora_alpha": 16.0, "train.lora_targets": "attention",
             "model.remat": "none", "train.teacher": "", "train.distill_weight": 0.5,
-            "train.distill_temperature": 2.0, "train.soap_max_dim": 4096}
+            "train.distill_temperature": 2.0, "train.soap_max_dim": 4096,
+            "data.chat_template": "", "data.train_on": "assistant", "data.chat_fields": "",
+            "data.packing": True}
 
 
 def _get(config, dotted):

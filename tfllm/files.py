@@ -36,9 +36,14 @@ def check_writable(path, flag="--run_dir", what="run directory"):
 def write_json(path, data):
     """Writes JSON atomically (a reader never sees half a file); a write that fails (a full
     disk) leaves no temporary file behind."""
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def write_text(path, text):
+    """Writes UTF-8 text atomically, as write_json."""
     try:
-        with open(path + ".tmp", "w") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(path + ".tmp", path)
     except OSError:
         if os.path.exists(path + ".tmp"):

@@ -6,6 +6,10 @@ The prompt comes from --prompt, --prompt_file or stdin (--prompt_file=-). One sa
 printed as it is generated (in chunks of --stream_chunk tokens); several are printed
 one after another. The sampler is any mix of temperature (0 = greedy), top-k and top-p,
 or a named one (--sampler=greedy|temperature|top_k|top_p) that switches the others off.
+
+--chat talks in the model's chat template (docs/chat.md): each line of stdin is a user
+message and the answer follows, until end of input; with --prompt, one message is
+answered. Answers end at the template's end-of-turn token; --system sets a system prompt.
 """
 
 import sys
@@ -30,6 +34,11 @@ flags.DEFINE_string("stop_at", None, "End a sample when it generates this token 
                     "newline); it must be one token of the run's tokenizer.")
 flags.DEFINE_integer("stream_chunk", 8, "Tokens per streamed chunk of a single sample; "
                      "0 = print the sample when it is complete.", lower_bound=0)
+flags.DEFINE_bool("chat", False, "Chat in the model's template: each stdin line (or --prompt) "
+                  "is a user message; greedy unless --temperature is set.")
+flags.DEFINE_string("system", None, "--chat: a system prompt.")
+cli.define_path("chat_template", None, "--chat: a Jinja chat template file instead of the "
+                "run's or checkpoint's own.")
 FLAGS = flags.FLAGS
 
 
@@ -48,6 +57,8 @@ def read_prompt():
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
+    if FLAGS.chat:
+        return chat()
     from tfllm.api.generation import generate_text
 
     prompt = read_prompt()
@@ -64,6 +75,27 @@ def main(argv):
         if FLAGS.num_samples > 1:
             print(f"--- sample {i}")
         print(prompt + sample)
+
+
+def chat():
+    """--chat: answers --prompt, or each line of stdin in one conversation."""
+    from tfllm.api.chat import ChatSession
+
+    temperature = FLAGS.temperature if FLAGS["temperature"].present else 0.0
+    session = ChatSession(cli.model_spec(), FLAGS.system, FLAGS.checkpoint, FLAGS.chat_template,
+                          FLAGS.max_new_tokens, temperature, FLAGS.top_k, FLAGS.top_p,
+                          FLAGS.seed)
+    messages = [FLAGS.prompt] if FLAGS.prompt is not None else (
+        line.rstrip("\n") for line in sys.stdin)
+    for message in messages:
+        if not message.strip():
+            continue
+        printer = StreamPrinter("") if FLAGS.stream_chunk else None
+        answer = session.reply(message, on_text=printer)
+        if printer is None:
+            print(answer)
+        else:
+            printer.finish(answer)
 
 
 class StreamPrinter:

@@ -132,7 +132,10 @@ class CausalSelfAttention(keras.layers.Layer):
                                                       name="attention_dropout")
         super().build(input_shape)
 
-    def call(self, x, cache=None, cache_index=None, training=None):
+    def call(self, x, cache=None, cache_index=None, training=None, segment_ids=None,
+             positions=None):
+        """`segment_ids` (B, T): packed examples, each attending only to itself (0 is
+        padding); `positions` (B, T) their tokens' positions for RoPE."""
         start = 0 if cache is None else cache_index
         q = self.query(x)   # (B, T, H, hs)
         k = self.key(x)     # (B, T, K, hs)
@@ -140,8 +143,8 @@ class CausalSelfAttention(keras.layers.Layer):
         if self.query_norm is not None:
             q, k = self.query_norm(q), self.key_norm(k)
         if self.rotary is not None:
-            q = self.rotary(q, start_index=start)
-            k = self.rotary(k, start_index=start)
+            q = self.rotary(q, start_index=start, positions=positions)
+            k = self.rotary(k, start_index=start, positions=positions)
         if cache is not None:
             # Write the new positions into the fixed-size ring cache (S, B, 2, K, hs).
             slot = cache_index % tf.shape(cache)[0]
@@ -150,7 +153,7 @@ class CausalSelfAttention(keras.layers.Layer):
             cache = tf.tensor_scatter_nd_update(cache, positions[:, tf.newaxis], kv_new)
             k = tf.transpose(cache[:, :, 0], [1, 0, 2, 3])  # (B, S, K, hs)
             v = tf.transpose(cache[:, :, 1], [1, 0, 2, 3])
-        out = self._attend(q, k, v, start, training)
+        out = self._attend(q, k, v, start, training, segment_ids)
         out = self.attention_output(out)  # (B, T, D)
         return out if cache is None else (out, cache)
 
@@ -159,19 +162,24 @@ class CausalSelfAttention(keras.layers.Layer):
         """Quantization-aware training is on (qat sets the three quantizers together)."""
         return self.score_quantizer is not None
 
-    def _attend(self, q, k, v, start, training):
+    def _attend(self, q, k, v, start, training, segments=None):
         q_len = q.shape[1]
         if (isinstance(start, int) and start == 0 and q_len is not None and k.shape[1] == q_len
                 and q_len >= CHUNKED_MIN_LENGTH and not self._fake_quantized):
             # Two query chunks: rows [0, h) see keys [0, h) only (see CHUNKED_MIN_LENGTH).
             half = q_len // 2
+            first = None if segments is None else (segments[:, :half], segments[:, :half])
+            second = None if segments is None else (segments[:, half:], segments)
             return tf.concat([
-                self._attend_rows(q[:, :half], k[:, :half], v[:, :half], 0, training),
-                self._attend_rows(q[:, half:], k, v, half, training)], axis=1)
-        return self._attend_rows(q, k, v, start, training)
+                self._attend_rows(q[:, :half], k[:, :half], v[:, :half], 0, training, first),
+                self._attend_rows(q[:, half:], k, v, half, training, second)], axis=1)
+        pair = None if segments is None else (segments, segments)
+        return self._attend_rows(q, k, v, start, training, pair)
 
-    def _attend_rows(self, q, k, v, start, training):
-        """Attention of queries at positions start + [0, T) to keys at positions [0, S)."""
+    def _attend_rows(self, q, k, v, start, training, segments=None):
+        """Attention of queries at positions start + [0, T) to keys at positions [0, S);
+        `segments` = (query segments (B, T), key segments (B, S)): a query sees only keys
+        of its own segment."""
         batch, q_len = tf.shape(q)[0], tf.shape(q)[1]
         k_len = tf.shape(k)[1]
         groups = self.num_heads // self.num_kv_heads
@@ -184,6 +192,9 @@ class CausalSelfAttention(keras.layers.Layer):
         # Key index s holds position s, or (ring cache, once q_pos >= S) one of the last
         # S positions, all visible: so `s <= q_pos` masks the future and the empty slots.
         allowed = tf.range(k_len)[tf.newaxis, :] <= q_pos[:, tf.newaxis]  # (T, S)
+        if segments is not None:  # (B, 1, 1, T, S): causal and within one example
+            same = tf.equal(segments[0][:, :, tf.newaxis], segments[1][:, tf.newaxis, :])
+            allowed = tf.logical_and(allowed, same)[:, tf.newaxis, tf.newaxis]
         if training is True and not self._fake_quantized:
             # Training in float: the plain -inf mask, the cheapest (one pass fewer each way);
             # every row sees its own position, so no row is all -inf.

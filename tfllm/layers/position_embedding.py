@@ -32,13 +32,16 @@ class PositionEmbedding(keras.layers.Layer):
             "embeddings", shape=(self.max_length, input_shape[-1]), initializer=fresh_initializer(self.initializer))
         super().build(input_shape)
 
-    def call(self, x, start_index=0):
-        seq_len = tf.shape(x)[1]
+    def call(self, x, start_index=0, positions=None):
+        """`positions` (B, T): each token's own position (packed examples restart at 0);
+        default start_index + [0, T)."""
         table = tf.cast(self.position_embeddings, self.compute_dtype)
+        if positions is not None:
+            return x + tf.gather(table, positions)  # (B, T, D)
+        seq_len = tf.shape(x)[1]
         # A gather, not tf.slice: DTensor's graph expansion crashes on a slice with a
         # dynamic begin (TF 2.21, a segmentation fault).
-        positions = tf.gather(table, start_index + tf.range(seq_len))  # (T, D)
-        return x + positions[tf.newaxis]
+        return x + tf.gather(table, start_index + tf.range(seq_len))[tf.newaxis]
 
     def get_config(self):
         config = super().get_config()

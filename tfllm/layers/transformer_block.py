@@ -97,10 +97,12 @@ class TransformerBlock(keras.layers.Layer):
             layer.build(input_shape)
         super().build(input_shape)
 
-    def call(self, x, cache=None, cache_index=None, training=None):
+    def call(self, x, cache=None, cache_index=None, training=None, segment_ids=None,
+             positions=None):
         h = self.attention_norm(x)
         if cache is None:
-            h = self.attention(h, training=training)
+            h = self.attention(h, training=training, segment_ids=segment_ids,
+                               positions=positions)
         else:
             h, cache = self.attention(h, cache=cache, cache_index=cache_index, training=training)
         x = x + self.residual_dropout(h, training=training)

@@ -154,6 +154,9 @@ class GPT(PresetMixin, Keras2Model):
         super().build(input_shape)
 
     def call(self, token_ids, training=None):
+        """Logits (B, T, V) of `token_ids` (B, T), or of packed examples: a dict of
+        "token_ids", "segment_ids" (B, T; each example attends only to itself) and
+        "positions" (B, T; each example's positions from 0), as tfllm.data.packing makes."""
         return self._forward(token_ids, training)
 
     # Not converted by AutoGraph, nor is any layer called from it: Keras converts every
@@ -162,26 +165,32 @@ class GPT(PresetMixin, Keras2Model):
     # 1.1 s of tracing the speedrun's step, docs/speedrun.md). `call` keeps its signature for Keras.
     @tf.autograph.experimental.do_not_convert
     def _forward(self, token_ids, training):
-        x = self._embed(token_ids, 0, training)  # (B, T, D)
+        packed = {}
+        if isinstance(token_ids, dict):
+            packed = {"segment_ids": token_ids["segment_ids"],
+                      "positions": token_ids["positions"]}
+            token_ids = token_ids["token_ids"]
+        x = self._embed(token_ids, 0, training, packed.get("positions"))  # (B, T, D)
         for block in self.blocks:
-            x = self._block_forward(block, x, training)
+            x = self._block_forward(block, x, training, packed)
         return self._logits(x)  # (B, T, V)
 
-    def _block_forward(self, block, x, training):
+    def _block_forward(self, block, x, training, packed=None):
         """One block in training or inference. Training with dropout, each block's masks
         come from one seed drawn for it (`seeded_masks`), with or without recomputation,
         so the recomputed forward pass applies the masks the first one did and remat
         changes nothing about the numbers."""
+        packed = packed or {}
         random = training is True and _has_dropout(block)
         if training is not True or not (self.remat == "block" or random):
-            return block(x, training=training)
+            return block(x, training=training, **packed)
         seed = block.residual_dropout.make_seed() if random else None
 
         def forward(h):
             if seed is None:
-                return block(h, training=True)
+                return block(h, training=True, **packed)
             with seeded_masks(seed):
-                return block(h, training=True)
+                return block(h, training=True, **packed)
 
         return tf.recompute_grad(forward)(x) if self.remat == "block" else forward(x)
 
@@ -238,10 +247,10 @@ class GPT(PresetMixin, Keras2Model):
             layer_caches.append(layer_cache)
         return self._logits(x), layer_caches
 
-    def _embed(self, token_ids, start_index, training):
+    def _embed(self, token_ids, start_index, training, positions=None):
         x = self.token_embedding(token_ids)
         if self.position_embedding is not None:
-            x = self.position_embedding(x, start_index=start_index)
+            x = self.position_embedding(x, start_index=start_index, positions=positions)
         return self.embedding_dropout(x, training=training)
 
     def _logits(self, x):

@@ -3,6 +3,8 @@ checkpoint's architecture, a prepared dataset's tokenizer), its teacher, where i
 and the run directory it would resume. Each answers bad input in about a second."""
 
 from tfllm import config as config_lib
+from tfllm.adapt.chat_tuning import is_chat_source, run_template
+from tfllm.errors import UserError
 from tfllm.data.prepared_dataset import PreparedDataset, is_prepared
 from tfllm.data.sources import adopt_prepared
 from tfllm.distribute.placement import check_placement
@@ -18,8 +20,10 @@ def check_before_training(config, run_dir, init_from, strategy="auto", mesh=None
     Raises UserError naming the fix."""
     check_placement(strategy, mesh, config)
     path = pretrained_path(init_from)
+    checkpoint = None
     if path is not None:
-        config, _ = adopt_pretrained(config, check_checkpoint(path, config.model.max_length))
+        checkpoint = check_checkpoint(path, config.model.max_length)
+        config, _ = adopt_pretrained(config, checkpoint)
         config = config_lib.validate(config)
     else:
         config = adopt_resumed_import(config, run_dir, init_from)
@@ -27,3 +31,24 @@ def check_before_training(config, run_dir, init_from, strategy="auto", mesh=None
         config, _ = adopt_prepared(config, PreparedDataset(config.data.source))
     check_teacher(config)
     check_resume(run_dir, config, init_from)
+    if is_chat_source(config.data.source):
+        check_chat(config, strategy, path is not None or bool(init_from))
+        run_template(run_dir, config.data, checkpoint and checkpoint.chat_template, True)
+
+
+def check_chat(config, strategy, pretrained):
+    """UserError for what chat data does not combine with."""
+    t = config.train
+    refused = [(t.batch_size_start or t.seq_len_start, "the batch or window warm-up "
+                "(train.batch_size_start, train.seq_len_start)"),
+               (t.optimizer == "sophia", "train.optimizer='sophia'"),
+               (strategy == "dtensor", "--strategy=dtensor"),
+               (config.model.name != "gpt", f"model.name={config.model.name!r}")]
+    for bad, what in refused:
+        if bad:
+            raise UserError(f"chat data (--config.data.source={config.data.source}) does not "
+                            f"combine with {what}; leave it out.")
+    if not pretrained:
+        raise UserError(f"--config.data.source={config.data.source} is chat data (.jsonl), "
+                        "which needs a pretrained model and its tokenizer; start from one with "
+                        "--init_from=hf:DIR or --init_from=gguf:FILE.")

@@ -10,6 +10,7 @@ import types
 import tensorflow as tf
 
 from tfllm import config as config_lib
+from tfllm.adapt import chat_tuning
 from tfllm.bench import mfu
 from tfllm.data.pipeline import (ShapeWarmup, eval_batches, eval_dataset, eval_targets,
                                  train_dataset)
@@ -89,6 +90,7 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = distribution.is_chief(self.strategy)
         self.print_fn = print_fn if self.chief else (lambda *args: None)
+        self._pending_lines = []
 
     def train(self):
         run_dir = self.run_dir
@@ -104,6 +106,8 @@ class Trainer:
             self._adopt_prepared_source()
             resuming = self._check_resume()
             tokenizer, dataset = self._prepare_data(resuming)
+            for line in self._pending_lines:
+                self.print_fn(line)
             self._check_lengths(dataset)
             os.makedirs(run_dir, exist_ok=True)
             summary = self._run(tokenizer, dataset, resuming)
@@ -137,7 +141,8 @@ class Trainer:
         self.config, changed = adopt_pretrained(self.config, self.pretrained)
         self.config = config_lib.validate(self.config)
         m = self.config.model
-        self.print_fn(f"model: {self.pretrained.architecture} from {path}: {m.num_layers} x "
+        # Said once the data is ready too: an error before then is the only line printed.
+        self._pending_lines.append(f"model: {self.pretrained.architecture} from {path}: {m.num_layers} x "
                       f"{m.hidden_dim}, {m.num_heads} heads ({m.num_kv_heads} key/value), its "
                       f"tokenizer ({self.pretrained.vocab_size} tokens); "
                       f"{len(changed)} model keys set from its config.json"
@@ -185,6 +190,8 @@ class Trainer:
             if tokenizer.name != d.tokenizer and not is_prepared(d.source):
                 raise UserError(f"--init_from run uses a {tokenizer.name} tokenizer, the config "
                                 f"asks for {d.tokenizer}; set --config.data.tokenizer={tokenizer.name}.")
+        if chat_tuning.is_chat_source(d.source):
+            return tokenizer, self._chat_dataset(tokenizer, resuming)
         data_dir = os.path.join(self.run_dir if self.chief else self._scratch_dir(),
                                 run_directory.DATA_DIR)
         try:
@@ -197,6 +204,18 @@ class Trainer:
         if is_prepared(d.source):
             self._check_dataset(dataset, resuming)
         return dataset.tokenizer if tokenizer is None else tokenizer, dataset
+
+    def _chat_dataset(self, tokenizer, resuming):
+        """The ChatDataset of a chat run (a .jsonl data.source), with its template."""
+        checkpoint_template = self.pretrained.chat_template if self.pretrained else None
+        text, origin = chat_tuning.run_template(self.run_dir, self.config.data,
+                                                checkpoint_template, resuming)
+        dataset = chat_tuning.chat_dataset(self.config, tokenizer, text)
+        self._pending_lines.append(f"chat: {origin} template, the loss on "
+                      f"{'the answers' if self.config.data.train_on == 'assistant' else 'every token'}"
+                      f", {'packed' if self.config.data.packing else 'one example per'} window"
+                      f"{'s' if self.config.data.packing else ''}")
+        return dataset
 
     def _adopt_prepared_source(self):
         """A prepared data.source fixes the tokenizer and split: the config takes them."""
@@ -219,6 +238,11 @@ class Trainer:
                             "--run_dir.")
 
     def _check_lengths(self, dataset):
+        if getattr(dataset, "kind", None) == "chat":
+            if not len(dataset.val) and self.config.data.val_fraction > 0:
+                raise UserError("the chat data has too few examples for a validation split; "
+                                "add examples or set --config.data.val_fraction=0.")
+            return
         window = self.config.model.max_length + 1
         if len(dataset.train) <= window:
             raise UserError(f"the corpus gives {len(dataset.train)} training tokens, fewer than one "
@@ -239,6 +263,8 @@ class Trainer:
         run_directory.write_json(os.path.join(self.run_dir, run_directory.CONFIG_FILE),
                                  config_lib.saved_config(self.config))
         tokenizer.save(self.run_dir)
+        if getattr(dataset, "kind", None) == "chat":
+            chat_tuning.save_template(self.run_dir, dataset.template_text)
         if self.pretrained is not None:  # what an export back to its layout keeps
             keep_settings(self.pretrained, self.run_dir)
 
@@ -266,9 +292,16 @@ class Trainer:
             return self._summary(setup.model, tokenizer, start_step, [], state.best_val_loss)
         if start_step:
             self.print_fn(f"resuming {self.run_dir} from step {start_step}")
-        train_ds = distribution.distribute_dataset(lambda context: train_dataset(
-            dataset.train, cfg.model.max_length, t.batch_size, cfg.seed, start_step, context,
-            warmup), t.batch_size, self.strategy, self.mesh)
+        if getattr(dataset, "kind", None) == "chat":
+            def make_train(context):
+                return chat_tuning.train_data(dataset, t.batch_size, cfg.seed, start_step,
+                                              context)
+        else:
+            def make_train(context):
+                return train_dataset(dataset.train, cfg.model.max_length, t.batch_size,
+                                     cfg.seed, start_step, context, warmup)
+        train_ds = distribution.distribute_dataset(make_train, t.batch_size, self.strategy,
+                                                   self.mesh)
         evaluator = self._evaluator(dataset)
         callbacks = self._callbacks(setup, state, evaluator, warmup, elapsed_before)
         setup.task.fit(train_ds, epochs=1, steps_per_epoch=t.steps - start_step,
@@ -292,7 +325,8 @@ class Trainer:
         cfg, t = self.config, self.config.train
         self.print_fn(f"data: {dataset.describe()}")
         window = eval_length(cfg)
-        scored = eval_targets(len(dataset.val), window, cfg.eval.max_tokens)
+        scored = (chat_tuning.scored_tokens(dataset) if getattr(dataset, "kind", None) == "chat"
+                  else eval_targets(len(dataset.val), window, cfg.eval.max_tokens))
         if self.mesh is not None:
             place = f"DTensor mesh {dict(zip(self.mesh.dim_names, self.mesh.shape()))}"
         else:
@@ -416,12 +450,18 @@ class Trainer:
         window = eval_length(cfg)
         batch = config_lib.eval_batch_size(cfg, dataset.tokenizer.vocab_size, replicas)
         budget = cfg.eval.max_tokens
-        val_ds = distribution.distribute_dataset(
-            lambda context: eval_dataset(dataset.val, window, batch, context, budget), batch,
-            self.strategy, self.mesh)
+        if getattr(dataset, "kind", None) == "chat":
+            val_ds = distribution.distribute_dataset(
+                lambda context: chat_tuning.eval_data(dataset, batch, context), batch,
+                self.strategy, self.mesh)
+            batches = chat_tuning.eval_batch_count(dataset, batch)
+        else:
+            val_ds = distribution.distribute_dataset(
+                lambda context: eval_dataset(dataset.val, window, batch, context, budget), batch,
+                self.strategy, self.mesh)
+            batches = eval_batches(len(dataset.val), window, batch, budget)
         return cb.Evaluator(val_ds, cfg.eval.every, cfg.train.steps, cfg.train.target_val_loss,
-                            eval_batches(len(dataset.val), window, batch, budget),
-                            cfg.eval.target_margin)
+                            batches, cfg.eval.target_margin)
 
     def _callbacks(self, setup, state, evaluator, warmup, elapsed_before):
         """The training loop's callbacks, in the order they must run at a step: compression

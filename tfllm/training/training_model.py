@@ -102,20 +102,27 @@ class TrainingModel(Keras2Model):
     def loss_and_gradients(self, data):
         """(global mean loss, gradients of the LM's trainable variables) of one batch."""
         inputs, targets = data[0], data[1]
+        weights = data[2] if len(data) > 2 else None  # chat: 1 on the trained targets
         context = tf.distribute.get_replica_context()
-        # Normalize by the global token count: summing replica gradients gives the mean.
-        global_tokens = tf.cast(tf.size(targets) * context.num_replicas_in_sync, tf.float32)
+        # Normalize by the global count of trained tokens (every token of a text batch):
+        # summing replica gradients gives the mean.
+        if weights is None:
+            global_tokens = tf.cast(tf.size(targets) * context.num_replicas_in_sync, tf.float32)
+        else:
+            weights = tf.cast(weights, tf.float32)
+            global_tokens = tf.maximum(context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                                          tf.reduce_sum(weights)), 1.0)
         scaled_loss = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
         variables = self.lm.trainable_variables
-        micro_inputs, micro_targets = [inputs], [targets]
-        if self.grad_accum_steps > 1:
-            micro_inputs = tf.split(inputs, self.grad_accum_steps, axis=0)
-            micro_targets = tf.split(targets, self.grad_accum_steps, axis=0)
+        micro = _micro_batches((inputs, targets, weights), self.grad_accum_steps)
         grads, loss = None, 0.0
         # Python loop: unrolled in the graph; accumulation counts are small (<= 16).
-        for x, y in zip(micro_inputs, micro_targets):
+        for x, y, w in micro:
             with tf.GradientTape() as tape:
-                micro_loss = tf.reduce_sum(self._token_losses(x, y)) / global_tokens
+                token_losses = self._token_losses(x, y)
+                if w is not None:
+                    token_losses = token_losses * w
+                micro_loss = tf.reduce_sum(token_losses) / global_tokens
                 to_differentiate = (self.optimizer.get_scaled_loss(micro_loss) if scaled_loss
                                     else micro_loss)
             micro_grads = tape.gradient(to_differentiate, variables)
@@ -208,6 +215,25 @@ class TrainingModel(Keras2Model):
                                           [tf.reduce_sum(losses * weights), tf.reduce_sum(weights)])
         self.eval_loss.update_state(total / tf.maximum(count, 1.0), sample_weight=count)
         return {"loss": self.eval_loss.result()}
+
+
+def _micro_batches(batch, count):
+    """(inputs, targets, weights) split into `count` equal slices along the batch axis:
+    a list of such triples (inputs a tensor or a dict of them; weights may be None)."""
+    if count <= 1:
+        return [batch]
+    inputs, targets, weights = batch
+
+    def split(t):
+        return tf.split(t, count, axis=0)
+
+    if isinstance(inputs, dict):
+        parts = {k: split(v) for k, v in inputs.items()}
+        micro_inputs = [{k: parts[k][i] for k in parts} for i in range(count)]
+    else:
+        micro_inputs = split(inputs)
+    micro_weights = split(weights) if weights is not None else [None] * count
+    return list(zip(micro_inputs, split(targets), micro_weights))
 
 
 def _add(a, b):

@@ -1,0 +1,126 @@
+"""Chat fine-tuning end to end on a tiny imported checkpoint: a .jsonl source trains with
+the loss on the answers only, the run keeps its template, `tfllm.generate --chat` answers
+in it, and what chat data does not fit is one line."""
+
+import json
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.cli_helpers import assert_one_line_error, metrics, run
+
+FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures" / "chat"
+TINY = ["--config=tiny_test", "--config.model.max_length=128", "--config.train.steps=30",
+        "--config.eval.every=10", "--config.checkpoint.every=10", "--config.log_every=10",
+        "--config.sample.length=0", "--config.train.batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A random Llama-style model with the chat fixtures' tokenizer (which has ChatML's
+    special tokens) and SmolLM2's template, in the Hugging Face layout."""
+    from tfllm.models import GPT
+    from tfllm.pretrained.conversion import save_pretrained
+    from tfllm.tokenizers.hf_tokenizer import HFTokenizer
+
+    path = tmp_path_factory.mktemp("chat") / "hf"
+    text = (FIXTURES / "tokenizer.json").read_text(encoding="utf-8")
+    tokenizer = HFTokenizer(text, vocab_size=640)
+    tokenizer.eos_id = tokenizer.special_tokens()["<|im_end|>"]
+    model = GPT(vocab_size=640, num_layers=2, num_heads=4, num_kv_heads=2, hidden_dim=32,
+                intermediate_dim=64, max_length=128, position="rope", normalization="rms",
+                activation="swiglu", use_bias=False, tie_embeddings=True)
+    save_pretrained(model, tokenizer, str(path))
+    shutil.copyfile(FIXTURES / "templates" / "smollm2.jinja", path / "chat_template.jinja")
+    return path
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def reversal_rows(count, seed=0):
+    """Conversations whose answer is the question's words reversed: learnable."""
+    rng = np.random.default_rng(seed)
+    words = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree"]
+    rows = []
+    for _ in range(count):
+        picked = list(rng.choice(words, 3))
+        rows.append({"messages": [{"role": "user", "content": " ".join(picked)},
+                                  {"role": "assistant", "content": " ".join(picked[::-1])}]})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def chat_run(checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("chatrun")
+    data = write_rows(root / "train.jsonl", reversal_rows(200))
+    run_dir = root / "run"
+    proc = run("tfllm.train", *TINY, f"--init_from=hf:{checkpoint}",
+               f"--config.data.source={data}", f"--run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, data, proc
+
+
+def test_a_chat_run_trains_on_the_answers_and_keeps_its_template(chat_run, checkpoint):
+    run_dir, _, proc = chat_run
+    assert "chat: the checkpoint's template, the loss on the answers, packed windows" in proc.stdout
+    assert "200 chat examples (180 training" in proc.stdout
+    records = metrics(run_dir)
+    assert [r["step"] for r in records] == [10, 20, 30]
+    assert records[-1]["val_loss"] < records[0]["val_loss"]
+    assert (run_dir / "chat_template.jinja").read_text() == (
+        checkpoint / "chat_template.jinja").read_text()
+
+
+def test_generate_chat_answers_each_line_in_the_template(chat_run):
+    run_dir, _, _ = chat_run
+    proc = run("tfllm.generate", f"--run_dir={run_dir}", "--chat", "--max_new_tokens=8",
+               "--stream_chunk=0", input_text="red cat sun\nblue dog\n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Two answers (a tiny model's: any text), each ended at <|im_end|>, which is not printed.
+    assert len(proc.stdout.splitlines()) >= 2
+    assert "<|im_end|>" not in proc.stdout and "<|im_start|>" not in proc.stdout
+    one = run("tfllm.generate", f"--run_dir={run_dir}", "--chat", "--max_new_tokens=8",
+              "--stream_chunk=0", "--prompt=red cat sun")
+    assert one.returncode == 0 and proc.stdout.startswith(one.stdout.rstrip("\n"))
+
+
+def test_resuming_with_another_template_is_one_line(chat_run, tmp_path, checkpoint):
+    run_dir, data, _ = chat_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    other = tmp_path / "other.jinja"
+    other.write_text((FIXTURES / "templates" / "chatml_generation.jinja").read_text())
+    (copy / "chat_template.jinja").write_text(other.read_text())
+    proc = run("tfllm.train", *TINY, "--config.train.steps=40", f"--init_from=hf:{checkpoint}",
+               f"--config.data.source={data}", f"--run_dir={copy}")
+    assert_one_line_error(proc, "was trained with another chat template")
+
+
+@pytest.mark.parametrize("case", ["no answer trained", "malformed row", "text model",
+                                  "warm-up"])
+def test_chat_data_that_does_not_fit_is_one_line(case, checkpoint, tmp_path):
+    long_prompt = [{"messages": [{"role": "user", "content": "word " * 400},
+                                 {"role": "assistant", "content": "ok"}]}] * 4
+    data = tmp_path / "data.jsonl"
+    if case == "malformed row":
+        data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{oops\n')
+    else:
+        write_rows(data, long_prompt if case == "no answer trained" else reversal_rows(20))
+    init = [] if case == "text model" else [f"--init_from=hf:{checkpoint}"]
+    extra = (["--config.train.seq_len_start=8", "--config.train.shape_warmup_steps=10"]
+             if case == "warm-up" else [])
+    phrase = {"no answer trained": "is left with no trained token",
+              "malformed row": f"{data}:2: the row is not JSON",
+              "text model": "needs a pretrained model and its tokenizer",
+              "warm-up": "does not combine with the batch or window warm-up"}[case]
+    proc = run("tfllm.train", *TINY, *init, *extra, f"--config.data.source={data}",
+               f"--run_dir={tmp_path / 'run'}")
+    assert_one_line_error(proc, phrase)
+    assert not (tmp_path / "run").exists()
