@@ -44,16 +44,17 @@ def test_tflite_models_carry_the_state_across_chunks(lstm_run, tmp_path):
     512-token evaluation windows the float32 file scores what the Keras model does."""
     with open(os.path.join(lstm_run, "metrics.jsonl")) as f:
         val_loss = [json.loads(line) for line in f][-1]["val_loss"]
+    # In this process: the commands are these calls with flags (their own behaviour is
+    # tests/test_export_cli.py's), and each process would load TensorFlow again.
+    import tfllm
+
     out = str(tmp_path / "tflite")
     for fmt in ("tflite", "tflite_int8"):
-        proc = run("tfllm.export", f"--run_dir={lstm_run}", f"--format={fmt}", f"--output={out}")
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        tfllm.export_run(lstm_run, fmt, output=out)
     losses = {}
     for variant in ("float32", "dynamic_int8", "int8"):
-        proc = run("tfllm.evaluate", f"--run_dir={lstm_run}", "--json", "--batch_size=16",
-                   f"--tflite={os.path.join(out, variant + '.tflite')}")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result = tfllm.evaluate_run(lstm_run, batch_size=16,
+                                    tflite=os.path.join(out, variant + ".tflite"))
         assert result["tokens"] == 111_539
         losses[variant] = result["loss"]
     np.testing.assert_allclose(losses["float32"], val_loss, rtol=1e-4)

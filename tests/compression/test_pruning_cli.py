@@ -39,12 +39,11 @@ def test_pruned_run_evaluates_and_exports_sparse(reference, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(os.path.join(out, "tflite.json")) as f:
         sizes = json.load(f)["files"]
+    import tfllm  # in this process: what tfllm.evaluate --tflite calls
+
     for variant, rtol in (("float32", 1e-4), ("dynamic_int8", 0.02)):
-        proc = run("tfllm.evaluate", f"--run_dir={reference}", "--json",
-                   f"--tflite={os.path.join(out, variant + '.tflite')}")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        np.testing.assert_allclose(json.loads(proc.stdout.strip().splitlines()[-1])["loss"],
-                                   result["loss"], rtol=rtol)
+        tflite_loss = tfllm.evaluate_run(reference, tflite=os.path.join(out, variant + ".tflite"))
+        np.testing.assert_allclose(tflite_loss["loss"], result["loss"], rtol=rtol)
     # The float32 file stores the half-zero kernels sparse: smaller than a dense one.
     from tfllm.inference.exporting import export_tflite
     from tfllm.runs.run_directory import load_run
