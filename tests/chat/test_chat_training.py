@@ -124,3 +124,16 @@ def test_chat_data_that_does_not_fit_is_one_line(case, checkpoint, tmp_path):
                f"--run_dir={tmp_path / 'run'}")
     assert_one_line_error(proc, phrase)
     assert not (tmp_path / "run").exists()
+
+
+def test_exports_carry_the_runs_template(chat_run, tmp_path):
+    import tfllm
+    from tfllm.pretrained.gguf_checkpoint import GGUFCheckpoint
+
+    run_dir, _, _ = chat_run
+    template = (run_dir / "chat_template.jinja").read_text()
+    tfllm.export_run(str(run_dir), "hf", output=str(tmp_path / "hf"))
+    assert (tmp_path / "hf" / "chat_template.jinja").read_text() == template
+    tfllm.export_run(str(run_dir), "gguf", output=str(tmp_path / "gguf"))
+    (path,) = (tmp_path / "gguf").glob("*.gguf")
+    assert GGUFCheckpoint(str(path)).chat_template == template

@@ -105,6 +105,7 @@ def _export_pretrained_format(run_dir, config, output, checkpoint, fmt, gguf_typ
         from tfllm.pretrained import save_pretrained
 
         save_pretrained(model, tokenizer, output, _pretrained_settings(run_dir))
+        _write_run_template(run_dir, output)
     else:
         _write_gguf(run_dir, model, tokenizer, output, gguf_type)
     return {"path": output, "files": {name: os.path.getsize(os.path.join(output, name))
@@ -133,9 +134,45 @@ def _write_gguf(run_dir, model, tokenizer, output, gguf_type):
 
         source = GGUFCheckpoint(pretrained_path(run_dir))
         settings, template = source.config, source.chat_template
+    template = _run_template(run_dir) or template  # a chat fine-tune's own first
     os.makedirs(output, exist_ok=True)
     save_gguf(model, tokenizer, os.path.join(output, f"model-{gguf_type}.gguf"), gguf_type,
               template, settings)
+
+
+def _run_template(run_dir):
+    """The chat template a chat fine-tuning run trained with, or None."""
+    path = os.path.join(run_dir, "chat_template.jinja")
+    if pretrained_spec(run_dir) or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def pretrained_spec(run_dir):
+    from tfllm.pretrained.checkpoint import pretrained_path
+
+    return pretrained_path(run_dir) is not None
+
+
+def _write_run_template(run_dir, output):
+    """A chat run's template into a Hugging Face export: chat_template.jinja, and
+    tokenizer_config.json's chat_template where the export has one."""
+    import json
+
+    from tfllm.files import write_json, write_text
+
+    template = _run_template(run_dir)
+    if template is None:
+        return
+    write_text(os.path.join(output, "chat_template.jinja"), template)
+    config_path = os.path.join(output, "tokenizer_config.json")
+    if os.path.isfile(config_path):
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        if "chat_template" in config:
+            config["chat_template"] = template
+            write_json(config_path, config)
 
 
 def _training_windows(run_dir, config, window, count):
