@@ -51,6 +51,10 @@ def test_run_directory_holds_everything_a_run_needs(trained):
     assert records[-1]["val_loss"] < records[1]["val_loss"] < np.log(65) + 0.2
     assert "sample:" in proc.stdout and "done: step 20" in proc.stdout
     assert "MFU " in proc.stdout
+    # Time left on every progress line but the last.
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("step ")]
+    assert all(" left" in l for l in lines[:-1])
+    assert " left" not in lines[-1]
 
 
 def test_batch_size_and_sequence_length_warm_up(tmp_path_factory):

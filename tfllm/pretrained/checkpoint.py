@@ -108,7 +108,8 @@ class Checkpoint:
 
         file = self.tokenizer_file()
         try:
-            tokenizer = HFTokenizer.from_file(file, self.vocab_size, self.eos_id)
+            tokenizer = HFTokenizer.from_file(file, self.vocab_size, self.eos_id,
+                                              _first(self.config.get("bos_token_id")))
         except Exception as e:  # tokenizers raises its own Exception type
             raise UserError(f"{file} is not a tokenizer the tokenizers library reads "
                             f"({str(e).splitlines()[0][:120]}).") from None
@@ -118,6 +119,13 @@ class Checkpoint:
                             f"the model's embedding (config.json's vocab_size); pass the "
                             "tokenizer that belongs to these weights.")
         return tokenizer
+
+
+def _first(token):
+    """A config.json token id: an int, or the first of a list."""
+    if isinstance(token, list):
+        return token[0] if token else None
+    return token
 
 
 def check_checkpoint(path, max_length=None):

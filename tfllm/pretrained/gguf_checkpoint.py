@@ -100,7 +100,8 @@ class GGUFCheckpoint:
         from tfllm.pretrained.gguf_tokenizer import tokenizer_json
         from tfllm.tokenizers.hf_tokenizer import HFTokenizer
 
-        return HFTokenizer(tokenizer_json(self.reader, self.path), self.vocab_size, self.eos_id)
+        return HFTokenizer(tokenizer_json(self.reader, self.path), self.vocab_size, self.eos_id,
+                           self.config.get("bos_token_id"))
 
 
 def hf_config_of(reader, path):

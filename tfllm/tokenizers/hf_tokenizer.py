@@ -27,19 +27,20 @@ class HFTokenizer(Tokenizer):
 
     name = "hf"
 
-    def __init__(self, json_text, vocab_size, eos_id=None):
+    def __init__(self, json_text, vocab_size, eos_id=None, bos_id=None):
         from tokenizers import Tokenizer as _Tokenizer
 
         self.json_text = json_text
         self._tok = _Tokenizer.from_str(json_text)
         self._vocab_size = int(vocab_size)
         self.eos_id = None if eos_id is None else int(eos_id)
+        self.bos_id = None if bos_id is None else int(bos_id)  # what chat templates name bos_token
         self._newline = self._tok.encode("\n", add_special_tokens=False).ids
 
     @classmethod
-    def from_file(cls, path, vocab_size, eos_id=None):
+    def from_file(cls, path, vocab_size, eos_id=None, bos_id=None):
         with open(path, encoding="utf-8") as f:
-            return cls(f.read(), vocab_size, eos_id)
+            return cls(f.read(), vocab_size, eos_id, bos_id)
 
     @classmethod
     def train(cls, text, **unused):
@@ -98,8 +99,11 @@ class HFTokenizer(Tokenizer):
 
     def _state(self, directory):
         state = {"vocab_size": self._vocab_size, "eos_id": self.eos_id}
-        if directory is None:  # fingerprint: the tokenizer's definition itself
+        if directory is None:  # fingerprint: the tokenizer's definition itself (encoding
+            # does not depend on bos_id, which only chat templates name)
             return {**state, "sha256": hashlib.sha256(self.json_text.encode()).hexdigest()}
+        if self.bos_id is not None:
+            state["bos_id"] = self.bos_id
         with open(os.path.join(directory, HF_FILE), "w", encoding="utf-8") as f:
             f.write(self.json_text)
         return {**state, "file": HF_FILE}
@@ -107,4 +111,4 @@ class HFTokenizer(Tokenizer):
     @classmethod
     def from_state(cls, state, directory):
         return cls.from_file(os.path.join(directory, state["file"]), state["vocab_size"],
-                             state.get("eos_id"))
+                             state.get("eos_id"), state.get("bos_id"))

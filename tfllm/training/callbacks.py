@@ -245,6 +245,8 @@ class MetricsLogger(StepCallback):
     def on_train_batch_end(self, batch, logs=None):
         step = self.step_of(batch)
         due = self.due(step) or "val_loss" in logs
+        if self.first_call:  # time left: from this process's pace after the first step
+            self.pace_start = (step, time.perf_counter())
         if self.first_call and not due:
             # fit's first call traces and compiles the step (seconds, which elapsed_s
             # shows): the first interval's tokens/s starts after it.
@@ -291,7 +293,21 @@ class MetricsLogger(StepCallback):
                 + f"{record['elapsed_s']:.0f}s")
         if "val_loss" in record:
             line += f" | val_loss {record['val_loss']:.4f} (ppl {record['val_perplexity']:.2f})"
+        first_step, first_time = getattr(self, "pace_start", (step, now))
+        if first_step < step < self.total_steps:
+            left = (now - first_time) / (step - first_step) * (self.total_steps - step)
+            line += f" | {duration(left)} left"
         self.print_fn(line)
+
+
+def duration(seconds):
+    """'1h05m', '4m10s' or '35s'."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
 
 
 class CheckpointSaver(StepCallback):
