@@ -137,3 +137,14 @@ def test_exports_carry_the_runs_template(chat_run, tmp_path):
     tfllm.export_run(str(run_dir), "gguf", output=str(tmp_path / "gguf"))
     (path,) = (tmp_path / "gguf").glob("*.gguf")
     assert GGUFCheckpoint(str(path)).chat_template == template
+
+
+def test_mirrored_over_two_devices_trains_as_one(chat_run, checkpoint, tmp_path):
+    run_dir, data, _ = chat_run
+    proc = run("tfllm.train", *TINY, f"--init_from=hf:{checkpoint}", f"--config.data.source={data}",
+               "--strategy=mirrored", "--cpu_devices=2", f"--run_dir={tmp_path / 'mirrored'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = metrics(run_dir), metrics(tmp_path / "mirrored")
+    np.testing.assert_allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=1e-4)
+    np.testing.assert_allclose([r["val_loss"] for r in two if "val_loss" in r],
+                               [r["val_loss"] for r in one if "val_loss" in r], rtol=1e-4)

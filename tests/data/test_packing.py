@@ -116,3 +116,32 @@ def test_no_attention_across_examples(model):
     grad = tape.gradient(second, embedded).numpy()
     assert np.all(grad[0, :5] == 0)  # nothing of the first example reaches the second
     assert np.any(grad[0, 5:] != 0)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_the_weighted_step_splits_into_micro_batches_alike(policy):
+    """Gradient accumulation over packed, weighted batches: the same loss and gradients as
+    the whole batch (the mean over the batch's trained tokens); finite under bfloat16."""
+    from tfllm._keras import keras
+    from tfllm.training.training_model import TrainingModel
+
+    keras.mixed_precision.set_global_policy(policy)
+    tf.keras.utils.set_random_seed(2)
+    model = GPT(vocab_size=50, num_layers=1, hidden_dim=32, num_heads=4, intermediate_dim=64,
+                max_length=16, position="rope")
+    packed = pack(examples([9, 7, 6, 5, 4, 4, 3, 3], seed=5), length=15)
+    rows = np.arange(4) % len(packed)
+    batch = ({k: tf.constant(v) for k, v in packed.inputs(rows).items()},
+             tf.constant(packed.targets(rows)), tf.constant(packed.weights(rows)))
+    results = []
+    for accumulate in (1, 2):
+        task = TrainingModel(model, grad_accum_steps=accumulate)
+        task.compile(optimizer=keras.optimizers.SGD(0.0))
+        loss, grads = task.loss_and_gradients(batch)
+        results.append((float(loss), [tf.convert_to_tensor(g).numpy() for g in grads]))
+    (loss1, grads1), (loss2, grads2) = results
+    assert np.isfinite(loss1)
+    rtol = 1e-5 if policy == "float32" else 2e-2
+    np.testing.assert_allclose(loss2, loss1, rtol=rtol)
+    for a, b in zip(grads1, grads2):
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=1e-6 if policy == "float32" else 1e-3)
