@@ -51,7 +51,9 @@ class Decoder(tf.Module):
         """S, or None for a recurrent model (unbounded)."""
         return None if self.recurrent else self.model.max_length
 
-    @tf.function
+    # reduce_retracing: after a second prompt length the trace takes any length, so a chat
+    # (a longer prompt each turn) traces the prefill twice, not once per turn.
+    @tf.function(reduce_retracing=True)
     def prefill(self, prompt):
         """Prompt (B, P) -> (next-token logits (B, V), state, position of the next token).
 
