@@ -32,6 +32,8 @@ flags.DEFINE_enum("sampler", None, ["greedy", "temperature", "top_k", "top_p"],
                   "A named sampler; default: temperature, top_k and top_p as given.")
 flags.DEFINE_string("stop_at", None, "End a sample when it generates this token (e.g. a "
                     "newline); it must be one token of the run's tokenizer.")
+flags.DEFINE_bool("stop_at_end", True, "Without --stop_at, end a sample at the tokenizer's "
+                  "end-of-text token where it has one (a pretrained model's); not printed.")
 flags.DEFINE_integer("stream_chunk", 8, "Tokens per streamed chunk of a single sample; "
                      "0 = print the sample when it is complete.", lower_bound=0)
 flags.DEFINE_bool("chat", False, "Chat in the model's template: each stdin line (or --prompt) "
@@ -67,7 +69,7 @@ def main(argv):
     samples = generate_text(cli.model_spec(), prompt, FLAGS.max_new_tokens, FLAGS.temperature,
                             FLAGS.top_k, FLAGS.top_p, FLAGS.seed, FLAGS.num_samples,
                             FLAGS.stop_at, FLAGS.sampler, FLAGS.checkpoint, on_text=printer,
-                            chunk_size=FLAGS.stream_chunk)
+                            chunk_size=FLAGS.stream_chunk, stop_at_end=FLAGS.stop_at_end)
     if streaming:
         printer.finish(samples[0])
         return

@@ -148,3 +148,15 @@ def test_mirrored_over_two_devices_trains_as_one(chat_run, checkpoint, tmp_path)
     np.testing.assert_allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=1e-4)
     np.testing.assert_allclose([r["val_loss"] for r in two if "val_loss" in r],
                                [r["val_loss"] for r in one if "val_loss" in r], rtol=1e-4)
+
+
+def test_generation_stops_at_the_end_of_text_token_by_default(chat_run):
+    import tfllm
+
+    run_dir = str(chat_run[0])
+    prompt = "<|im_start|>user\nred cat sun<|im_end|>\n<|im_start|>assistant\n"
+    free = tfllm.generate_text(run_dir, prompt, max_new_tokens=40, temperature=0,
+                               stop_at_end=False)[0]
+    stopped = tfllm.generate_text(run_dir, prompt, max_new_tokens=40, temperature=0)[0]
+    assert "<|im_end|>" in free  # the trained model ends its answer
+    assert stopped == free.split("<|im_end|>")[0]
