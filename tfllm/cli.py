@@ -163,8 +163,18 @@ def _resolve_config_flag(argv):
             arg = "--config=" + config_path(arg[len("--config="):])
         out.append(arg)
     if not any(a.startswith("--config=") for a in out):
-        out.insert(1, "--config=" + _default_config["path"])
+        out.insert(1, "--config=" + _default_for(out))
     return out
+
+
+def _default_for(argv):
+    """The command's default config; for a start from a pretrained model (--init_from=hf:
+    or gguf:) without --config, `finetune` instead of the from-scratch `default`."""
+    path = _default_config["path"]
+    pretrained = any(a.startswith(("--init_from=hf:", "--init_from=gguf:")) for a in argv)
+    if pretrained and os.path.basename(path) == "default.py":
+        return config_path("finetune")
+    return path
 
 
 def _override_error(error, argv):

@@ -160,3 +160,14 @@ def test_generation_stops_at_the_end_of_text_token_by_default(chat_run):
     stopped = tfllm.generate_text(run_dir, prompt, max_new_tokens=40, temperature=0)[0]
     assert "<|im_end|>" in free  # the trained model ends its answer
     assert stopped == free.split("<|im_end|>")[0]
+
+
+def test_a_pretrained_start_without_a_config_takes_the_finetune_config(checkpoint, tmp_path):
+    data = write_rows(tmp_path / "data.jsonl", reversal_rows(20))
+    proc = run("tfllm.train", f"--init_from=hf:{checkpoint}", f"--config.data.source={data}",
+               "--config.train.steps=2", "--config.model.max_length=128", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((tmp_path / "runs" / "finetune" / "config.json").read_text())
+    assert (config["train"]["learning_rate"], config["train"]["warmup_steps"],
+            config["sample"]["length"]) == (2e-4, 10, 0)
+    assert "sample:" not in proc.stdout
