@@ -150,16 +150,26 @@ def test_mirrored_over_two_devices_trains_as_one(chat_run, checkpoint, tmp_path)
                                [r["val_loss"] for r in one if "val_loss" in r], rtol=1e-4)
 
 
-def test_generation_stops_at_the_end_of_text_token_by_default(chat_run):
+def test_generation_stops_at_the_end_of_text_token_by_default(chat_run, tmp_path):
     import tfllm
+    from tfllm.inference import generate
+    from tfllm.runs.run_directory import load_run
 
-    run_dir = str(chat_run[0])
+    run_dir = tmp_path / "run"
+    shutil.copytree(chat_run[0], run_dir)
     prompt = "<|im_start|>user\nred cat sun<|im_end|>\n<|im_start|>assistant\n"
-    free = tfllm.generate_text(run_dir, prompt, max_new_tokens=40, temperature=0,
+    _, tokenizer, model = load_run(str(run_dir))
+    free = [int(i) for i in generate(model, tokenizer.encode(prompt), 12, temperature=0)[0]]
+    # The end-of-text token made one this tiny model writes (its third): generation stops
+    # there, without printing it.
+    end = free[2]
+    state = json.loads((run_dir / "tokenizer.json").read_text())
+    (run_dir / "tokenizer.json").write_text(json.dumps({**state, "eos_id": end}))
+    stopped = tfllm.generate_text(str(run_dir), prompt, max_new_tokens=12, temperature=0)[0]
+    assert stopped == tokenizer.decode(free[:free.index(end)])
+    kept = tfllm.generate_text(str(run_dir), prompt, max_new_tokens=12, temperature=0,
                                stop_at_end=False)[0]
-    stopped = tfllm.generate_text(run_dir, prompt, max_new_tokens=40, temperature=0)[0]
-    assert "<|im_end|>" in free  # the trained model ends its answer
-    assert stopped == free.split("<|im_end|>")[0]
+    assert kept == tokenizer.decode(free)
 
 
 def test_a_pretrained_start_without_a_config_takes_the_finetune_config(checkpoint, tmp_path):
@@ -171,3 +181,13 @@ def test_a_pretrained_start_without_a_config_takes_the_finetune_config(checkpoin
     assert (config["train"]["learning_rate"], config["train"]["warmup_steps"],
             config["sample"]["length"]) == (2e-4, 10, 0)
     assert "sample:" not in proc.stdout
+
+
+def test_evaluate_scores_the_held_out_answers_as_training_did(chat_run):
+    run_dir, _, _ = chat_run
+    proc = run("tfllm.evaluate", f"--run_dir={run_dir}", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(result["loss"], metrics(run_dir)[-1]["val_loss"], rtol=1e-5)
+    proc = run("tfllm.evaluate", f"--run_dir={run_dir}", "--tflite=x.tflite")
+    assert_one_line_error(proc, "drop --tflite")

@@ -27,6 +27,15 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
 
     # What a user can get wrong is checked before TensorFlow loads (seconds).
     config, tokenizer, _ = find_run(run_dir, checkpoint)
+    section = _data_section(config.data, data, tfds_data_dir, tfds_split, tfds_text_key)
+    from tfllm.data.chat_data import is_chat_source
+
+    if is_chat_source((section or config.data).source):
+        if tflite is not None:
+            raise UserError("--tflite evaluates text windows; a chat run's conversations are "
+                            "evaluated on its checkpoint: drop --tflite.")
+        return _evaluate_chat(run_dir, checkpoint, config, tokenizer, section or config.data,
+                              split, batch_size)
     if tflite is not None:
         if not os.path.isfile(tflite):
             raise UserError(f"--tflite={tflite} is not a file; pass a .tflite file written by "
@@ -36,8 +45,7 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
         if identifier != b"TFL3":
             raise UserError(f"--tflite={tflite} is not a TFLite model (no TFL3 identifier); pass "
                             "a file written by tfllm.export --format=tflite.")
-    dataset = run_dataset(run_dir, config, tokenizer, _data_section(
-        config.data, data, tfds_data_dir, tfds_split, tfds_text_key), CORPUS_FLAGS)
+    dataset = run_dataset(run_dir, config, tokenizer, section, CORPUS_FLAGS)
     tokens = {"val": dataset.val, "train": dataset.train, "all": dataset.tokens}[split]
     # A recurrent model's TFLite file carries its state: it reads the run's own windows;
     # a GPT's reads its own (known once the file is open).
@@ -70,6 +78,38 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
                          verbose=0, return_dict=True)["loss"]
     return {**_result(loss, eval_targets(len(tokens), window, max_tokens)),
             "kernel_sparsity": sparsity(model)["pruned_fraction"]}
+
+
+def _evaluate_chat(run_dir, checkpoint, config, tokenizer, data, split, batch_size):
+    """The loss on the trained (answer) tokens of a chat source's split, its examples
+    split and packed as the run trained (tfllm.data.chat_data)."""
+    import numpy as np
+
+    from tfllm.api.chat import chat_template_of
+    from tfllm.data.chat_data import chat_eval_dataset, load_chat_dataset
+    from tfllm.data.packing import Packed
+    from tfllm.runs.run_directory import load_run
+    from tfllm.training.training_model import TrainingModel
+
+    template, _ = chat_template_of(run_dir)
+    dataset = load_chat_dataset(data, tokenizer, template, config.model.max_length, config.seed,
+                                config.data.packing)
+    if split == "all":
+        parts = (dataset.train, dataset.val)
+        packed = Packed(*(np.concatenate([getattr(p, k) for p in parts])
+                          for k in ("tokens", "segments", "mask")),
+                        sum(p.examples for p in parts), 0, 0)
+    else:
+        packed = dataset.val if split == "val" else dataset.train
+    if not len(packed):
+        raise UserError(f"the chat data has no {split} examples; pass --split=train or more "
+                        "examples.")
+    batch_size = batch_size or config.eval.batch_size
+    task = TrainingModel(load_run(run_dir, checkpoint)[2])
+    task.compile(weighted_metrics=[])
+    loss = task.evaluate(chat_eval_dataset(packed, batch_size), verbose=0,
+                         return_dict=True)["loss"]
+    return _result(loss, packed.trained_tokens)
 
 
 def _data_section(data, source, tfds_data_dir, tfds_split, tfds_text_key):
