@@ -49,6 +49,7 @@ def small_disk(tmp_path):
 # (--dist loadscope) in collection order, and a long module collected last (tests/test_*.py
 # come after the folders) would run alone at the end. Longest first shortens that tail.
 LONGEST_FIRST = ("tests/test_train_cli.py", "tests/distribute/test_distribution.py",
+                 "tests/chat/test_chat_training.py",
                  "tests/test_speedrun.py", "tests/models/test_gpt.py",
                  "tests/test_benchmark_cli.py", "tests/compression/test_qat_cli.py",
                  "tests/test_silent_failures.py", "tests/distribute/test_dtensor.py",

@@ -75,8 +75,9 @@ def test_weight_averaging_is_what_is_evaluated_and_saved_last(trained, tmp_path_
     assert [r["loss"] for r in averaged] == pytest.approx([r["loss"] for r in plain], rel=1e-3)
     # ... but the evaluations are of the averaged weights, and so is the last checkpoint.
     assert averaged[-1]["val_loss"] != pytest.approx(plain[-1]["val_loss"], rel=1e-4)
-    proc = run("tfllm.evaluate", f"--run_dir={run_dir}", "--json", "--batch_size=16")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    import tfllm  # what tfllm.evaluate calls (its CLI: test_evaluate_matches_the_final_...)
+
+    result = tfllm.evaluate_run(run_dir, batch_size=16)
     np.testing.assert_allclose(result["loss"], averaged[-1]["val_loss"], rtol=1e-4)
 
 

@@ -13,9 +13,10 @@ import pytest
 from tests.cli_helpers import assert_one_line_error, metrics, run
 
 FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures" / "chat"
-TINY = ["--config=tiny_test", "--config.model.max_length=128", "--config.train.steps=30",
-        "--config.eval.every=10", "--config.checkpoint.every=10", "--config.log_every=10",
-        "--config.sample.length=0", "--config.train.batch_size=8"]
+# No --config: a start from hf: takes configs/finetune.py (asserted below); small and quick.
+TINY = ["--config.model.max_length=128", "--config.train.steps=30", "--config.eval.every=10",
+        "--config.checkpoint.every=10", "--config.log_every=10", "--config.train.batch_size=8",
+        "--config.train.learning_rate=2e-3"]
 
 
 @pytest.fixture(scope="module")
@@ -172,14 +173,11 @@ def test_generation_stops_at_the_end_of_text_token_by_default(chat_run, tmp_path
     assert kept == tokenizer.decode(free)
 
 
-def test_a_pretrained_start_without_a_config_takes_the_finetune_config(checkpoint, tmp_path):
-    data = write_rows(tmp_path / "data.jsonl", reversal_rows(20))
-    proc = run("tfllm.train", f"--init_from=hf:{checkpoint}", f"--config.data.source={data}",
-               "--config.train.steps=2", "--config.model.max_length=128", cwd=str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    config = json.loads((tmp_path / "runs" / "finetune" / "config.json").read_text())
-    assert (config["train"]["learning_rate"], config["train"]["warmup_steps"],
-            config["sample"]["length"]) == (2e-4, 10, 0)
+def test_a_pretrained_start_without_a_config_takes_the_finetune_config(chat_run):
+    run_dir, _, proc = chat_run
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["train"]["warmup_steps"], config["eval"]["max_tokens"],
+            config["sample"]["length"]) == (10, 16384, 0)
     assert "sample:" not in proc.stdout
 
 
