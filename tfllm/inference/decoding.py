@@ -40,16 +40,20 @@ class Decoder(tf.Module):
         ...                      end_token=-1, done=tf.zeros([1], tf.bool))
     """
 
-    def __init__(self, model, jit_compile=True):
+    def __init__(self, model, jit_compile=True, cache_length=None):
         super().__init__(name="decoder")
         self.model = model
         self.recurrent = hasattr(model, "call_with_state")
         self.decode = tf.function(self._decode, jit_compile=jit_compile)
+        self._cache_length = cache_length
 
     @property
     def cache_length(self):
-        """S, or None for a recurrent model (unbounded)."""
-        return None if self.recurrent else self.model.max_length
+        """S (the model's max_length unless a shorter cache was asked for), or None for a
+        recurrent model (unbounded)."""
+        if self.recurrent:
+            return None
+        return min(self._cache_length or self.model.max_length, self.model.max_length)
 
     # reduce_retracing: after a second prompt length the trace takes any length, so a chat
     # (a longer prompt each turn) traces the prefill twice, not once per turn.
@@ -146,13 +150,30 @@ class NaiveDecoder(tf.Module):
         return token, tf.where(full, shifted, written), length + 1
 
 
-def decoder_for(model):
-    """The model's Decoder, made once and kept on the model (so its compilations are too)."""
-    decoder = model.__dict__.get("_tfllm_decoder")
-    if decoder is None:
-        decoder = Decoder(model)
-        model.__dict__["_tfllm_decoder"] = decoder
-    return decoder
+# The shortest cache generate() gives a GPT; longer ones are the next power of two.
+MIN_CACHE = 256
+
+
+def cache_bucket(model, tokens):
+    """The cache length generate() uses for `tokens` (prompt + new) positions: the next
+    power of two from MIN_CACHE, at most max_length. Every decode step attends over the
+    whole cache, so a model with a long context (SmolLM2: 8,192) decoding a short chat
+    reads a cache sized to the chat, and compiles once per size reached."""
+    if hasattr(model, "call_with_state"):
+        return None
+    size = MIN_CACHE
+    while size < tokens:
+        size *= 2
+    return min(size, model.max_length)
+
+
+def decoder_for(model, cache_length=None):
+    """The model's Decoder for a cache of `cache_length` (default max_length), made once
+    and kept on the model (so its compilations are too)."""
+    decoders = model.__dict__.setdefault("_tfllm_decoders", {})
+    if cache_length not in decoders:
+        decoders[cache_length] = Decoder(model, cache_length=cache_length)
+    return decoders[cache_length]
 
 
 def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0,
@@ -169,7 +190,7 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, top_p=
     """
     prompt = np.asarray(prompt_ids, np.int32).reshape(-1)
     check_sampling_args(model, len(prompt), max_new_tokens, temperature, top_k, top_p)
-    decoder = decoder_for(model)
+    decoder = decoder_for(model, cache_bucket(model, len(prompt) + max_new_tokens))
     logits, state, position = decoder.prefill(tf.constant(np.tile(prompt[None], [num_samples, 1])))
     settings = dict(seed=tf.constant([seed, 0], tf.int64),
                     temperature=tf.constant(temperature, tf.float32),
