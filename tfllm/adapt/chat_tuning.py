@@ -11,21 +11,12 @@ import os
 
 from tfllm.data.chat_data import (TEMPLATE_FILE, chat_eval_batches, chat_eval_dataset,
                                   chat_train_dataset, is_chat_source, load_chat_dataset,
-                                  template_source)
+                                  saved_template, template_source)
 from tfllm.errors import UserError
 from tfllm.files import write_text
 
 __all__ = ["is_chat_source", "run_template", "chat_dataset", "save_template", "train_data",
            "eval_data", "eval_batch_count", "scored_tokens", "saved_template"]
-
-
-def saved_template(run_dir):
-    """The chat template a run trained with, or None."""
-    path = os.path.join(run_dir, TEMPLATE_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return f.read()
 
 
 def run_template(run_dir, data, checkpoint_template, resuming):

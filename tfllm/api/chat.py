@@ -8,31 +8,21 @@ with the generation prompt, and ends at the template's end-of-turn token.
 
 import os
 
-from tfllm.data.chat_data import TEMPLATE_FILE, chat_encoder
+from tfllm.data.chat_data import chat_encoder, read_template, saved_template
 from tfllm.errors import UserError
 
 
 def chat_template_of(spec, template_file=None):
     """(template text, origin) of a run or pretrained spec; UserError if it has none."""
-    from tfllm.pretrained.checkpoint import open_checkpoint, pretrained_path
+    from tfllm.pretrained.checkpoint import PRETRAINED_DIR, open_checkpoint, pretrained_path
 
     if template_file:
-        try:
-            with open(template_file, encoding="utf-8") as f:
-                return f.read(), template_file
-        except OSError as e:
-            raise UserError(f"--chat_template={template_file}: cannot read it ({e.strerror}).") \
-                from None
+        return read_template(template_file, "--chat_template"), template_file
     path = pretrained_path(spec)
     if path is not None:
         text = open_checkpoint(path).chat_template
-    else:
-        text = None
-        for name in (TEMPLATE_FILE, os.path.join("pretrained", TEMPLATE_FILE)):
-            if os.path.isfile(os.path.join(spec, name)):
-                with open(os.path.join(spec, name), encoding="utf-8") as f:
-                    text = f.read()
-                break
+    else:  # a chat run's own, else that of the checkpoint the run was imported from
+        text = saved_template(spec) or saved_template(os.path.join(spec, PRETRAINED_DIR))
     if not text:
         raise UserError(f"--chat: {spec} has no chat template (a chat fine-tuning run or a "
                         "checkpoint that ships one has); pass one with --chat_template=FILE.")

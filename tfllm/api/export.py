@@ -142,17 +142,10 @@ def _write_gguf(run_dir, model, tokenizer, output, gguf_type):
 
 def _run_template(run_dir):
     """The chat template a chat fine-tuning run trained with, or None."""
-    path = os.path.join(run_dir, "chat_template.jinja")
-    if pretrained_spec(run_dir) or not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    from tfllm.data.chat_data import saved_template
+    from tfllm.runs.run_directory import is_pretrained_spec
 
-
-def pretrained_spec(run_dir):
-    from tfllm.pretrained.checkpoint import pretrained_path
-
-    return pretrained_path(run_dir) is not None
+    return None if is_pretrained_spec(run_dir) else saved_template(run_dir)
 
 
 def _write_run_template(run_dir, output):

@@ -35,17 +35,29 @@ def is_chat_source(source):
     return all(f.endswith(CHAT_SUFFIX) for f in files)
 
 
+def read_template(path, flag):
+    """The text of the chat template file `path` that `flag` named; UserError if unreadable."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise UserError(f"{flag}={path}: cannot read it ({e.strerror}); pass a Jinja chat "
+                        "template file.") from None
+
+
+def saved_template(run_dir):
+    """The chat template a chat fine-tuning run trained with (RUN/chat_template.jinja), or
+    None."""
+    path = os.path.join(run_dir, TEMPLATE_FILE)
+    return read_template(path, "the run's template") if os.path.isfile(path) else None
+
+
 def template_source(data, checkpoint_template=None):
     """(template text, where it came from): data.chat_template's file, else the
     checkpoint's own, else tfllm's ChatML."""
     if data.chat_template:
-        path = os.path.expanduser(data.chat_template)
-        try:
-            with open(path, encoding="utf-8") as f:
-                return f.read(), path
-        except OSError as e:
-            raise UserError(f"--config.data.chat_template={data.chat_template}: cannot read it "
-                            f"({e.strerror}); pass a Jinja chat template file.") from None
+        return (read_template(data.chat_template, "--config.data.chat_template"),
+                os.path.expanduser(data.chat_template))
     if checkpoint_template:
         return checkpoint_template, "the checkpoint's"
     return CHATML, "tfllm's ChatML"
