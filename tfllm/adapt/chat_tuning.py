@@ -9,14 +9,12 @@ ChatML; it is kept in the run directory (chat_template.jinja), where generation
 import hashlib
 import os
 
-from tfllm.data.chat_data import (TEMPLATE_FILE, chat_eval_batches, chat_eval_dataset,
-                                  chat_train_dataset, is_chat_source, load_chat_dataset,
+from tfllm.data.chat_data import (TEMPLATE_FILE, is_chat_source, load_chat_dataset,
                                   saved_template, template_source)
 from tfllm.errors import UserError
 from tfllm.files import write_text
 
-__all__ = ["is_chat_source", "run_template", "chat_dataset", "save_template", "train_data",
-           "eval_data", "eval_batch_count", "scored_tokens", "saved_template"]
+__all__ = ["is_chat_source", "run_template", "chat_dataset", "save_template", "saved_template"]
 
 
 def run_template(run_dir, data, checkpoint_template, resuming):
@@ -49,19 +47,3 @@ def chat_dataset(config, tokenizer, template_text):
 
 def save_template(run_dir, text):
     write_text(os.path.join(run_dir, TEMPLATE_FILE), text)
-
-
-def train_data(dataset, batch_size, seed, start_step, context):
-    return chat_train_dataset(dataset.train, batch_size, seed, start_step, context)
-
-
-def eval_data(dataset, batch_size, context):
-    return chat_eval_dataset(dataset.val, batch_size, context)
-
-
-def eval_batch_count(dataset, batch_size):
-    return chat_eval_batches(dataset.val, batch_size)
-
-
-def scored_tokens(dataset):
-    return dataset.val.trained_tokens

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfllm import config as config_lib
 from tfllm.adapt import chat_tuning
+from tfllm.data.chat_data import chat_eval_batches, chat_eval_dataset, chat_train_dataset
 from tfllm.bench import mfu
 from tfllm.data.pipeline import (ShapeWarmup, eval_batches, eval_dataset, eval_targets,
                                  train_dataset)
@@ -294,8 +295,8 @@ class Trainer:
             self.print_fn(f"resuming {self.run_dir} from step {start_step}")
         if getattr(dataset, "kind", None) == "chat":
             def make_train(context):
-                return chat_tuning.train_data(dataset, t.batch_size, cfg.seed, start_step,
-                                              context)
+                return chat_train_dataset(dataset.train, t.batch_size, cfg.seed, start_step,
+                                          context)
         else:
             def make_train(context):
                 return train_dataset(dataset.train, cfg.model.max_length, t.batch_size,
@@ -325,7 +326,7 @@ class Trainer:
         cfg, t = self.config, self.config.train
         self.print_fn(f"data: {dataset.describe()}")
         window = eval_length(cfg)
-        scored = (chat_tuning.scored_tokens(dataset) if getattr(dataset, "kind", None) == "chat"
+        scored = (dataset.val.trained_tokens if getattr(dataset, "kind", None) == "chat"
                   else eval_targets(len(dataset.val), window, cfg.eval.max_tokens))
         if self.mesh is not None:
             place = f"DTensor mesh {dict(zip(self.mesh.dim_names, self.mesh.shape()))}"
@@ -452,9 +453,9 @@ class Trainer:
         budget = cfg.eval.max_tokens
         if getattr(dataset, "kind", None) == "chat":
             val_ds = distribution.distribute_dataset(
-                lambda context: chat_tuning.eval_data(dataset, batch, context), batch,
+                lambda context: chat_eval_dataset(dataset.val, batch, context), batch,
                 self.strategy, self.mesh)
-            batches = chat_tuning.eval_batch_count(dataset, batch)
+            batches = chat_eval_batches(dataset.val, batch)
         else:
             val_ds = distribution.distribute_dataset(
                 lambda context: eval_dataset(dataset.val, window, batch, context, budget), batch,
