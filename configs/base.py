@@ -154,6 +154,9 @@ def get_config():
                                   # training loss since the last log is above target + this
                                   # margin (it cannot be at the target yet); may be negative
                                   # down to -1, which means never skip
+            tasks="",             # lm-eval tasks scored at each evaluation: names or task YAML
+                                  # files, comma-separated (needs tfllm[eval]); "" = none
+            task_limit=100,       # examples per task at each evaluation (its first ones); 0 = all
         ),
         log_every=50,             # metrics.jsonl / TensorBoard / progress line every N steps
         checkpoint=dict(

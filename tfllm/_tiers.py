@@ -20,12 +20,13 @@ TIERS = (
     ("methods", ("adapt", "distribute")),                      # LoRA, distillation; strategies
     ("config", ("config",)),                                   # validation and run identity
     ("runs", ("runs",)),                                       # run directories
+    ("evaluation", ("harness",)),                              # lm-evaluation-harness model
     ("measurement", ("bench",)),                               # MFU, generation speed, scaling
     ("training", ("training",)),                               # the loop and its preflight
     ("api", ("api",)),                                         # what the commands do, in Python
     ("cli", ("cli",)),                                         # flags, errors, exit codes
     ("commands", ("train", "evaluate", "generate", "export", "prepare", "benchmark",
-                  "lr_find", "speedrun", "launch_workers", "__init__")),
+                  "lr_find", "speedrun", "launch_workers", "lm_eval", "__init__")),
 )
 
 

@@ -41,7 +41,7 @@ NON_NEGATIVE = ("model.num_kv_heads", "model.intermediate_dim", "model.dropout",
                 "train.intra_op_threads", "eval.seq_len", "train.target_val_loss",
                 "train.batch_size_start", "train.seq_len_start", "train.shape_warmup_steps",
                 "train.max_loss", "eval.max_tokens", "model.head_dim", "model.norm_epsilon",
-                "train.lora_rank")
+                "train.lora_rank", "eval.task_limit")
 # lora_alpha scales the adapters' output: 0 would train adapters that change nothing.
 POSITIVE += ("model.rope_max_wavelength", "train.lora_alpha")
 # The keys that fix what a run's checkpoints and tokens mean: a run directory can only be

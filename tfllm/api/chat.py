@@ -6,27 +6,9 @@ the checkpoint it was imported from, kept in RUN/pretrained/), or a pretrained m
 with the generation prompt, and ends at the template's end-of-turn token.
 """
 
-import os
-
-from tfllm.data.chat_data import chat_encoder, read_template, saved_template
+from tfllm.data.chat_data import chat_encoder
 from tfllm.errors import UserError
-
-
-def chat_template_of(spec, template_file=None):
-    """(template text, origin) of a run or pretrained spec; UserError if it has none."""
-    from tfllm.pretrained.checkpoint import PRETRAINED_DIR, open_checkpoint, pretrained_path
-
-    if template_file:
-        return read_template(template_file, "--chat_template"), template_file
-    path = pretrained_path(spec)
-    if path is not None:
-        text = open_checkpoint(path).chat_template
-    else:  # a chat run's own, else that of the checkpoint the run was imported from
-        text = saved_template(spec) or saved_template(os.path.join(spec, PRETRAINED_DIR))
-    if not text:
-        raise UserError(f"--chat: {spec} has no chat template (a chat fine-tuning run or a "
-                        "checkpoint that ships one has); pass one with --chat_template=FILE.")
-    return text, f"{spec}'s"
+from tfllm.runs.chat_template import chat_template_of
 
 
 class ChatSession:

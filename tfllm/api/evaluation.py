@@ -85,7 +85,7 @@ def _evaluate_chat(run_dir, checkpoint, config, tokenizer, data, split, batch_si
     split and packed as the run trained (tfllm.data.chat_data)."""
     import numpy as np
 
-    from tfllm.api.chat import chat_template_of
+    from tfllm.runs.chat_template import chat_template_of
     from tfllm.data.chat_data import chat_eval_dataset, load_chat_dataset
     from tfllm.data.packing import Packed
     from tfllm.runs.run_directory import load_run

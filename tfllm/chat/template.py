@@ -125,6 +125,29 @@ class ChatTemplate:
         return Rendered("".join(chunks), spans)
 
 
+# What transformers appends to the final message to find where it ends once rendered
+# (`continue_final_message`): the text is cut there, so the model continues that message.
+_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
+def render_continuing(template, messages, **kwargs):
+    """The conversation's text ending inside its final message, for the model to continue
+    it (transformers' `continue_final_message=True`): the template's end-of-turn after
+    that message is left out."""
+    if not messages or not isinstance(messages[-1].get("content"), str):
+        raise ChatTemplateError("continue_final_message needs a conversation whose final "
+                                "message has text content.")
+    final = messages[-1]["content"]
+    tagged = [*messages[:-1], {**messages[-1], "content": final + _CONTINUE_TAG}]
+    text = template.render(tagged, **kwargs).text
+    tag = _CONTINUE_TAG.strip()
+    if final.strip() not in text or tag not in text:
+        raise ChatTemplateError(f"the {template.name} drops part of the final message, so it "
+                                "cannot be continued; use a template that keeps it.")
+    at = text.rindex(tag)
+    return text[:at] if text[at:at + len(_CONTINUE_TAG)] == _CONTINUE_TAG else text[:at].rstrip()
+
+
 class Rendered:
     """A rendered conversation: its text and its generation spans."""
 

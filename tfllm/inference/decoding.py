@@ -182,7 +182,8 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, top_p=
 
     A sample ends after `max_new_tokens` or at `end_token` (included). With `stream`,
     decoding runs in chunks of `chunk_size` tokens and `stream(ids (num_samples, n))` is
-    called after each; the tokens are the same as without it.
+    called after each; the tokens are the same as without it, except that decoding stops
+    after a chunk for which `stream` returns True (a stop string seen in the text).
 
     Example:
         >>> samples = generate(model, tokenizer.encode("ROMEO:"), 100, temperature=0.8, top_k=20)
@@ -208,9 +209,9 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, top_p=
             done=done, **settings)
         new = new.numpy()[:, :int(position) - before]  # the loop ends early once all are done
         pieces.append(new)
-        if stream is not None and new.shape[1]:
-            stream(new)
         step += n
+        if stream is not None and new.shape[1] and stream(new):
+            break
     tokens = np.concatenate(pieces, axis=1)
     return [_cut_at_end(row, end_token) for row in tokens]
 

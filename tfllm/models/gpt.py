@@ -247,6 +247,16 @@ class GPT(PresetMixin, Keras2Model):
             layer_caches.append(layer_cache)
         return self._logits(x), layer_caches
 
+    @tf.autograph.experimental.do_not_convert  # as `_forward`
+    def logits_at(self, token_ids, positions):
+        """Inference logits (B, P, V) of `token_ids` (B, T) at `positions` (B, P) only:
+        the head, the largest matrix product per position at small widths, runs where
+        asked (scoring a continuation needs its own positions, not the context's)."""
+        x = self._embed(token_ids, 0, training=False)
+        for block in self.blocks:
+            x = self._block_forward(block, x, training=False)
+        return self._logits(tf.gather(x, positions, batch_dims=1))
+
     def _embed(self, token_ids, start_index, training, positions=None):
         x = self.token_embedding(token_ids)
         if self.position_embedding is not None:

@@ -63,6 +63,17 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids):
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    def encode_as_checkpoint(self, text, add_special_tokens=True):
+        """`text`'s ids as transformers' `tokenizer.encode(text)` gives them: the
+        checkpoint's post-processor applied (a BOS where it adds one). Evaluation harnesses
+        score what a model's own tokenizer makes; training encodes with `encode`."""
+        return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode_text(self, ids):
+        """`ids` decoded with their special tokens left out (transformers'
+        `decode(ids, skip_special_tokens=True)`)."""
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
     def encode_continuation(self, text):
         # The text as it is right after a newline: encoded after one, the newline's own
         # tokens dropped. Where a token spans the newline and the text (a run of newlines

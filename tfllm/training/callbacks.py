@@ -90,11 +90,16 @@ class Evaluator(StepCallback):
     trails the training loss by more than -margin, it cannot be at the target yet. Skipping
     only ever delays the reported time to the target. The last step is always evaluated.
     `skipped` counts them.
+
+    With `tasks` (tfllm.harness.tasks.TaskScores), each evaluation also scores lm-eval
+    tasks and adds their `task/<task>/<metric>` values to the logs.
     """
 
-    def __init__(self, dataset, every, total_steps, target=0.0, steps=None, margin=MARGIN_OFF):
+    def __init__(self, dataset, every, total_steps, target=0.0, steps=None, margin=MARGIN_OFF,
+                 tasks=None):
         super().__init__(every, total_steps)
         self.dataset = dataset
+        self.tasks = tasks
         self.steps = steps  # batches per evaluation (a distributed dataset needs it)
         self.target = target
         self.margin = margin
@@ -116,6 +121,7 @@ class Evaluator(StepCallback):
         start = time.perf_counter()
         with averaged_weights(self.model):
             self.model.evaluate(self.dataset, steps=self.steps, verbose=0)
+            logs.update(self.tasks(self.model.lm) if self.tasks else {})
         # The tracker itself, read after evaluate returns (under DTensor the value a step
         # returns can miss that step's own update).
         val_loss = float(self.model.eval_loss.result())
@@ -214,7 +220,7 @@ class MetricsLogger(StepCallback):
     (`clock`), and fit's first call, which compiles the step, are left out), mfu (when
     `flops_per_token` and `peak_flops` are given: tokens_per_s * flops_per_token /
     peak_flops, see tfllm/bench/mfu.py), and val_loss, val_perplexity,
-    val_bits_per_token at evaluation steps.
+    val_bits_per_token (and eval.tasks' task/<task>/<metric>) at evaluation steps.
     """
 
     def __init__(self, run_dir, every, total_steps, tokens_seen, lr_fn, process_start,
@@ -272,6 +278,7 @@ class MetricsLogger(StepCallback):
         for key in ("val_loss", "val_perplexity", "val_bits_per_token"):
             if key in logs:
                 record[key] = float(logs[key])
+        record.update({k: float(v) for k, v in logs.items() if k.startswith("task/")})
         if "eval_seconds" in logs:
             record["eval_s"] = round(float(logs["eval_seconds"]), 3)  # what evaluating cost
         self.model.train_loss.reset_state()
@@ -293,6 +300,8 @@ class MetricsLogger(StepCallback):
                 + f"{record['elapsed_s']:.0f}s")
         if "val_loss" in record:
             line += f" | val_loss {record['val_loss']:.4f} (ppl {record['val_perplexity']:.2f})"
+        line += "".join(f" | {key[5:].replace('/', ' ')} {value:.4g}"
+                        for key, value in record.items() if key.startswith("task/"))
         first_step, first_time = getattr(self, "pace_start", (step, now))
         if first_step < step < self.total_steps:
             left = (now - first_time) / (step - first_step) * (self.total_steps - step)

@@ -30,6 +30,10 @@ def check_before_training(config, run_dir, init_from, strategy="auto", mesh=None
     if is_prepared(config.data.source):
         config, _ = adopt_prepared(config, PreparedDataset(config.data.source))
     check_teacher(config)
+    if config.eval.tasks:
+        from tfllm.harness.tasks import check_tasks
+
+        check_tasks(config.eval.tasks, strategy)
     check_resume(run_dir, config, init_from)
     if is_chat_source(config.data.source):
         check_chat(config, strategy, path is not None or bool(init_from))

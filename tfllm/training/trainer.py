@@ -462,7 +462,17 @@ class Trainer:
                 self.strategy, self.mesh)
             batches = eval_batches(len(dataset.val), window, batch, budget)
         return cb.Evaluator(val_ds, cfg.eval.every, cfg.train.steps, cfg.train.target_val_loss,
-                            batches, cfg.eval.target_margin)
+                            batches, cfg.eval.target_margin, self._task_scores(dataset))
+
+    def _task_scores(self, dataset):
+        """eval.tasks' scorer (its tasks indexed and checked now, before any step), or None."""
+        cfg = self.config
+        if not cfg.eval.tasks:
+            return None
+        from tfllm.harness.tasks import TaskScores
+
+        return TaskScores(cfg.eval.tasks, cfg.eval.task_limit, dataset.tokenizer,
+                          cfg.model.max_length, getattr(dataset, "template_text", None))
 
     def _callbacks(self, setup, state, evaluator, warmup, elapsed_before):
         """The training loop's callbacks, in the order they must run at a step: compression
