@@ -11,10 +11,10 @@ nothing. See docs/evaluation.md.
 """
 
 import json
-import os
 import sys
 
 from tfllm.errors import UserError
+from tfllm.harness.tasks import check_task_files
 
 SUBCOMMANDS = ("run", "ls", "validate")
 
@@ -29,7 +29,7 @@ def arguments(argv):
         return argv
     if not any(a == "--model" or a.startswith("--model=") for a in argv):
         argv[1:1] = ["--model", "tfllm"]
-    _check_task_files(_value(argv, "--tasks"))
+    check_task_files(_value(argv, "--tasks"), "--tasks")
     if _value(argv, "--model") == "tfllm":
         _check_model(model_args(_value(argv, "--model_args")),
                      any(a.startswith("--apply_chat_template") for a in argv))
@@ -53,17 +53,11 @@ def model_args(text):
 def _check_model(args, chat):
     """The tfllm model's arguments, its run and (with --apply_chat_template) its chat
     template, checked before lm-eval starts: UserError naming the fix."""
-    from tfllm.harness.model import MODEL_ARGS
+    from tfllm.harness.model import check_model_args
     from tfllm.runs.chat_template import chat_template_of
     from tfllm.runs.run_directory import find_run
 
-    unknown = sorted(set(args) - set(MODEL_ARGS))
-    if unknown:
-        raise UserError(f"model_args {', '.join(unknown)}: not an argument of the tfllm model; "
-                        f"it takes {', '.join(MODEL_ARGS)}.")
-    if not args.get("run_dir"):
-        raise UserError("--model_args needs run_dir=RUN: a tfllm run directory, hf:DIR or "
-                        "gguf:FILE.")
+    check_model_args(args)
     run_dir = str(args["run_dir"])
     find_run(run_dir, args.get("checkpoint"))
     if chat:
@@ -78,14 +72,6 @@ def _value(argv, name):
         if a == name and i + 1 < len(argv):
             return argv[i + 1]
     return None
-
-
-def _check_task_files(tasks):
-    for task in (tasks or "").split(","):
-        looks_like_file = task.endswith((".yaml", ".yml")) or os.sep in task
-        if task and looks_like_file and not os.path.exists(task):
-            raise UserError(f"--tasks: no task file {task}; pass an lm-eval task YAML that "
-                            "exists, or a task name (lm-eval ls tasks lists them).")
 
 
 def main(argv=None):

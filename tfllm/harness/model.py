@@ -40,6 +40,17 @@ MODEL_ARGS = ("run_dir", "checkpoint", "max_length", "max_gen_toks", "chat_templ
 GENERATION_KWARGS = ("do_sample", "temperature", "top_k", "top_p", "until", "max_gen_toks")
 
 
+def check_model_args(args):
+    """UserError for model_args the tfllm model does not take, or without run_dir."""
+    unknown = sorted(set(args) - set(MODEL_ARGS))
+    if unknown:
+        raise UserError(f"model_args {', '.join(unknown)}: not an argument of the tfllm model; "
+                        f"it takes {', '.join(MODEL_ARGS)}.")
+    if not args.get("run_dir"):
+        raise UserError("model_args needs run_dir=RUN: a tfllm run directory, hf:DIR or "
+                        "gguf:FILE.")
+
+
 def register():
     """Registers TfllmLM with lm-eval as `tfllm` (once)."""
     from lm_eval.api.registry import model_registry
@@ -62,19 +73,13 @@ class TfllmLM(TemplateLM):
                  max_gen_toks=256, chat_template=None, max_batch_size=None, device=None,
                  **unknown):
         super().__init__()
-        if unknown:
-            raise UserError(f"model_args {', '.join(sorted(unknown))}: not an argument of the "
-                            f"tfllm model; it takes {', '.join(MODEL_ARGS)}.")
-        if not run_dir:
-            raise UserError("model_args needs run_dir=RUN: a tfllm run directory, hf:DIR or "
-                            "gguf:FILE.")
-        from tfllm.runs.run_directory import find_run, load_run
+        check_model_args({**unknown, "run_dir": run_dir})
+        from tfllm.runs.run_directory import load_run
 
         run_dir = str(run_dir)
-        config, tokenizer, _ = find_run(run_dir, checkpoint)  # a bad run fails before TF
+        config, tokenizer, model = load_run(run_dir, checkpoint)  # a bad run fails before TF
         self.spec, self._checkpoint, self._template_file = run_dir, checkpoint, chat_template
-        self._template_text = None
-        model = load_run(run_dir, checkpoint)[2]
+        self._template_text = self._chat = None
         self._setup(model, tokenizer, int(max_length or config.model.max_length), batch_size,
                     max_gen_toks)
 
@@ -85,7 +90,7 @@ class TfllmLM(TemplateLM):
         lm = cls.__new__(cls)
         TemplateLM.__init__(lm)
         lm.spec, lm._checkpoint, lm._template_file = name, None, None
-        lm._template_text = template_text
+        lm._template_text, lm._chat = template_text, None
         lm._setup(model, tokenizer, max_length, batch_size, 256)
         return lm
 
@@ -278,13 +283,15 @@ class TfllmLM(TemplateLM):
             return render([m for m in chat_history if m["role"] != "system"])
 
     def _template(self):
+        """The chat template, compiled once (lm-eval asks for it once per request)."""
         from tfllm.chat.template import ChatTemplate
         from tfllm.data.chat_data import special_token_strings
 
-        if self._template_text is None:
-            self._template_text = self._find_template()
-        return ChatTemplate(self._template_text, special_token_strings(self.tokenizer),
-                            name=f"{self.spec} chat template")
+        if self._chat is None:
+            text = self._template_text or self._find_template()
+            self._chat = ChatTemplate(text, special_token_strings(self.tokenizer),
+                                      name=f"{self.spec} chat template")
+        return self._chat
 
     def _find_template(self):
         from tfllm.runs.chat_template import chat_template_of

@@ -41,10 +41,20 @@ def check_tasks(tasks, strategy="auto"):
     if entries and importlib.util.find_spec("lm_eval") is None:
         raise UserError("eval.tasks needs lm-evaluation-harness; pip install 'tfllm[eval]' "
                         "(or leave eval.tasks empty).")
-    for entry in entries:
-        if is_task_file(entry) and not os.path.isfile(entry):
-            raise UserError(f"eval.tasks: no task file {entry}; pass an lm-eval task YAML that "
-                            "exists, or a task name.")
+    check_task_files(tasks, "eval.tasks")
+
+
+def check_task_files(tasks, flag):
+    """UserError for an entry of `tasks` that is a path (a YAML file, or a folder of them,
+    as lm-eval takes) where nothing is."""
+    for entry in task_entries(tasks):
+        if is_task_file(entry):
+            missing = not os.path.isfile(entry)
+        else:
+            missing = os.sep in entry and not os.path.exists(entry)
+        if missing:
+            raise UserError(f"{flag}: no task file {entry}; pass an lm-eval task YAML that "
+                            "exists, or a task name (`lm-eval ls tasks` lists them).")
 
 
 class TaskScores:

@@ -233,9 +233,9 @@ def load_run(run_dir, checkpoint=None):
     Example:
         >>> config, tokenizer, model = load_run("gguf:SmolLM2-135M-Instruct.Q4_1.gguf")
     """
+    config, tokenizer, path = find_run(run_dir, checkpoint)  # a bad run fails before TF
     from tfllm.models import build_model
 
-    config, tokenizer, path = find_run(run_dir, checkpoint)
     if is_pretrained_spec(run_dir):
         from tfllm.pretrained.conversion import from_pretrained
 
