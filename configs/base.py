@@ -121,6 +121,9 @@ def get_config():
                                   # use this exponential moving average of the weights; 0 = off
             precision="float32",  # "float32", "mixed_bfloat16" or "mixed_float16"
             xla=True,             # compile the train step with XLA (2x faster here in float32)
+            loss_chunk_rows=0,    # the cross-entropy a chunk of this many positions at a time, the
+                                  # (batch, time, vocabulary) logits never held whole, positions of
+                                  # loss weight 0 skipped; 0 = sized from the vocabulary; -1 = off
             steps_per_execution=1,  # train steps per compiled call; divides the intervals below
             lora_rank=0,          # LoRA: train rank-r adapters on lora_targets, every other
                                   # weight frozen; 0 = off (full fine-tuning / training)

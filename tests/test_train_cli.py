@@ -23,7 +23,7 @@ XLA = ["--config.train.xla=True"]  # the compiled step users train with (tiny_te
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    return train_run(tmp_path_factory, *TINY, *XLA)
+    return train_run(tmp_path_factory, *TINY, *XLA, "--config.sample.length=20")
 
 
 def assert_same_losses(expected, got):

@@ -11,8 +11,8 @@ TIERS = (
     # filtering, the bundled config files
     ("errors", ("errors", "_lazy", "_tiers")),
     ("base", ("_keras", "files", "native_logs", "configs")),
-    ("parts", ("layers", "tokenizers", "chat")),              # Keras layers; tokenizers;
-                                                               # chat templates
+    ("parts", ("layers", "tokenizers", "chat", "losses")),    # Keras layers; tokenizers;
+                                                               # chat templates; chunked loss
     ("models", ("models",)),                                   # GPT, RecurrentLM, their registry
     ("formats", ("data", "pretrained", "compression", "inference")),  # corpora, checkpoints,
                                                                # QAT/pruning, decoding/export

@@ -76,7 +76,7 @@ DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None, "model.head
             "model.remat": "none", "train.teacher": "", "train.distill_weight": 0.5,
             "train.distill_temperature": 2.0, "train.soap_max_dim": 4096,
             "data.chat_template": "", "data.train_on": "assistant", "data.chat_fields": "",
-            "data.packing": True}
+            "data.packing": True, "train.loss_chunk_rows": -1}
 
 
 def _get(config, dotted):
@@ -107,6 +107,7 @@ def validate(config):
     _validate_steps(config)
     _validate_shape_warmup(config)
     _validate_qat(config.train)
+    _validate_loss_chunks(config.train)
     _validate_pruning(config.train)
     _validate_lora(config)
     _validate_remat_and_distillation(config)
@@ -205,6 +206,12 @@ def _validate_qat(t):
               f"it must be a multiple of train.steps_per_execution={t.steps_per_execution}")
     if qat < -1:
         _fail("train.qat_start_step", qat, "use a step >= 0, or -1 for none")
+
+
+def _validate_loss_chunks(t):
+    if t.loss_chunk_rows < -1:
+        _fail("train.loss_chunk_rows", t.loss_chunk_rows, "use a number of positions per chunk, "
+              "0 to size chunks from the vocabulary, or -1 for the whole batch's logits at once")
 
 
 def _validate_remat_and_distillation(config):

@@ -33,7 +33,7 @@ def test_no_gradient_from_future_tokens(options):
                 x = model.position_embedding(x)
             for block in model.blocks:
                 x = block(x)
-            out = model._logits(x)[:, t]
+            out = model._head(model.final_norm(x))[:, t]
             target = tf.reduce_sum(out * tf.random.normal(out.shape))
         grad = tape.gradient(target, embedded).numpy()
         assert np.all(grad[:, t + 1:] == 0) and np.any(grad[:, :t + 1] != 0)

@@ -165,6 +165,12 @@ class GPT(PresetMixin, Keras2Model):
     # 1.1 s of tracing the speedrun's step, docs/speedrun.md). `call` keeps its signature for Keras.
     @tf.autograph.experimental.do_not_convert
     def _forward(self, token_ids, training):
+        return self._head(self.features(token_ids, training))  # (B, T, V)
+
+    @tf.autograph.experimental.do_not_convert  # as `_forward`
+    def features(self, token_ids, training=None):
+        """The final hidden states (B, T, D), after the final norm: what the head maps to
+        logits. Takes what `call` takes."""
         packed = {}
         if isinstance(token_ids, dict):
             packed = {"segment_ids": token_ids["segment_ids"],
@@ -173,7 +179,21 @@ class GPT(PresetMixin, Keras2Model):
         x = self._embed(token_ids, 0, training, packed.get("positions"))  # (B, T, D)
         for block in self.blocks:
             x = self._block_forward(block, x, training, packed)
-        return self._logits(x)  # (B, T, V)
+        return self.final_norm(x)
+
+    def head_weights(self):
+        """The output projection as (matrix, vocab_first, trainable): the tied embedding
+        table (V, D) or the head's kernel (D, V), in the compute dtype, and whether it
+        trains. None when the head is not one plain matrix (a LoRA adapter or a
+        compression wrapper on it): the loss then needs the logits (tfllm.losses)."""
+        if self.lm_head is None:
+            variable, vocab_first = self.token_embedding.embeddings, True
+        elif type(self.lm_head) is keras.layers.Dense:
+            variable, vocab_first = self.lm_head.kernel, False
+        else:
+            return None
+        trainable = any(v is variable for v in self.trainable_variables)
+        return tf.cast(variable, self.compute_dtype), vocab_first, trainable
 
     def _block_forward(self, block, x, training, packed=None):
         """One block in training or inference. Training with dropout, each block's masks
@@ -245,7 +265,7 @@ class GPT(PresetMixin, Keras2Model):
         for i, block in enumerate(self.blocks):
             x, layer_cache = block(x, cache=cache[i], cache_index=cache_index, training=False)
             layer_caches.append(layer_cache)
-        return self._logits(x), layer_caches
+        return self._head(self.final_norm(x)), layer_caches
 
     @tf.autograph.experimental.do_not_convert  # as `_forward`
     def logits_at(self, token_ids, positions):
@@ -255,7 +275,7 @@ class GPT(PresetMixin, Keras2Model):
         x = self._embed(token_ids, 0, training=False)
         for block in self.blocks:
             x = self._block_forward(block, x, training=False)
-        return self._logits(tf.gather(x, positions, batch_dims=1))
+        return self._head(self.final_norm(tf.gather(x, positions, batch_dims=1)))
 
     def _embed(self, token_ids, start_index, training, positions=None):
         x = self.token_embedding(token_ids)
@@ -263,8 +283,7 @@ class GPT(PresetMixin, Keras2Model):
             x = self.position_embedding(x, start_index=start_index, positions=positions)
         return self.embedding_dropout(x, training=training)
 
-    def _logits(self, x):
-        x = self.final_norm(x)
+    def _head(self, x):
         if self.lm_head is None:
             return self.token_embedding.attend(x)
         # float32 logits: the softmax over V is sensitive to rounding.

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from tfllm._keras import Keras2Model, keras
 from tfllm.adapt.distillation import distillation_loss
+from tfllm.losses.chunked_cross_entropy import cross_entropy_sum
 
 
 def token_cross_entropy(targets, logits):
@@ -38,6 +39,10 @@ class TrainingModel(Keras2Model):
         teacher: a model over the same vocabulary whose next-token distributions the
             LM learns (frozen: run in inference mode, given no gradient).
         distill_weight, distill_temperature: w and T of the distillation loss.
+        loss_chunk_rows: positions per chunk of the cross-entropy
+            (tfllm.losses.chunked_cross_entropy: the (B, T, V) logits never held whole,
+            positions of weight 0 skipped); 0 = sized from the vocabulary; -1 = the whole
+            batch's logits at once.
 
     Example (distillation in user code):
         >>> task = TrainingModel(student, teacher=teacher, distill_weight=0.5)
@@ -46,9 +51,10 @@ class TrainingModel(Keras2Model):
     """
 
     def __init__(self, lm, grad_accum_steps=1, mesh=None, teacher=None, distill_weight=0.5,
-                 distill_temperature=2.0, **kwargs):
+                 distill_temperature=2.0, loss_chunk_rows=0, **kwargs):
         super().__init__(**kwargs)
         self.lm = lm
+        self.loss_chunk_rows = int(loss_chunk_rows)
         self.teacher = teacher
         if teacher is not None:
             if mesh is not None:
@@ -119,10 +125,7 @@ class TrainingModel(Keras2Model):
         # Python loop: unrolled in the graph; accumulation counts are small (<= 16).
         for x, y, w in micro:
             with tf.GradientTape() as tape:
-                token_losses = self._token_losses(x, y)
-                if w is not None:
-                    token_losses = token_losses * w
-                micro_loss = tf.reduce_sum(token_losses) / global_tokens
+                micro_loss = self._loss_sum(x, y, w) / global_tokens
                 to_differentiate = (self.optimizer.get_scaled_loss(micro_loss) if scaled_loss
                                     else micro_loss)
             micro_grads = tape.gradient(to_differentiate, variables)
@@ -175,14 +178,33 @@ class TrainingModel(Keras2Model):
         first = tf.cast(context.replica_id_in_sync_group, tf.int32) * rows
         return noise[first:first + rows]
 
-    def _token_losses(self, inputs, targets):
-        """The per-token training loss (B, T): cross-entropy, or the distillation loss."""
-        logits = self.lm(inputs, training=True)
-        if self.teacher is None:
-            return token_cross_entropy(targets, logits)
-        teacher_logits = tf.stop_gradient(self.teacher(inputs, training=False))
-        return distillation_loss(targets, logits, teacher_logits, self.distill_weight,
-                                 self.distill_temperature)
+    def _loss_sum(self, inputs, targets, weights, training=True):
+        """The training loss summed over the batch's positions, each times its weight
+        (weights None: 1 each): the cross-entropy, chunked where the LM allows it, or the
+        distillation loss."""
+        head = self._chunked_head(training)
+        if head is not None:
+            matrix, vocab_first, trainable = head
+            return cross_entropy_sum(self.lm.features(inputs, training=training), matrix, targets,
+                                     weights, self.loss_chunk_rows, vocab_first,
+                                     head_gradient=trainable and training, gradients=training)
+        logits = self.lm(inputs, training=training)
+        if self.teacher is None or not training:
+            token_losses = token_cross_entropy(targets, logits)
+        else:
+            teacher_logits = tf.stop_gradient(self.teacher(inputs, training=False))
+            token_losses = distillation_loss(targets, logits, teacher_logits, self.distill_weight,
+                                             self.distill_temperature)
+        return tf.reduce_sum(token_losses if weights is None else token_losses * weights)
+
+    def _chunked_head(self, training):
+        """The LM's head weights when the loss runs in chunks (tfllm.losses), else None:
+        chunking off, distillation's training loss (it needs the student's logits), a
+        DTensor mesh (the loop is not laid out), or an LM without a plain head matrix."""
+        if (self.loss_chunk_rows < 0 or (self.teacher is not None and training)
+                or self.mesh is not None or not hasattr(self.lm, "head_weights")):
+            return None
+        return self.lm.head_weights()
 
     def make_train_function(self, force=False):
         if self.mesh is None:
@@ -208,11 +230,11 @@ class TrainingModel(Keras2Model):
     def test_step(self, data):
         inputs, targets, weights = data
         weights = tf.cast(weights, tf.float32)
-        losses = token_cross_entropy(targets, self.lm(inputs, training=False))
+        loss_sum = self._loss_sum(inputs, targets, weights, training=False)
         # Global sums over replicas: every replica's tracker then holds the same exact totals.
         context = tf.distribute.get_replica_context()
         total, count = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                          [tf.reduce_sum(losses * weights), tf.reduce_sum(weights)])
+                                          [loss_sum, tf.reduce_sum(weights)])
         self.eval_loss.update_state(total / tf.maximum(count, 1.0), sample_weight=count)
         return {"loss": self.eval_loss.result()}
 

@@ -119,7 +119,8 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         task = TrainingModel(model, t.grad_accum_steps, teacher=teacher,
                              distill_weight=t.distill_weight,
-                             distill_temperature=t.distill_temperature)
+                             distill_temperature=t.distill_temperature,
+                             loss_chunk_rows=t.loss_chunk_rows)
         task.compile(optimizer=optimizer, jit_compile=t.xla and xla_works(strategy),
                      weighted_metrics=[],
                      steps_per_execution=t.steps_per_execution)
