@@ -108,8 +108,10 @@ def test_training_step_equals_the_plain_loss(tie, lora, weighted):
     plain, plain_grads = _loss_and_gradients(model, -1, batch, jit=weighted)
     assert relative(chunked, plain) < 1e-6
     assert len(grads) == len(plain_grads) > 0
+    # Through the whole network float32 rounding differs with the order of XLA's threaded
+    # sums: seen up to 1.07e-6 on a LoRA adapter's gradient, run to run.
     for g, p in zip(grads, plain_grads):
-        assert relative(g, p) < 1e-6
+        assert relative(g, p) < 2e-6
 
 
 def test_evaluation_equals_the_plain_loss():
