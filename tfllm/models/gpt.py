@@ -272,10 +272,8 @@ class GPT(PresetMixin, Keras2Model):
         """Inference logits (B, P, V) of `token_ids` (B, T) at `positions` (B, P) only:
         the head, the largest matrix product per position at small widths, runs where
         asked (scoring a continuation needs its own positions, not the context's)."""
-        x = self._embed(token_ids, 0, training=False)
-        for block in self.blocks:
-            x = self._block_forward(block, x, training=False)
-        return self._head(self.final_norm(tf.gather(x, positions, batch_dims=1)))
+        hidden = self.features(token_ids, training=False)  # (B, T, D)
+        return self._head(tf.gather(hidden, positions, batch_dims=1))
 
     def _embed(self, token_ids, start_index, training, positions=None):
         x = self.token_embedding(token_ids)
