@@ -2,22 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.cli_helpers import error_lines
+from tests.cli_helpers import error_lines, run
 
 pytestmark = pytest.mark.slow  # trains in subprocesses
 
 
 
 def speedrun(tmp_path, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "tfllm.speedrun", "--config=tiny_test",
-         f"--run_root={tmp_path}", "--json", *args],
-        capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    return run("tfllm.speedrun", "--config=tiny_test", f"--run_root={tmp_path}", "--json", *args)
 
 
 def test_stops_at_the_first_evaluation_at_or_below_the_target(tmp_path):

@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests.cli_helpers import (assert_one_line_error, assert_resume_loses_nothing, error_lines,
-                               metrics, run, train_run)
+                               metrics, run, start, train_run)
 
 pytestmark = pytest.mark.slow  # trains in subprocesses
 
@@ -305,21 +304,20 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_a_killed_or_interrupted_run_resumes_with_identical_losses(uninterrupted, tmp_path, sig):
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "tfllm.train", *RESUME_ARGS, f"--run_dir={killed}"]
-    with open(tmp_path / "stderr", "w+") as stderr:
-        # SIGINT's default action even where the test runs in the background (which ignores it)
-        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
-                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        log = killed / "metrics.jsonl"
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if log.exists() and any(json.loads(l)["step"] >= 50 for l in log.read_text().splitlines()):
-                break
-            time.sleep(0.02)
-        child.send_signal(sig)
-        child.wait(timeout=120)  # a command that hangs on its way out fails the test
-        stderr.seek(0)
-        lines = error_lines(subprocess.CompletedProcess(cmd, child.returncode, "", stderr.read()))
+    # Forked from a process that has imported TensorFlow (tests/warm_start.py); Python's own
+    # SIGINT handler, as in a fresh interpreter, even where the test runs in the background.
+    child = start("tfllm.train", *RESUME_ARGS, f"--run_dir={killed}", stdout=os.devnull,
+                  stderr=tmp_path / "stderr")
+    log = killed / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if log.exists() and any(json.loads(l)["step"] >= 50 for l in log.read_text().splitlines()):
+            break
+        time.sleep(0.02)
+    child.send_signal(sig)
+    child.wait(timeout=120)  # a command that hangs on its way out fails the test
+    lines = error_lines(subprocess.CompletedProcess(child.args, child.returncode, "",
+                                                    (tmp_path / "stderr").read_text()))
     steps_before = [json.loads(l)["step"] for l in log.read_text().splitlines()]
     assert 50 <= steps_before[-1] < 120, "the kill must land mid-run"
     checkpoint = int(tf.train.latest_checkpoint(str(killed / "checkpoints")).rsplit("-", 1)[1])
@@ -378,8 +376,7 @@ def test_generate_streams_the_same_text_and_honours_the_stop_token(trained):
     streamed = run("tfllm.generate", *base, "--prompt=RO", "--stream_chunk=3")
     assert streamed.returncode == 0, streamed.stderr[-2000:]
     # The whole text at once, the prompt read from stdin: the same text as streamed.
-    whole = subprocess.run([sys.executable, "-m", "tfllm.generate", *base, "--prompt_file=-",
-                            "--stream_chunk=0"], input="RO", capture_output=True, text=True)
+    whole = run("tfllm.generate", *base, "--prompt_file=-", "--stream_chunk=0", input_text="RO")
     assert streamed.stdout == whole.stdout and len(whole.stdout) == len("RO") + 12 + 1
     text = whole.stdout[2:-1]
     stop = text[3]

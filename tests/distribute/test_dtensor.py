@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.cli_helpers import assert_one_line_error
+from tests.cli_helpers import assert_one_line_error, run
 
 pytestmark = pytest.mark.slow  # trains in subprocesses
 
@@ -58,10 +58,9 @@ def test_training_on_a_2x2_mesh_equals_one_device(tmp_path):
         runs[name] = str(tmp_path / name)
         # One checkpoint (the last, which generation reads) and a short final evaluation:
         # a DTensor save or evaluation costs seconds and neither is what is compared here.
-        proc = subprocess.run([sys.executable, "-m", "tfllm.train", *RUN, "--config.model.position=rope",
-                               "--config.checkpoint.every=20", "--config.eval.max_tokens=4096",
-                               f"--run_dir={runs[name]}", *extra], capture_output=True,
-                              text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        proc = run("tfllm.train", *RUN, "--config.model.position=rope",
+                   "--config.checkpoint.every=20", "--config.eval.max_tokens=4096",
+                   f"--run_dir={runs[name]}", *extra)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert proc.stderr == "", proc.stderr[-3000:]  # no cost-model or start-up chatter
     assert len(losses(runs["mesh"])) == 20
@@ -91,9 +90,7 @@ def test_bad_dtensor_input_is_one_line(case, tmp_path):
     }[case]
     config = ([] if any(a.startswith("--config=") for a in args)
               else ["--config=tiny_test", "--config.model.position=rope"])
-    proc = subprocess.run([sys.executable, "-m", "tfllm.train", *config,
-                           f"--run_dir={tmp_path / 'run'}", "--strategy=dtensor", *args],
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    proc = run("tfllm.train", *config, f"--run_dir={tmp_path / 'run'}", "--strategy=dtensor",
+               *args, timeout=300)
     assert_one_line_error(proc, phrase)
     assert not (tmp_path / "run").exists()
