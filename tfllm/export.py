@@ -1,5 +1,5 @@
 """Export a trained run for serving:
-`python -m tfllm.export --run_dir=DIR --format=saved_model|tflite|tflite_int8|hf [--output=PATH]`.
+`python -m tfllm.export --run_dir=DIR --format=saved_model|tflite|tflite_int8|hf|gguf|peft [--output=PATH]`.
 
 - saved_model: a SavedModel with signatures `generate`, `score` (and `generate_text` for
   char/byte tokenizers), loadable with `tf.saved_model.load` without tfllm installed;
@@ -17,6 +17,10 @@
   SwiGLU (docs/finetuning.md).
 - gguf: DIR/export/gguf/model-<--gguf_type>.gguf, which llama.cpp, Ollama and LM Studio run:
   the same architectures, the tokenizer and the chat template in its metadata (docs/gguf.md).
+- peft: a LoRA run's adapters alone, in PEFT's format (adapter_config.json,
+  adapter_model.safetensors) in DIR/export/peft: `peft.PeftModel.from_pretrained` puts them
+  onto the transformers model of the base the run was imported from (Llama, Mistral, Qwen;
+  docs/finetuning.md).
 
 --model=hf:DIR or gguf:FILE exports a pretrained model as it is (with --output).
 """
@@ -27,7 +31,8 @@ from tfllm import cli
 
 cli.define_model_flags()
 cli.define_path("checkpoint", None, "A checkpoint prefix; default the run's newest.")
-flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "tflite_int8", "hf", "gguf"],
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "tflite_int8", "hf", "gguf",
+                                             "peft"],
                   "What to export.")
 flags.DEFINE_enum("gguf_type", "f32", ["f32", "f16", "bf16", "q8_0"], "gguf: the type of the "
                   "matrices (norms and biases stay f32, as llama.cpp keeps them).")

@@ -1,6 +1,7 @@
 """LoRA fine-tuning of an imported checkpoint: only adapters train, runs resume exactly,
 the merged export is the adapted model, adapter files load onto their base only."""
 
+import json
 import os
 import shutil
 
@@ -17,6 +18,8 @@ from tfllm.models import GPT
 from tfllm.pretrained import from_pretrained, save_pretrained
 from tfllm.training import Trainer
 from tfllm.adapt.lora import ADAPTER_FILE, apply_lora, load_adapter, merge_lora
+from tfllm.adapt.peft_format import load_peft_adapter
+from tfllm.api.export import export_run
 from tfllm.runs.run_directory import load_run
 from tfllm.training.training_model import TrainingModel
 
@@ -107,6 +110,33 @@ def test_adapter_file_loads_onto_its_base_only(lora_run):
     other.final_norm.gamma.assign(other.final_norm.gamma * 1.5)
     with pytest.raises(UserError, match="adapts another base model"):
         load_adapter(other, os.path.join(lora_run, ADAPTER_FILE))
+
+
+def test_peft_export_puts_the_runs_adapters_on_its_base(lora_run, tmp_path):
+    """tfllm.export --format=peft: the adapters alone, which put onto a fresh import of the
+    base (as peft.PeftModel.from_pretrained does; tests/adapt/test_peft_format.py checks
+    against PEFT itself) compute the run's model."""
+    result = export_run(lora_run, "peft", str(tmp_path / "peft"))
+    assert sorted(result["files"]) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert result["files"]["adapter_model.safetensors"] < 100_000  # adapters, no base weights
+    with open(tmp_path / "peft" / "adapter_config.json") as f:
+        config = json.load(f)
+    assert os.path.samefile(config["base_model_name_or_path"], BASE) and config["r"] == 4
+    base, _ = from_pretrained(BASE, max_length=32)
+    load_peft_adapter(base, str(tmp_path / "peft"))
+    ids = np.arange(1, 30)[None]
+    np.testing.assert_allclose(base(ids).numpy(), load_run(lora_run)[2](ids).numpy(), atol=1e-6)
+
+
+def test_peft_export_of_a_run_without_adapters_is_one_line(tmp_path):
+    run_dir = tmp_path / "full"
+    run_dir.mkdir()
+    config = lora_config(lora_rank=0)
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
+    (run_dir / "checkpoints").mkdir()
+    with pytest.raises(UserError, match="--format=peft writes a LoRA run's adapters; .* "
+                                        "export it with --format=hf"):
+        export_run(str(run_dir), "peft", str(tmp_path / "out"))
 
 
 def test_rank_larger_than_a_layer_is_refused():

@@ -1,5 +1,6 @@
 """Export of a run for serving: SavedModel, TFLite (float, dynamic int8, full int8), the
-Hugging Face layout and GGUF (llama.cpp), a LoRA run's adapters merged first. `tfllm.export` is this with
+Hugging Face layout and GGUF (llama.cpp), a LoRA run's adapters merged first; or a LoRA
+run's adapters alone in PEFT's format. `tfllm.export` is this with
 flags; `tfllm.export_run` in Python."""
 
 import os
@@ -10,7 +11,7 @@ from tfllm.errors import UserError
 def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representative_windows=128,
                gguf_type="f32"):
     """Exports a run (or a pretrained model, hf:DIR or gguf:FILE, as it is) in `fmt`
-    (saved_model, tflite, tflite_int8, hf or gguf); returns {"path", "files": {name: bytes}}."""
+    (saved_model, tflite, tflite_int8, hf, gguf or peft); returns {"path", "files": {name: bytes}}."""
     from tfllm.config import checked_window
     from tfllm.runs.run_directory import (CONFIG_FILE, check_writable, find_run,
                                               write_json)
@@ -27,6 +28,8 @@ def export_run(run_dir, fmt, output=None, checkpoint=None, seq_len=0, representa
     output = output or os.path.join(run_dir, "export", "tflite" if fmt == "tflite_int8" else fmt)
     # What a user can get wrong is checked before TensorFlow loads and converts (seconds).
     check_writable(output, "--output", "export directory")
+    if fmt == "peft":
+        return _export_peft(run_dir, output, checkpoint)
     config, _, _ = find_run(run_dir, checkpoint)
     recurrent = config.model.name == "recurrent"
     if fmt in ("hf", "gguf"):
@@ -110,6 +113,38 @@ def _export_pretrained_format(run_dir, config, output, checkpoint, fmt, gguf_typ
         _write_gguf(run_dir, model, tokenizer, output, gguf_type)
     return {"path": output, "files": {name: os.path.getsize(os.path.join(output, name))
                                       for name in sorted(os.listdir(output))}}
+
+
+def _export_peft(run_dir, output, checkpoint):
+    """A LoRA run's adapters in PEFT's format (tfllm.adapt.peft_format); what a user can
+    get wrong is checked before TensorFlow."""
+    from tfllm.pretrained.hf_config import export_architecture
+    from tfllm.runs.run_directory import find_run, is_pretrained_spec, load_config
+
+    if is_pretrained_spec(run_dir):
+        raise UserError(f"--format=peft writes a LoRA run's adapters; {run_dir} is a "
+                        "pretrained model without any: export it with --format=hf.")
+    config = load_config(run_dir)
+    if config is not None and not config.train.lora_rank:
+        raise UserError(f"--format=peft writes a LoRA run's adapters; {run_dir} trained every "
+                        "weight (train.lora_rank=0): export it with --format=hf.")
+    config, _, _ = find_run(run_dir, checkpoint)  # a run with a checkpoint
+    try:
+        arch = export_architecture(config.model.to_dict())
+    except UserError as e:
+        raise UserError(str(e).replace("--format=hf", "--format=peft")) from None
+    if arch == "gpt2":
+        raise UserError("--format=peft: PEFT adapts GPT-2's attention as one fused c_attn "
+                        "projection, tfllm one adapter per query, key and value; export the "
+                        "merged model with --format=hf.")
+    from tfllm.adapt.peft_format import save_peft_adapter
+    from tfllm.pretrained.checkpoint import pretrained_path
+    from tfllm.runs.run_directory import load_run, load_run_file
+
+    _, _, model = load_run(run_dir, checkpoint)
+    base = pretrained_path(load_run_file(run_dir).get("init_from") or "")
+    return {"path": output,
+            "files": save_peft_adapter(model, output, config.train.lora_targets, base)}
 
 
 def _write_gguf(run_dir, model, tokenizer, output, gguf_type):
