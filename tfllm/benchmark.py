@@ -19,7 +19,8 @@ ends with the projection of docs/distributed.md (tfllm.bench.scaling).
 --finetune instead times full fine-tuning against LoRA (rank --lora_rank on
 --lora_targets) of the config's model, each in a fresh process (so each peak memory is
 its own), alternately, --finetune_rounds times: tokens/s and peak memory side by side
-(docs/finetuning.md; configs/bench_gpt2.py is GPT-2-124M's size).
+(docs/finetuning.md; configs/bench_gpt2.py is GPT-2-124M's size); --base_quantization=int8
+adds LoRA on an int8 base.
 
 --variant (repeated) instead times variants of the config, each a space-separated list
 of config overrides (--variant="model.remat=none" --variant="model.remat=block"), each
@@ -76,6 +77,8 @@ flags.DEFINE_bool("finetune", False, "Time full fine-tuning against LoRA, altern
                   "a fresh process.")
 flags.DEFINE_integer("lora_rank", 8, "With --finetune: the LoRA rank.", lower_bound=1)
 flags.DEFINE_string("lora_targets", "attention", "With --finetune: the LoRA targets.")
+flags.DEFINE_multi_enum("base_quantization", [], ["int8"], "With --finetune: LoRA on a base "
+                        "quantized so too (train.base_quantization), each its own variant.")
 flags.DEFINE_integer("finetune_rounds", 2, "With --finetune: runs of each, alternating.",
                      lower_bound=1)
 flags.DEFINE_multi_string("variant", [], "Time this variant of the config (config overrides "
@@ -138,7 +141,8 @@ def _variants(config_args):
         timed, summary = variants.compare_variants(config_args, named, FLAGS.rounds, FLAGS.steps,
                                                    FLAGS.warmup, FLAGS.vocab_size)
         return {"config": timed, "variants": summary}
-    named = variants.finetuning_variants(FLAGS.lora_rank, FLAGS.lora_targets)
+    named = variants.finetuning_variants(FLAGS.lora_rank, FLAGS.lora_targets,
+                                         FLAGS.base_quantization)
     timed, summary = variants.compare_variants(config_args, named, FLAGS.finetune_rounds,
                                                FLAGS.steps, FLAGS.warmup, FLAGS.vocab_size,
                                                "fine-tuning step")

@@ -5,7 +5,7 @@ import math
 
 import ml_collections
 
-from tfllm.adapt import LORA_TARGETS
+from tfllm.adapt import BASE_QUANTIZATIONS, LORA_TARGETS
 from tfllm.errors import UserError
 from tfllm.models import MODEL_CLASSES
 from tfllm.optim import OPTIMIZERS, SCHEDULES
@@ -25,6 +25,7 @@ CHOICES = {
     "train.schedule": SCHEDULES,
     "train.precision": ("float32", "mixed_bfloat16", "mixed_float16"),
     "train.lora_targets": tuple(LORA_TARGETS),
+    "train.base_quantization": BASE_QUANTIZATIONS,
     "model.remat": ("none", "block"),
 }
 POSITIVE = ("model.num_layers", "model.num_heads", "model.hidden_dim", "model.max_length",
@@ -50,10 +51,10 @@ POSITIVE += ("model.rope_max_wavelength", "train.lora_alpha")
 # max_dim decides which factors exist.
 RUN_IDENTITY = ("seed", "data", "model", "train.batch_size", "train.qat_start_step",
                 "train.lora_rank", "train.lora_alpha", "train.lora_targets",
-                "train.prune_sparsity", "train.prune_start_step", "train.prune_end_step",
-                "train.prune_every", "train.optimizer", "train.ema_decay", "train.precision",
-                "train.teacher", "train.distill_weight", "train.distill_temperature",
-                "train.soap_max_dim")
+                "train.base_quantization", "train.prune_sparsity", "train.prune_start_step",
+                "train.prune_end_step", "train.prune_every", "train.optimizer", "train.ema_decay",
+                "train.precision", "train.teacher", "train.distill_weight",
+                "train.distill_temperature", "train.soap_max_dim")
 # Keys inside RUN_IDENTITY's sections that a resumed run may change: recomputation changes
 # what a step keeps in memory, not what it computes.
 NOT_IDENTITY = ("model.remat",)
@@ -76,7 +77,7 @@ DEFAULTS = {"model.qk_norm": False, "model.attention_dropout": None, "model.head
             "model.remat": "none", "train.teacher": "", "train.distill_weight": 0.5,
             "train.distill_temperature": 2.0, "train.soap_max_dim": 4096,
             "data.chat_template": "", "data.train_on": "assistant", "data.chat_fields": "",
-            "data.packing": True, "train.loss_chunk_rows": -1}
+            "data.packing": True, "train.loss_chunk_rows": -1, "train.base_quantization": "none"}
 
 
 def _get(config, dotted):
@@ -232,6 +233,9 @@ def _validate_lora(config):
     t = config.train
     rank = t.lora_rank
     if not rank:
+        if t.base_quantization != "none":
+            _fail("train.base_quantization", t.base_quantization, "a quantized base is frozen, "
+                  "so it needs LoRA adapters to train: set train.lora_rank (e.g. 8) or 'none'")
         return
     if not 0 <= t.lora_dropout < 1:
         _fail("train.lora_dropout", t.lora_dropout, "it must be in [0, 1)")

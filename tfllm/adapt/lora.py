@@ -42,7 +42,10 @@ def _targets(model, targets):
 
 def base_fingerprint(model):
     """sha256 of the model's weights other than adapters (shapes and values, in the
-    model's order): equal for the same base whatever process built it."""
+    model's order): equal for the same base whatever process built it. For a model whose
+    base was quantized, that of the float base it was made from."""
+    if getattr(model, "float_base_fingerprint", None):
+        return model.float_base_fingerprint
     digest = hashlib.sha256()
     for weight in model.weights:
         if "lora_" in weight.name or weight.dtype.is_integer:  # adapters, dropout RNG states
@@ -91,10 +94,18 @@ def apply_lora(model, rank, alpha=16.0, targets="attention", dropout=0.0):
 
 def apply_configured_lora(model, train):
     """The adapters a config's train section asks for (train.lora_rank > 0), put on
-    `model`; nothing for rank 0. Training and loading a run both build them so."""
+    `model`, and its frozen base quantized as train.base_quantization says; nothing for
+    rank 0. Training and loading a run both build them so. A quantized model keeps the
+    fingerprint of the float base it was made from (`base_fingerprint`), so its adapter
+    file loads onto that base."""
     if train.lora_rank:
         apply_lora(model, train.lora_rank, train.lora_alpha, train.lora_targets,
                    train.lora_dropout)
+    if train.lora_rank and train.base_quantization != "none":
+        from tfllm.adapt.quantized_base import quantize_base
+
+        model.float_base_fingerprint = base_fingerprint(model)
+        quantize_base(model)
 
 
 def adapters_of(model):
@@ -105,17 +116,32 @@ def merge_lora(model):
     """Folds every adapter into its base kernel and puts the base back in its place, in
     place: a plain model computing the same function. Returns how many were merged."""
 
+    from tfllm.adapt.quantized_base import dequantized
+
     def merge(layer):
         if not isinstance(layer, LoRAAdapter):
             return None
-        layer.base.kernel.assign(layer.merged_kernel())
-        layer.base.trainable = True
-        return layer.base
+        base = dequantized(layer.base)  # a float layer for an int8 base
+        base.kernel.assign(layer.merged_kernel())
+        base.trainable = True
+        return base
 
     count = replace_layers(model, merge)
+    replace_layers(model, _float_layer)
     for layer in model._flatten_layers(include_self=False):
         layer.trainable = True
     return count
+
+
+def _float_layer(layer):
+    """replace_layers' rule putting float layers in place of a quantized base's."""
+    from tfllm.adapt.quantized_base import dequantized
+    from tfllm.layers.int8_embedding import Int8Embedding
+
+    if isinstance(layer, Int8Embedding):
+        return layer.dequantized()
+    plain = dequantized(layer)
+    return None if plain is layer else plain
 
 
 def _adapter_paths(model):

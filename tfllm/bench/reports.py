@@ -94,12 +94,21 @@ def finetuning_report(result):
              f"{'variant':<24} {'trainable':>12} {'tokens/s':>9} {'peak MB':>8}   runs"]
     for name, row in result["variants"].items():
         label = "full fine-tuning" if name == "full" else f"LoRA {result['lora']}"
+        if name.startswith("lora_"):
+            label = f"LoRA, {name[5:]} base"
         runs = ", ".join(f"{t:,.0f} tok/s {m:,.0f} MB" for t, m in
                          zip(row["tokens_per_s_runs"], row["peak_rss_mb_runs"]))
         lines.append(f"{label:<24} {row['trainable']:>12,} {row['tokens_per_s']:>9,.0f} "
                      f"{row['peak_rss_mb']:>8,.0f}   {runs}")
     lines.append(f"LoRA / full  peak memory {result['memory_ratio']:.2f}, tokens/s "
                  f"{result['speed_ratio']:.2f} (medians of the per-round ratios)")
+    lora = result["variants"]["lora"]
+    for name, row in result["variants"].items():
+        if name.startswith("lora_"):
+            lines.append(f"LoRA, {name[5:]} base / full  peak memory {row['memory_ratio']:.2f}, "
+                         f"step memory {row['step_memory_ratio']:.2f}, tokens/s "
+                         f"{row['speed_ratio']:.2f}; / LoRA tokens/s "
+                         f"{row['tokens_per_s'] / lora['tokens_per_s']:.2f}")
     return "\n".join(lines)
 
 

@@ -106,7 +106,10 @@ def named_variants(texts, optimizers, config):
     return {text or "(the config)": parse_variant(text, config) for text in texts}
 
 
-def finetuning_variants(rank, targets):
-    """Full fine-tuning and LoRA (rank `rank` on `targets`) of a config's model."""
-    return {"full": [], "lora": [f"--config.train.lora_rank={rank}",
-                                 f"--config.train.lora_targets={targets}"]}
+def finetuning_variants(rank, targets, quantizations=()):
+    """Full fine-tuning and LoRA (rank `rank` on `targets`) of a config's model, and LoRA on
+    a base quantized each way of `quantizations` (train.base_quantization)."""
+    lora = [f"--config.train.lora_rank={rank}", f"--config.train.lora_targets={targets}"]
+    return {"full": [], "lora": lora,
+            **{f"lora_{q}": [*lora, f"--config.train.base_quantization={q}"]
+               for q in quantizations}}

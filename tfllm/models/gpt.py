@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfllm._keras import Keras2Model, fresh_initializer, keras, register
 from tfllm.layers.dropout import Dropout, seeded_masks
+from tfllm.layers.int8_linear import Int8Linear
 from tfllm.layers.position_embedding import PositionEmbedding
 from tfllm.layers.token_embedding import TokenEmbedding
 from tfllm.layers.transformer_block import TransformerBlock, make_normalization
@@ -188,8 +189,8 @@ class GPT(PresetMixin, Keras2Model):
         compression wrapper on it): the loss then needs the logits (tfllm.losses)."""
         if self.lm_head is None:
             variable, vocab_first = self.token_embedding.embeddings, True
-        elif type(self.lm_head) is keras.layers.Dense:
-            variable, vocab_first = self.lm_head.kernel, False
+        elif type(self.lm_head) in (keras.layers.Dense, Int8Linear):
+            variable, vocab_first = self.lm_head.kernel, False  # Int8Linear's: float, made here
         else:
             return None
         trainable = any(v is variable for v in self.trainable_variables)

@@ -1,0 +1,102 @@
+"""A frozen projection held as int8 with one float32 scale per output channel."""
+
+import numpy as np
+import tensorflow as tf
+
+from tfllm._keras import keras, register
+
+
+def quantize_int8(matrix, axis=0):
+    """(int8 values, float32 scales) of a float matrix, one scale per slice along the axes
+    other than `axis` (axis 0 reduced: one scale per column): round(w / s) with
+    s = max|w| / 127, so every value is within s / 2 of w."""
+    matrix = np.asarray(matrix, np.float32)
+    scale = np.max(np.abs(matrix), axis=axis, keepdims=True) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    values = np.clip(np.rint(matrix / scale), -127, 127).astype(np.int8)
+    return values, np.squeeze(scale, axis)
+
+
+def int8_matmul(x, values, scale, transpose=False):
+    """x @ (values * scale) for int8 `values` (K, N) and per-column `scale` (N,), or, with
+    `transpose`, x @ (values * scale[:, None]).T for values (N, K): the scale multiplies the
+    product, so the float matrix is made per call and never kept for the backward pass,
+    which makes it again (only x gets a gradient: the base is frozen)."""
+
+    @tf.custom_gradient
+    def product(x):
+        def matrix():
+            return tf.cast(values, x.dtype)
+
+        y = tf.matmul(x, matrix(), transpose_b=transpose) * tf.cast(scale, x.dtype)
+
+        def grad(dy):
+            return tf.matmul(dy * tf.cast(scale, dy.dtype), matrix(), transpose_b=not transpose)
+
+        return y, grad
+
+    return product(x)
+
+
+@register("tfllm")
+class Int8Linear(keras.layers.Layer):
+    """y = x W + b with W frozen as int8 values and per-output-channel float32 scales.
+
+    Made from a built Dense or EinsumDense (`from_layer`), whose kernel is read as a
+    matrix (prod(in), prod(out)) with its first `in_axes` axes meeting the input, as
+    LoRAAdapter reads it. Holds 1 byte per weight instead of 4; `kernel` gives the float
+    kernel (values times scales) in the base's shape, for merging and export.
+
+    Example:
+        >>> dense = keras.layers.Dense(16); dense.build((None, 8))
+        >>> Int8Linear.from_layer(dense)(tf.ones((2, 8))).shape
+        TensorShape([2, 16])
+    """
+
+    def __init__(self, in_shape, out_shape, use_bias=False, **kwargs):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.use_bias = use_bias
+        fan_in, fan_out = int(np.prod(self.in_shape)), int(np.prod(self.out_shape))
+        self.values = self.add_weight("kernel_int8", shape=(fan_in, fan_out), dtype=tf.int8,
+                                      initializer="zeros", trainable=False)
+        self.scale = self.add_weight("kernel_scale", shape=(fan_out,), dtype=tf.float32,
+                                     initializer="ones", trainable=False)
+        self.bias = (self.add_weight("bias", shape=self.out_shape, initializer="zeros",
+                                     trainable=False) if use_bias else None)
+        self.built = True
+
+    @classmethod
+    def from_layer(cls, layer, in_axes=1):
+        """The int8 copy of a built Dense / EinsumDense (its name and dtype policy)."""
+        kernel = layer.kernel.numpy()
+        shape = kernel.shape
+        quantized = cls(shape[:in_axes], shape[in_axes:], use_bias=layer.bias is not None,
+                        dtype=layer.dtype_policy, name=layer.name)
+        values, scale = quantize_int8(kernel.reshape(int(np.prod(shape[:in_axes])), -1))
+        quantized.values.assign(values)
+        quantized.scale.assign(scale)
+        if layer.bias is not None:
+            quantized.bias.assign(np.reshape(layer.bias.numpy(), quantized.out_shape))
+        return quantized
+
+    @property
+    def kernel(self):
+        matrix = tf.cast(self.values, tf.float32) * self.scale
+        return tf.reshape(matrix, self.in_shape + self.out_shape)
+
+    def call(self, x):
+        lead = tf.shape(x)[:tf.rank(x) - len(self.in_shape)]
+        h = tf.reshape(x, tf.concat([lead, [self.values.shape[0]]], 0))
+        y = int8_matmul(h, self.values, self.scale)
+        y = tf.reshape(y, tf.concat([lead, self.out_shape], 0))
+        if self.bias is not None:
+            y = y + tf.cast(self.bias, y.dtype)
+        return y
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(in_shape=list(self.in_shape), out_shape=list(self.out_shape),
+                      use_bias=self.use_bias)
+        return config
