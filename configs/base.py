@@ -132,8 +132,9 @@ def get_config():
                                        # "attention_mlp" or "all" (+ an untied lm_head)
             lora_dropout=0.0,     # LoRA: dropout on the adapters' input
             base_quantization="none",  # LoRA: the frozen base's projections and token embedding
-                                       # held as "int8" (one scale per output channel / token),
-                                       # a quarter of float32's memory; "none" = float
+                                       # held as "int8" (one scale per output channel / token):
+                                       # a quarter of the bytes in checkpoints; peak memory not
+                                       # lower yet (docs/finetuning.md); "none" = float
             teacher="",           # distillation: a tfllm run directory or hf:PATH whose model
                                   # (frozen, same tokenizer) the student learns from; "" = off
             distill_weight=0.5,   # distillation: loss = w x T^2 x KL(teacher_T || student_T)

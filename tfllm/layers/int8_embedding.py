@@ -34,7 +34,7 @@ class Int8Embedding(keras.layers.Layer):
         """The int8 copy of a built TokenEmbedding (its name and dtype policy)."""
         quantized = cls(layer.vocab_size, layer.hidden_dim, dtype=layer.dtype_policy,
                         name=layer.name)
-        values, scale = quantize_int8(layer.embeddings.numpy(), axis=1)
+        values, scale = quantize_int8(layer.embeddings, axis=1)
         quantized.values.assign(values)
         quantized.scale.assign(scale)
         return quantized

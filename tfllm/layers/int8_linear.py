@@ -6,15 +6,38 @@ import tensorflow as tf
 from tfllm._keras import keras, register
 
 
-def quantize_int8(matrix, axis=0):
-    """(int8 values, float32 scales) of a float matrix, one scale per slice along the axes
-    other than `axis` (axis 0 reduced: one scale per column): round(w / s) with
-    s = max|w| / 127, so every value is within s / 2 of w."""
-    matrix = np.asarray(matrix, np.float32)
-    scale = np.max(np.abs(matrix), axis=axis, keepdims=True) / 127.0
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    values = np.clip(np.rint(matrix / scale), -127, 127).astype(np.int8)
-    return values, np.squeeze(scale, axis)
+def quantize_int8(matrix, axis=0, in_axes=1):
+    """(int8 values, float32 scales) of a float array read as a matrix (its first `in_axes`
+    axes flattened into rows, the others into columns): one scale per column (`axis` 0) or
+    per row (`axis` 1), s = max|w| / 127, values round(w / s), each within s / 2 of w.
+
+    `matrix` may be a tf.Variable: it is read a block of rows at a time, so quantizing a
+    large table (an embedding of 50k x 768) holds a few float copies of one block, not of
+    the table, next to the variable itself."""
+    width = int(np.prod(matrix.shape[in_axes:]))
+    step = max(1, (1 << 20) // int(np.prod(matrix.shape[1:])))  # ~1M values a block
+
+    def blocks():
+        for start in range(0, matrix.shape[0], step):
+            yield np.asarray(matrix[start:start + step], np.float32).reshape(-1, width)
+
+    def scales(peak):
+        return np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+
+    def rounded(block, scale):
+        return np.clip(np.rint(block / scale), -127, 127).astype(np.int8)
+
+    if axis == 0:
+        peak = np.zeros(width, np.float32)
+        for block in blocks():
+            peak = np.maximum(peak, np.abs(block).max(axis=0))
+        scale = scales(peak)
+        return np.concatenate([rounded(block, scale) for block in blocks()]), scale
+    values, scale = [], []
+    for block in blocks():
+        scale.append(scales(np.abs(block).max(axis=1)))
+        values.append(rounded(block, scale[-1][:, None]))
+    return np.concatenate(values), np.concatenate(scale)
 
 
 def int8_matmul(x, values, scale, transpose=False):
@@ -25,17 +48,25 @@ def int8_matmul(x, values, scale, transpose=False):
 
     @tf.custom_gradient
     def product(x):
-        def matrix():
-            return tf.cast(values, x.dtype)
-
-        y = tf.matmul(x, matrix(), transpose_b=transpose) * tf.cast(scale, x.dtype)
+        y = tf.matmul(x, tf.cast(values, x.dtype), transpose_b=transpose) * tf.cast(scale, x.dtype)
 
         def grad(dy):
-            return tf.matmul(dy * tf.cast(scale, dy.dtype), matrix(), transpose_b=not transpose)
+            return tf.matmul(dy * tf.cast(scale, dy.dtype), _float_again(values, dy.dtype),
+                             transpose_b=not transpose)
 
         return y, grad
 
     return product(x)
+
+
+def _float_again(values, dtype):
+    """The float matrix of int8 `values`, computed otherwise than the forward pass's cast:
+    XLA's common-subexpression elimination would merge two identical casts into one, whose
+    float matrix would then live from the forward pass to the backward one, layer after
+    layer: the whole base in float, the memory the int8 base exists to save. (Read as
+    uint8, values above 127 are the negative ones, 256 too high.)"""
+    unsigned = tf.cast(tf.bitcast(values, tf.uint8), dtype)
+    return unsigned - tf.cast(unsigned > 127, dtype) * 256
 
 
 @register("tfllm")
@@ -70,11 +101,10 @@ class Int8Linear(keras.layers.Layer):
     @classmethod
     def from_layer(cls, layer, in_axes=1):
         """The int8 copy of a built Dense / EinsumDense (its name and dtype policy)."""
-        kernel = layer.kernel.numpy()
-        shape = kernel.shape
+        shape = tuple(layer.kernel.shape)
         quantized = cls(shape[:in_axes], shape[in_axes:], use_bias=layer.bias is not None,
                         dtype=layer.dtype_policy, name=layer.name)
-        values, scale = quantize_int8(kernel.reshape(int(np.prod(shape[:in_axes])), -1))
+        values, scale = quantize_int8(layer.kernel, in_axes=in_axes)
         quantized.values.assign(values)
         quantized.scale.assign(scale)
         if layer.bias is not None:
