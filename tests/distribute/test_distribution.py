@@ -94,7 +94,10 @@ def test_multi_worker_killed_then_rerun_equals_one_device(single, tmp_path):
         _, err = job.communicate(timeout=120)
     # The launcher noticed at once (not when the chief's collective timed out), stopped the
     # chief, and named the dead worker with its exit code; no traceback reached the user.
-    assert time.time() - killed_at < 30
+    # "At once": within the 20 s the launcher gives a SIGTERMed worker, plus room for a
+    # loaded 2-core machine (40 s seen with the other pytest worker busy); a chief left
+    # waiting in its collective would hang until communicate's timeout above.
+    assert time.time() - killed_at < 60
     assert job.returncode == 128 + signal.SIGKILL
     assert err.strip().splitlines()[-1].startswith(
         "launch_workers: worker 1 was killed by SIGKILL; the others were stopped"), err
