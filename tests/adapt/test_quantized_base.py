@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from tests.adapt.test_lora import lora_config as float_lora_config
 from tests.cli_helpers import metrics, rewind
-from tfllm.adapt.lora import ADAPTER_FILE, apply_lora, load_adapter, merge_lora
+from tfllm.adapt.lora import (ADAPTER_FILE, apply_lora, base_fingerprint, load_adapter,
+                              merge_lora)
 from tfllm.adapt.quantized_base import quantize_base
 from tfllm.errors import UserError
 from tfllm.layers.int8_embedding import Int8Embedding
@@ -131,6 +132,8 @@ def test_the_int8_run_starts_near_the_float_base_and_loads_for_evaluation(int8_r
     float_base, _ = from_pretrained(BASE, max_length=32)
     _, _, model = load_run(int8_run)  # as tfllm.evaluate / generate / export load it
     assert isinstance(model.token_embedding, Int8Embedding)
+    with pytest.raises(ValueError, match="an int8 base's fingerprint is its float base's"):
+        base_fingerprint(model)  # loaded, not trained: no float base to fingerprint
     ids = np.arange(1, 30)[None]
     # The adapter file loads onto the float base the run was quantized from.
     load_adapter(float_base, os.path.join(int8_run, ADAPTER_FILE))

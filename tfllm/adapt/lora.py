@@ -24,7 +24,7 @@ from tfllm._keras import keras
 from tfllm.adapt import LORA_TARGETS as TARGETS
 from tfllm.errors import UserError
 from tfllm.files import write_safetensors
-from tfllm.layers.lora_adapter import LoRAAdapter
+from tfllm.layers.lora_adapter import LoRAAdapter, kernel_in_axes
 from tfllm.models.wrapping import replace_layers
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -43,9 +43,13 @@ def _targets(model, targets):
 def base_fingerprint(model):
     """sha256 of the model's weights other than adapters (shapes and values, in the
     model's order): equal for the same base whatever process built it. For a model whose
-    base was quantized, that of the float base it was made from."""
+    base was quantized, that of the float base it was made from (recorded then:
+    apply_configured_lora(..., record_fingerprint=True))."""
     if getattr(model, "float_base_fingerprint", None):
         return model.float_base_fingerprint
+    if any(weight.dtype == "int8" for weight in model.weights):
+        raise ValueError("an int8 base's fingerprint is its float base's, recorded when it was "
+                         "quantized; this model has none recorded.")
     digest = hashlib.sha256()
     for weight in model.weights:
         if "lora_" in weight.name or weight.dtype.is_integer:  # adapters, dropout RNG states
@@ -75,7 +79,7 @@ def apply_lora(model, rank, alpha=16.0, targets="attention", dropout=0.0):
         if layer.name not in names or not isinstance(
                 layer, (keras.layers.Dense, keras.layers.EinsumDense)):
             return None
-        in_axes = 2 if layer.name == "attention_output" else 1
+        in_axes = kernel_in_axes(layer)
         shape = tuple(layer.kernel.shape)
         width = min(int(np.prod(shape[:in_axes])), int(np.prod(shape[in_axes:])))
         if rank > width:
@@ -92,19 +96,21 @@ def apply_lora(model, rank, alpha=16.0, targets="attention", dropout=0.0):
     return adapters
 
 
-def apply_configured_lora(model, train):
+def apply_configured_lora(model, train, record_fingerprint=False):
     """The adapters a config's train section asks for (train.lora_rank > 0), put on
     `model`, and its frozen base quantized as train.base_quantization says; nothing for
-    rank 0. Training and loading a run both build them so. A quantized model keeps the
-    fingerprint of the float base it was made from (`base_fingerprint`), so its adapter
-    file loads onto that base."""
+    rank 0. Training and loading a run both build them so. With `record_fingerprint`
+    (training: `model` holds its starting weights), a quantized model keeps the fingerprint
+    of the float base it was made from (`base_fingerprint`), so the run's adapter file
+    loads onto that base."""
     if train.lora_rank:
         apply_lora(model, train.lora_rank, train.lora_alpha, train.lora_targets,
                    train.lora_dropout)
     if train.lora_rank and train.base_quantization != "none":
         from tfllm.adapt.quantized_base import quantize_base
 
-        model.float_base_fingerprint = base_fingerprint(model)
+        if record_fingerprint:
+            model.float_base_fingerprint = base_fingerprint(model)
         quantize_base(model)
 
 
@@ -116,32 +122,21 @@ def merge_lora(model):
     """Folds every adapter into its base kernel and puts the base back in its place, in
     place: a plain model computing the same function. Returns how many were merged."""
 
-    from tfllm.adapt.quantized_base import dequantized
+    from tfllm.adapt.quantized_base import dequantize_base
+
+    dequantize_base(model)  # an int8 base (train.base_quantization) as float layers
 
     def merge(layer):
         if not isinstance(layer, LoRAAdapter):
             return None
-        base = dequantized(layer.base)  # a float layer for an int8 base
-        base.kernel.assign(layer.merged_kernel())
-        base.trainable = True
-        return base
+        layer.base.kernel.assign(layer.merged_kernel())
+        layer.base.trainable = True
+        return layer.base
 
     count = replace_layers(model, merge)
-    replace_layers(model, _float_layer)
     for layer in model._flatten_layers(include_self=False):
         layer.trainable = True
     return count
-
-
-def _float_layer(layer):
-    """replace_layers' rule putting float layers in place of a quantized base's."""
-    from tfllm.adapt.quantized_base import dequantized
-    from tfllm.layers.int8_embedding import Int8Embedding
-
-    if isinstance(layer, Int8Embedding):
-        return layer.dequantized()
-    plain = dequantized(layer)
-    return None if plain is layer else plain
 
 
 def _adapter_paths(model):

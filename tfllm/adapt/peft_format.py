@@ -44,10 +44,15 @@ def _peft_paths(model):
     return paths
 
 
+def _module_names(roles):
+    """PEFT's target_modules names ("q_proj", ...) of tfllm projections (role names)."""
+    return {MODULES[role].split(".")[-1] for role in roles}
+
+
 def _target_key(modules):
     """The train.lora_targets whose projections are PEFT's target_modules `modules`."""
     for key, roles in LORA_TARGETS.items():
-        if {MODULES[role].split(".")[-1] for role in roles} == set(modules):
+        if _module_names(roles) == set(modules):
             return key
     raise UserError(f"PEFT target_modules {sorted(modules)} are not one of tfllm's LoRA target "
                     f"sets ({', '.join(LORA_TARGETS)}); tfllm adapts those sets only.")
@@ -66,7 +71,7 @@ def peft_config(model, targets, base):
     """adapter_config.json's settings for the adapters of `model` (`targets` as
     apply_lora took it), on the base model named `base`."""
     adapter = next(iter(_peft_paths(model).values()))
-    modules = sorted({MODULES[role].split(".")[-1] for role in LORA_TARGETS[targets]}
+    modules = sorted(_module_names(LORA_TARGETS[targets])
                      - ({"lm_head"} if getattr(model, "lm_head", None) is None else set()))
     return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base,
             "r": adapter.rank, "lora_alpha": adapter.alpha, "lora_dropout": adapter.dropout,
@@ -96,12 +101,14 @@ def read_peft_config(directory):
                         "save_pretrained wrote.")
     with open(path) as f:
         config = json.load(f)
-    unsupported = [key for key in ("use_dora", "use_rslora", "fan_in_fan_out") if config.get(key)]
-    if config.get("peft_type") != "LORA" or unsupported or config.get("rank_pattern") \
-            or config.get("alpha_pattern") or config.get("modules_to_save"):
+    unsupported = [key for key in ("use_dora", "use_rslora", "fan_in_fan_out", "rank_pattern",
+                                   "alpha_pattern", "modules_to_save") if config.get(key)]
+    if config.get("peft_type") != "LORA":
+        unsupported.insert(0, f"peft_type {config.get('peft_type')!r}")
+    if unsupported:
         raise UserError(f"{path}: tfllm loads plain LoRA adapters (one rank and alpha, no "
                         f"DoRA, rsLoRA, patterns or saved modules); this one has "
-                        f"{unsupported or config.get('peft_type')}.")
+                        f"{', '.join(unsupported)}.")
     return config
 
 

@@ -29,41 +29,18 @@ def quantize_base(model):
             return Int8Embedding.from_layer(layer)
         if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)) \
                 and not layer.trainable_weights:
-            return Int8Linear.from_layer(layer, 2 if layer.name == "attention_output" else 1)
+            return Int8Linear.from_layer(layer)
         return None
 
     return replace_layers(model, replace)
 
 
-def dequantized(layer):
-    """A float layer computing what an Int8Linear computes (a Dense for a one-axis input,
-    else an EinsumDense), for merging and export; any other layer as it is."""
-    if not isinstance(layer, Int8Linear):
-        return layer
-    import numpy as np
+def dequantize_base(model):
+    """The inverse, for merging and export: float layers of the base's own kinds (holding
+    the int8 values times their scales) in place of every Int8Linear and Int8Embedding of
+    `model`, in place; returns how many."""
 
-    kernel = layer.kernel.numpy()
-    if len(layer.in_shape) == 1 and len(layer.out_shape) == 1:
-        plain = keras.layers.Dense(layer.out_shape[0], use_bias=layer.use_bias,
-                                   dtype=layer.dtype_policy, name=layer.name)
-        plain.build((None, layer.in_shape[0]))
-    else:
-        plain = _einsum_dense(layer)
-    plain.kernel.assign(kernel)
-    if layer.use_bias:
-        plain.bias.assign(np.reshape(layer.bias.numpy(), plain.bias.shape))
-    return plain
+    def replace(layer):
+        return layer.dequantized() if isinstance(layer, (Int8Linear, Int8Embedding)) else None
 
-
-def _einsum_dense(layer):
-    """The attention projections' EinsumDense for an Int8Linear's shapes: (D,) -> (heads,
-    head size) or (heads, head size) -> (D,), over (batch, time) inputs."""
-    if len(layer.in_shape) == 1:
-        equation, output_shape, bias_axes = "btd,dnh->btnh", (None, *layer.out_shape), "nh"
-    else:
-        equation, output_shape, bias_axes = "btnh,nhd->btd", (None, *layer.out_shape), "d"
-    plain = keras.layers.EinsumDense(equation, output_shape=output_shape,
-                                     bias_axes=bias_axes if layer.use_bias else None,
-                                     dtype=layer.dtype_policy, name=layer.name)
-    plain.build((None, None, *layer.in_shape))
-    return plain
+    return replace_layers(model, replace)

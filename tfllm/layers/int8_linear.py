@@ -74,9 +74,10 @@ class Int8Linear(keras.layers.Layer):
     """y = x W + b with W frozen as int8 values and per-output-channel float32 scales.
 
     Made from a built Dense or EinsumDense (`from_layer`), whose kernel is read as a
-    matrix (prod(in), prod(out)) with its first `in_axes` axes meeting the input, as
+    matrix (prod(in), prod(out)) with its first `kernel_in_axes` axes meeting the input, as
     LoRAAdapter reads it. Holds 1 byte per weight instead of 4; `kernel` gives the float
-    kernel (values times scales) in the base's shape, for merging and export.
+    kernel (values times scales) in the base's shape, and `dequantized()` a layer of the
+    base's own kind and config holding it, for merging and export.
 
     Example:
         >>> dense = keras.layers.Dense(16); dense.build((None, 8))
@@ -84,11 +85,12 @@ class Int8Linear(keras.layers.Layer):
         TensorShape([2, 16])
     """
 
-    def __init__(self, in_shape, out_shape, use_bias=False, **kwargs):
+    def __init__(self, kernel_shape, in_axes, use_bias, base, base_build, **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
-        self.use_bias = use_bias
+        # The base's serialized config and build config: what `dequantized` rebuilds.
+        self.base_config, self.base_build, self.use_bias = base, base_build, use_bias
+        self.in_shape, self.out_shape = tuple(kernel_shape[:in_axes]), tuple(kernel_shape[in_axes:])
         fan_in, fan_out = int(np.prod(self.in_shape)), int(np.prod(self.out_shape))
         self.values = self.add_weight("kernel_int8", shape=(fan_in, fan_out), dtype=tf.int8,
                                       initializer="zeros", trainable=False)
@@ -99,10 +101,13 @@ class Int8Linear(keras.layers.Layer):
         self.built = True
 
     @classmethod
-    def from_layer(cls, layer, in_axes=1):
+    def from_layer(cls, layer):
         """The int8 copy of a built Dense / EinsumDense (its name and dtype policy)."""
-        shape = tuple(layer.kernel.shape)
-        quantized = cls(shape[:in_axes], shape[in_axes:], use_bias=layer.bias is not None,
+        from tfllm.layers.lora_adapter import kernel_in_axes
+
+        in_axes = kernel_in_axes(layer)
+        quantized = cls(tuple(layer.kernel.shape), in_axes, layer.bias is not None,
+                        keras.layers.serialize(layer), layer.get_build_config(),
                         dtype=layer.dtype_policy, name=layer.name)
         values, scale = quantize_int8(layer.kernel, in_axes=in_axes)
         quantized.values.assign(values)
@@ -110,6 +115,15 @@ class Int8Linear(keras.layers.Layer):
         if layer.bias is not None:
             quantized.bias.assign(np.reshape(layer.bias.numpy(), quantized.out_shape))
         return quantized
+
+    def dequantized(self):
+        """The base layer again (its class and config), holding `kernel` and the bias."""
+        plain = keras.layers.deserialize(self.base_config)
+        plain.build_from_config(self.base_build)
+        plain.kernel.assign(self.kernel)
+        if self.bias is not None:
+            plain.bias.assign(np.reshape(self.bias.numpy(), plain.bias.shape))
+        return plain
 
     @property
     def kernel(self):
@@ -127,6 +141,7 @@ class Int8Linear(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(in_shape=list(self.in_shape), out_shape=list(self.out_shape),
-                      use_bias=self.use_bias)
+        config.update(kernel_shape=list(self.in_shape + self.out_shape),
+                      in_axes=len(self.in_shape), use_bias=self.use_bias,
+                      base=self.base_config, base_build=self.base_build)
         return config

@@ -9,6 +9,15 @@ from tfllm._keras import keras, register
 from tfllm.layers.dropout import Dropout
 
 
+def kernel_in_axes(layer):
+    """How many leading axes of a Dense / EinsumDense kernel meet the input: 1 for a Dense;
+    for an EinsumDense the kernel's letters its input shares ("btnh,nhd->btd": 2)."""
+    if isinstance(layer, keras.layers.EinsumDense):
+        inputs, rest = layer.equation.split(",")
+        return sum(letter in inputs for letter in rest.split("->")[0])
+    return 1
+
+
 @register("tfllm")
 class LoRAAdapter(keras.layers.Layer):
     """y = base(x) + (alpha / rank) * dropout(x) A B: `base` frozen, A and B trained.

@@ -108,7 +108,7 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
         model = build_model(cfg.model, vocab_size)
         if init_weights is not None:
             init_weights(model)
-        apply_configured_lora(model, t)
+        apply_configured_lora(model, t, record_fingerprint=True)
         lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
         schedule = Scaled(schedule or build_schedule(t, t.steps), lr_scale)
         optimizer = build_optimizer(t, schedule)
