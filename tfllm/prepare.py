@@ -6,11 +6,17 @@ processes and writes token shards, the tokenizer and a manifest into DIR. Train 
 `python -m tfllm.train --config.data.source=DIR`; every command and worker then reads it
 through memory maps. Rerunning the same command finishes a stopped run, keeping the
 shards already written. docs/data.md.
+
+Chat and instruction data (.jsonl files) is rendered with a chat template and encoded with
+its loss mask and example boundaries, with the tokenizer of the model it is for:
+`python -m tfllm.prepare --data=chats/ --tokenizer_from=gguf:FILE --output=DIR`; train
+with `--init_from=` that model and `--config.data.source=DIR`. docs/chat.md.
 """
 
 from absl import flags
 
 from tfllm import cli
+from tfllm.data.chat_preparation import SPLIT_SEED
 from tfllm.data.preparation import SAMPLE_CHARS, SHARD_CHARS
 
 cli.define_path("data", None, "The corpus: a text file, a folder (every file under it), a glob, "
@@ -36,39 +42,84 @@ flags.DEFINE_integer("shard_chars", SHARD_CHARS, "Characters of text per shard (
 flags.DEFINE_integer("sample_chars", SAMPLE_CHARS, "sentencepiece trains on a sample of this many "
                      "characters spread over a larger corpus.", lower_bound=1)
 flags.DEFINE_bool("progress", True, "Show a progress line on stderr.")
+cli.define_path("chat_template", None, "Chat data: the Jinja chat template file; default the "
+                "--tokenizer_from checkpoint's or run's own, else ChatML.")
+flags.DEFINE_enum("train_on", "assistant", ["assistant", "all"], "Chat data: the loss on the "
+                  "answers only, or on every token.")
+flags.DEFINE_string("chat_fields", "", "Chat data: other field names, e.g. "
+                    "messages=dialog,role=speaker,content=text.")
+flags.DEFINE_integer("seed", SPLIT_SEED, "Chat data: the seed of the shuffle choosing the "
+                     "validation examples (--val_fraction of them); the default is tfllm.train's, "
+                     "so a run on the prepared data validates on the examples a run on the "
+                     ".jsonl would.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
+    from tfllm.data.chat_data import is_chat_source
     from tfllm.data.prepared_dataset import is_prepared
-    from tfllm.data.preparation import prepare
 
-    tokenizer = FLAGS.tokenizer
-    from tfllm.pretrained.checkpoint import check_checkpoint, pretrained_path
-
-    if pretrained_path(FLAGS.tokenizer_from):
-        tokenizer = check_checkpoint(pretrained_path(FLAGS.tokenizer_from)).tokenizer()
-    elif FLAGS.tokenizer_from:
-        from tfllm.tokenizers import load_tokenizer
-
-        try:
-            tokenizer = load_tokenizer(FLAGS.tokenizer_from)
-        except FileNotFoundError:
-            raise cli.UserError(f"--tokenizer_from={FLAGS.tokenizer_from} holds no tokenizer; pass "
-                                "a prepared dataset or a run directory.") from None
     was_prepared = is_prepared(FLAGS.output)
+    chat = is_chat_source(FLAGS.data) and not is_prepared(FLAGS.data)
     try:
-        dataset = prepare(FLAGS.data, FLAGS.output, tokenizer, FLAGS.vocab_size,
-                          FLAGS.sp_model_type, FLAGS.val_fraction, FLAGS.workers, FLAGS.data_dir,
-                          FLAGS.split, FLAGS.text_key, FLAGS.skip_non_utf8, FLAGS.shard_chars,
-                          FLAGS.sample_chars, progress=FLAGS.progress)
+        dataset = _prepare_chat() if chat else _prepare_text()
     except KeyboardInterrupt:
         raise cli.Interrupted("interrupted; rerun the same command to finish: the shards "
                               "already written are kept.") from None
     if was_prepared:
         print(f"already prepared: {dataset.describe()}")
+
+
+def _prepare_text():
+    from tfllm.data.preparation import prepare
+
+    tokenizer = _tokenizer_from()[0] if FLAGS.tokenizer_from else FLAGS.tokenizer
+    return prepare(FLAGS.data, FLAGS.output, tokenizer, FLAGS.vocab_size, FLAGS.sp_model_type,
+                   FLAGS.val_fraction, FLAGS.workers, FLAGS.data_dir, FLAGS.split,
+                   FLAGS.text_key, FLAGS.skip_non_utf8, FLAGS.shard_chars, FLAGS.sample_chars,
+                   progress=FLAGS.progress)
+
+
+def _prepare_chat():
+    from tfllm.data.chat_data import read_template
+    from tfllm.data.chat_preparation import prepare_chat
+
+    if not FLAGS.tokenizer_from:
+        raise cli.UserError(f"--data={FLAGS.data} is chat data (.jsonl), encoded with the "
+                            "tokenizer of the model it is for: pass --tokenizer_from=hf:DIR, "
+                            "gguf:FILE or a run directory.")
+    tokenizer, template = _tokenizer_from()
+    if FLAGS.chat_template:
+        template = read_template(FLAGS.chat_template, "--chat_template")
+    if template is None:
+        from tfllm.chat.template import CHATML
+
+        template = CHATML
+    return prepare_chat(FLAGS.data, FLAGS.output, tokenizer, template, FLAGS.train_on,
+                        FLAGS.chat_fields, FLAGS.val_fraction, FLAGS.seed, FLAGS.workers,
+                        FLAGS.shard_chars, {"chat_template": "--chat_template"},
+                        progress=FLAGS.progress)
+
+
+def _tokenizer_from():
+    """(the --tokenizer_from tokenizer, its chat template or None)."""
+    from tfllm.pretrained.checkpoint import check_checkpoint, pretrained_path
+
+    path = pretrained_path(FLAGS.tokenizer_from)
+    if path:
+        checkpoint = check_checkpoint(path)
+        return checkpoint.tokenizer(), checkpoint.chat_template
+    from tfllm.data.chat_data import saved_template
+    from tfllm.tokenizers import load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer(FLAGS.tokenizer_from)
+    except FileNotFoundError:
+        raise cli.UserError(f"--tokenizer_from={FLAGS.tokenizer_from} holds no tokenizer; pass "
+                            "a prepared dataset or a run directory.") from None
+    return tokenizer, saved_template(FLAGS.tokenizer_from)
 
 
 if __name__ == "__main__":

@@ -192,3 +192,61 @@ def test_evaluate_scores_the_held_out_answers_as_training_did(chat_run):
     np.testing.assert_allclose(result["loss"], metrics(run_dir)[-1]["val_loss"], rtol=1e-5)
     proc = run("tfllm.evaluate", f"--run_dir={run_dir}", "--tflite=x.tflite")
     assert_one_line_error(proc, "drop --tflite")
+
+
+@pytest.fixture(scope="module")
+def prepared_chat(chat_run, checkpoint, tmp_path_factory):
+    """chat_run's rows prepared once by tfllm.prepare with the checkpoint's tokenizer."""
+    _, data, _ = chat_run
+    out = tmp_path_factory.mktemp("prepared") / "chats"
+    proc = run("tfllm.prepare", f"--data={data}", f"--tokenizer_from=hf:{checkpoint}",
+               f"--output={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "prepared" in proc.stdout and "200 examples" in proc.stdout
+    return out
+
+
+def test_a_prepared_chat_dataset_trains_as_its_jsonl(chat_run, prepared_chat, checkpoint,
+                                                     tmp_path):
+    run_dir, _, _ = chat_run
+    proc = run("tfllm.train", *TINY, f"--init_from=hf:{checkpoint}",
+               f"--config.data.source={prepared_chat}", f"--run_dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "chat: the prepared dataset's template" in proc.stdout
+    assert "200 chat examples (180 training" in proc.stdout
+    # The same examples, split, windows and order: the same run.
+    np.testing.assert_allclose([r["val_loss"] for r in metrics(tmp_path / "run")],
+                               [r["val_loss"] for r in metrics(run_dir)], rtol=1e-6)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["dataset"]
+    assert recorded["path"] == str(prepared_chat)
+    # tfllm.evaluate reads it too, with the run's template: the run's own score.
+    proc = run("tfllm.evaluate", f"--run_dir={run_dir}", f"--data={prepared_chat}", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(result["loss"], metrics(run_dir)[-1]["val_loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["another template", "another tokenizer", "no tokenizer"])
+def test_a_prepared_chat_dataset_that_does_not_fit_is_one_line(case, chat_run, prepared_chat,
+                                                               checkpoint, tmp_path):
+    _, data, _ = chat_run
+    if case == "no tokenizer":
+        proc = run("tfllm.prepare", f"--data={data}", f"--output={tmp_path / 'out'}")
+        assert_one_line_error(proc, "pass --tokenizer_from=hf:DIR")
+        assert not (tmp_path / "out").exists()
+        return
+    init, extra = f"--init_from=hf:{checkpoint}", []
+    if case == "another template":
+        other_template = FIXTURES / "templates" / "chatml_generation.jinja"
+        extra = [f"--config.data.chat_template={other_template}"]
+        phrase = "was prepared with another chat template"
+    else:  # the same model with one more token: other ids
+        other = tmp_path / "hf"
+        shutil.copytree(checkpoint, other)
+        config = json.loads((other / "config.json").read_text())
+        (other / "config.json").write_text(json.dumps({**config, "vocab_size": 641}))
+        init, phrase = f"--init_from=hf:{other}", "is prepared with another tokenizer"
+    proc = run("tfllm.train", *TINY, init, *extra, f"--config.data.source={prepared_chat}",
+               f"--run_dir={tmp_path / 'run'}")
+    assert_one_line_error(proc, phrase)
+    assert not (tmp_path / "run").exists()

@@ -34,15 +34,17 @@ def _sha(text):
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def chat_dataset(config, tokenizer, template_text):
-    """The ChatDataset of the run's data.source, in windows of model.max_length."""
+def chat_dataset(config, tokenizer, template_text, prepare_dir=None, progress=False):
+    """The ChatDataset of the run's data.source, in windows of model.max_length: a
+    prepared chat dataset read where it is, .jsonl files prepared into `prepare_dir` (the
+    run's data/; a rerun or resume reuses it)."""
     if tokenizer is None or not hasattr(tokenizer, "special_tokens"):
         raise UserError(
             f"--config.data.source={config.data.source} is chat data (.jsonl), which needs a "
             "pretrained model's tokenizer; start from one with --init_from=hf:DIR or "
             "--init_from=gguf:FILE.")
     return load_chat_dataset(config.data, tokenizer, template_text, config.model.max_length,
-                             config.seed, config.data.packing)
+                             config.seed, config.data.packing, prepare_dir, progress)
 
 
 def save_template(run_dir, text):

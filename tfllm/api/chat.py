@@ -6,7 +6,7 @@ the checkpoint it was imported from, kept in RUN/pretrained/), or a pretrained m
 with the generation prompt, and ends at the template's end-of-turn token.
 """
 
-from tfllm.data.chat_data import chat_encoder
+from tfllm.data.chat_examples import chat_encoder
 from tfllm.errors import UserError
 from tfllm.runs.chat_template import chat_template_of
 
@@ -25,7 +25,7 @@ class ChatSession:
 
         config, self.tokenizer, _ = find_run(spec, checkpoint)
         text, origin = chat_template_of(spec, template_file)
-        self.encoder = chat_encoder(config.data, self.tokenizer, text, origin)
+        self.encoder = chat_encoder(config.data.train_on, self.tokenizer, text, origin)
         self.end_token = self.encoder.end_of_turn()
         self.spec, self.checkpoint = spec, checkpoint
         self.settings = (max_new_tokens, temperature, top_k, top_p, seed)

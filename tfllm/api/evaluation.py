@@ -35,7 +35,7 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
             raise UserError("--tflite evaluates text windows; a chat run's conversations are "
                             "evaluated on its checkpoint: drop --tflite.")
         return _evaluate_chat(run_dir, checkpoint, config, tokenizer, section or config.data,
-                              split, batch_size)
+                              split, batch_size, max_tokens)
     if tflite is not None:
         if not os.path.isfile(tflite):
             raise UserError(f"--tflite={tflite} is not a file; pass a .tflite file written by "
@@ -80,36 +80,34 @@ def evaluate_run(run_dir, checkpoint=None, data=None, split="val", batch_size=No
             "kernel_sparsity": sparsity(model)["pruned_fraction"]}
 
 
-def _evaluate_chat(run_dir, checkpoint, config, tokenizer, data, split, batch_size):
+def _evaluate_chat(run_dir, checkpoint, config, tokenizer, data, split, batch_size,
+                   max_tokens):
     """The loss on the trained (answer) tokens of a chat source's split, its examples
-    split and packed as the run trained (tfllm.data.chat_data)."""
-    import numpy as np
-
+    split and packed as the run trained (tfllm.data.chat_data), within `max_tokens` (None:
+    the run's eval.max_tokens) as training scores it: the run's own prepared copy of its
+    data when it holds the same, else the source prepared anew."""
+    from tfllm.data.chat_data import chat_eval_dataset, chat_eval_windows, load_chat_dataset
+    from tfllm.data.packing import pack
     from tfllm.runs.chat_template import chat_template_of
-    from tfllm.data.chat_data import chat_eval_dataset, load_chat_dataset
-    from tfllm.data.packing import Packed
-    from tfllm.runs.run_directory import load_run
+    from tfllm.runs.run_directory import DATA_DIR, load_run
     from tfllm.training.training_model import TrainingModel
 
     template, _ = chat_template_of(run_dir)
     dataset = load_chat_dataset(data, tokenizer, template, config.model.max_length, config.seed,
-                                config.data.packing)
-    if split == "all":
-        parts = (dataset.train, dataset.val)
-        packed = Packed(*(np.concatenate([getattr(p, k) for p in parts])
-                          for k in ("tokens", "segments", "mask")),
-                        sum(p.examples for p in parts), 0, 0)
-    else:
-        packed = dataset.val if split == "val" else dataset.train
+                                config.data.packing, reuse=os.path.join(run_dir, DATA_DIR))
+    packed = {"val": dataset.val, "train": dataset.train}.get(split)
+    if split == "all":  # the loss is a mean over trained tokens: packing does not change it
+        packed = pack(dataset.store, config.model.max_length, config.data.packing)
     if not len(packed):
         raise UserError(f"the chat data has no {split} examples; pass --split=train or more "
                         "examples.")
     batch_size = batch_size or config.eval.batch_size
+    budget = config.eval.max_tokens if max_tokens is None else max_tokens
     task = TrainingModel(load_run(run_dir, checkpoint)[2])
     task.compile(weighted_metrics=[])
-    loss = task.evaluate(chat_eval_dataset(packed, batch_size), verbose=0,
+    loss = task.evaluate(chat_eval_dataset(packed, batch_size, max_tokens=budget), verbose=0,
                          return_dict=True)["loss"]
-    return _result(loss, packed.trained_tokens)
+    return _result(loss, packed.trained_in(chat_eval_windows(packed, budget)))
 
 
 def _data_section(data, source, tfds_data_dir, tfds_split, tfds_text_key):

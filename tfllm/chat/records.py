@@ -52,16 +52,21 @@ def read_examples(path, fields=None):
     naming the file, the line and what is wrong."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise _bad(path, number, f"is not JSON ({e.msg})") from None
-            try:
-                yield number, example(row, fields)
-            except _RowError as e:
-                raise _bad(path, number, str(e)) from None
+            if line.strip():
+                yield number, parse_line(path, number, line, fields)
+
+
+def parse_line(path, number, line, fields=None):
+    """The Example of line `number` of the file `path`; UserError naming both and what is
+    wrong."""
+    try:
+        row = json.loads(line)
+    except ValueError as e:
+        raise _bad(path, number, f"is not JSON ({e.msg})") from None
+    try:
+        return example(row, fields)
+    except _RowError as e:
+        raise _bad(path, number, str(e)) from None
 
 
 class _RowError(Exception):

@@ -13,6 +13,7 @@ _WHERE = {
     "train_dataset": "pipeline", "window_starts": "pipeline",
     "PreparedDataset": "prepared_dataset", "is_prepared": "prepared_dataset",
     "prepare": "preparation", "configured_dataset": "sources",
+    "prepare_chat": "chat_preparation", "PreparedChatDataset": "prepared_chat",
 }
 
 __all__ = sorted(_WHERE)

@@ -1,33 +1,36 @@
-"""Chat and instruction data (JSON Lines) as packed windows to train on.
+"""Chat and instruction data as packed windows to train on.
 
-A source whose files all end in .jsonl is chat data: each row an example (tfllm.chat.records),
-encoded with the run's chat template (the loss mask on the answers), split into training
-and validation examples (data.val_fraction, by a seeded shuffle of whole examples, so no
-example is cut by the split) and packed into windows (tfllm.data.packing). Held in
-memory; docs/chat.md.
+A source is chat data when its files all end in .jsonl (each row an example,
+tfllm.chat.records) or when it is a chat dataset `tfllm.prepare` made of such files. Rows
+are encoded with the run's chat template (the loss mask on the answers) into a prepared
+chat dataset (tfllm.data.chat_preparation: the run's data/ copy of its .jsonl, or the
+dataset named), split into training and validation examples (by a seeded shuffle of whole
+examples, so no example is cut by the split) and packed into windows
+(tfllm.data.packing) whose tokens are read from the memory maps as batches ask.
+docs/chat.md.
 """
 
-import hashlib
-import json
 import os
+import tempfile
 
 import numpy as np
 
-from tfllm.chat.encoding import ChatEncoder
-from tfllm.chat.records import parse_fields, read_examples
-from tfllm.chat.template import CHATML, ChatTemplate, ChatTemplateError
+from tfllm.chat.template import CHATML
+from tfllm.data.chat_preparation import CHAT_SUFFIX, prepare_chat, request_key
 from tfllm.data.corpus import corpus_files
-from tfllm.data.packing import pack
+from tfllm.data.packing import pack, window_batch
+from tfllm.data.preparation import SHARD_CHARS
+from tfllm.data.prepared_chat import TEMPLATE_FILE, PreparedChatDataset, is_prepared_chat
 from tfllm.errors import UserError
-
-CHAT_SUFFIX = ".jsonl"
-TEMPLATE_FILE = "chat_template.jinja"
 
 
 def is_chat_source(source):
-    """Whether data.source names .jsonl files only (a file, folder or glob)."""
-    if not source or source.startswith("tfds:") or not isinstance(source, str):
+    """Whether data.source is chat data: .jsonl files only (a file, folder or glob), or a
+    prepared chat dataset."""
+    if not source or not isinstance(source, str) or source.startswith("tfds:"):
         return False
+    if is_prepared_chat(source):
+        return True
     try:
         files = corpus_files(source)
     except UserError:
@@ -53,8 +56,18 @@ def saved_template(run_dir):
 
 
 def template_source(data, checkpoint_template=None):
-    """(template text, where it came from): data.chat_template's file, else the
+    """(template text, where it came from): a prepared chat dataset's own (which
+    data.chat_template may name only if equal), else data.chat_template's file, else the
     checkpoint's own, else tfllm's ChatML."""
+    if is_prepared_chat(data.source):
+        text = saved_template(data.source)
+        if data.chat_template and read_template(
+                data.chat_template, "--config.data.chat_template") != text:
+            raise UserError(f"--config.data.source={data.source} was prepared with another chat "
+                            f"template than --config.data.chat_template={data.chat_template}; "
+                            "leave the flag out (the dataset's is used), or prepare the data "
+                            "again with that template.")
+        return text, "the prepared dataset's"
     if data.chat_template:
         return (read_template(data.chat_template, "--config.data.chat_template"),
                 os.path.expanduser(data.chat_template))
@@ -63,38 +76,27 @@ def template_source(data, checkpoint_template=None):
     return CHATML, "tfllm's ChatML"
 
 
-def chat_encoder(data, tokenizer, template_text, origin="chat template"):
-    """The ChatEncoder of a run: its template with the tokenizer's special tokens."""
-    template = ChatTemplate(template_text, special_token_strings(tokenizer), name=origin)
-    encoder = ChatEncoder(tokenizer, template, data.train_on)
-    if encoder.end_of_turn() is None:
-        raise ChatTemplateError(
-            f"the {origin} chat template ends an answer with no special token of the "
-            "tokenizer (ChatML needs <|im_end|>), so generation could not stop at the end of "
-            "a turn; pass the model's own template as --config.data.chat_template=FILE.")
-    return encoder
-
-
-def special_token_strings(tokenizer):
-    """bos_token / eos_token as templates name them, from the tokenizer's ids."""
-    out = {}
-    for name, token in (("eos_token", getattr(tokenizer, "eos_id", None)),
-                        ("bos_token", getattr(tokenizer, "bos_id", None))):
-        if token is not None:
-            out[name] = tokenizer.decode([token])
-    return out
-
-
 class ChatDataset:
-    """Packed training and validation windows of a chat source, for windows of `length`."""
+    """Packed training and validation windows of a prepared chat dataset, for windows of
+    `length` tokens; UserError if no training example keeps a trained token."""
 
     kind = "chat"
 
-    def __init__(self, source, train, val, fingerprint, tokenizer, template_text, rows):
-        self.directory = source
-        self.train, self.val = train, val
-        self.fingerprint, self.tokenizer = fingerprint, tokenizer
-        self.template_text, self.rows = template_text, rows
+    def __init__(self, prepared, length, packing=True, source=None):
+        self.prepared, self.directory = prepared, source or prepared.directory
+        self.fingerprint, self.template_text = prepared.fingerprint, prepared.template_text
+        self.tokenizer, self.store = prepared.tokenizer, prepared.store
+        self.rows = len(self.store)
+        self.train_examples, self.val_examples = prepared.split()
+        self.train = pack(self.store, length, packing, self.train_examples)
+        self.val = pack(self.store, length, packing, self.val_examples)
+        if self.train.examples == 0:
+            t = self.train
+            raise UserError(
+                f"every training example of {self.directory} is left with no trained token "
+                f"once cut to the window of {length + 1} tokens ({t.truncated:,} truncated, "
+                f"{t.dropped:,} dropped); raise --config.model.max_length or shorten the "
+                "prompts.")
 
     def describe(self):
         t = self.train
@@ -104,52 +106,54 @@ class ChatDataset:
                 "dropped with no trained token")
 
 
-def load_chat_dataset(data, tokenizer, template_text, length, seed, packing=True):
-    """The ChatDataset of data.source for windows of `length` tokens; UserError if a row
-    is malformed, or no example keeps a trained token."""
-    encoder = chat_encoder(data, tokenizer, template_text)
-    fields = parse_fields(data.chat_fields)
-    files = corpus_files(data.source)
-    encoded = [_encode(encoder, tokenizer, example)
-               for path in files for _, example in read_examples(path, fields)]
-    if not encoded:
-        raise UserError(f"--config.data.source={data.source} holds no rows; pass JSON Lines "
-                        "files with one example per line (docs/chat.md).")
-    order = np.random.default_rng(seed).permutation(len(encoded))
-    n_val = int(round(len(encoded) * data.val_fraction)) if len(encoded) > 1 else 0
-    n_val = min(max(n_val, 1 if len(encoded) > 1 and data.val_fraction > 0 else 0),
-                len(encoded) - 1)
-    val = pack([encoded[i] for i in order[:n_val]], length, packing)
-    train = pack([encoded[i] for i in order[n_val:]], length, packing)
-    if train.examples == 0:
-        raise UserError(
-            f"every training example of {data.source} is left with no trained token once cut "
-            f"to the window of {length + 1} tokens ({train.truncated:,} truncated, "
-            f"{train.dropped:,} dropped); raise --config.model.max_length or shorten the "
-            "prompts.")
-    digest = hashlib.sha256()
-    for path in files:
-        with open(path, "rb") as f:
-            digest.update(hashlib.sha256(f.read()).digest())
-    digest.update(json.dumps([template_text, data.train_on, data.chat_fields, length, seed,
-                              data.val_fraction, bool(packing)]).encode())
-    return ChatDataset(data.source, train, val, digest.hexdigest(), tokenizer, template_text,
-                       len(encoded))
+def load_chat_dataset(data, tokenizer, template_text, length, seed, packing=True,
+                      prepare_dir=None, progress=False, reuse=None):
+    """The ChatDataset of data.source for windows of `length` tokens.
+
+    A prepared chat dataset is read where it is (UserError if made with another tokenizer
+    or template); .jsonl files are prepared into `prepare_dir` (remade when the rows or the
+    settings change; a temporary directory living as long as the dataset if None), with
+    the validation examples chosen by `seed`. UserError for a malformed row, or no example
+    keeping a trained token. `reuse`: a directory (a run's data/) read as it is if it
+    holds what would be prepared, never written.
+    """
+    if is_prepared_chat(data.source):
+        prepared = PreparedChatDataset(data.source)
+        check_prepared_tokenizer(prepared.manifest, data.source, tokenizer)
+        if prepared.template_text != template_text:
+            raise UserError(f"--config.data.source={data.source} is prepared with another chat "
+                            "template than the run's; prepare it again with the run's template "
+                            "(tfllm.prepare --chat_template=RUN/chat_template.jinja).")
+        return ChatDataset(prepared, length, packing)
+    if reuse and is_prepared_chat(reuse):
+        key = request_key(data.source, tokenizer, template_text, data.train_on,
+                          data.chat_fields, data.val_fraction, seed)
+        prepared = PreparedChatDataset(reuse)
+        if prepared.manifest["request"] == key:
+            return ChatDataset(prepared, length, packing, source=data.source)
+    scratch = None
+    if prepare_dir is None:
+        scratch = tempfile.TemporaryDirectory(prefix="tfllm-chat-")
+        prepare_dir = os.path.join(scratch.name, "data")
+    flags = {"source": "--config.data.source", "output": "--run_dir",
+             "val_fraction": "--config.data.val_fraction"}
+    large = sum(os.path.getsize(f) for f in corpus_files(data.source)) > SHARD_CHARS
+    prepared = prepare_chat(data.source, prepare_dir, tokenizer, template_text, data.train_on,
+                            data.chat_fields, data.val_fraction, seed, flags=flags,
+                            progress=progress, print_fn=print if progress and large else None,
+                            replace=True)
+    dataset = ChatDataset(prepared, length, packing, source=data.source)
+    dataset.scratch = scratch  # removed with the dataset
+    return dataset
 
 
-def _encode(encoder, tokenizer, example):
-    """(ids, mask) of one Example."""
-    eos = getattr(tokenizer, "eos_id", None)
-    end = [eos] if eos is not None else []
-    if example.kind == "chat":
-        return encoder.encode(example.messages, example.tools, example.trained)
-    if example.kind == "completion":
-        prompt = tokenizer.encode(example.prompt).tolist() if example.prompt else []
-        answer = tokenizer.encode(example.completion).tolist() + end
-        return (np.asarray(prompt + answer, np.int32),
-                np.asarray([0] * len(prompt) + [1] * len(answer), np.int8))
-    ids = tokenizer.encode(example.text).tolist() + end
-    return np.asarray(ids, np.int32), np.ones(len(ids), np.int8)
+def check_prepared_tokenizer(manifest, source, tokenizer):
+    """UserError if the prepared chat dataset of `manifest` is not of `tokenizer`'s ids."""
+    if manifest["tokenizer"]["fingerprint"] != tokenizer.fingerprint():
+        raise UserError(f"--config.data.source={source} is prepared with another tokenizer "
+                        f"({manifest['tokenizer']['vocab_size']:,} ids) than the model's "
+                        f"({tokenizer.vocab_size:,}); prepare it with tfllm.prepare "
+                        "--tokenizer_from= the model you train.")
 
 
 def _epoch_rows(count, batch_size, seed, step):
@@ -178,18 +182,15 @@ def chat_train_dataset(packed, batch_size, seed, start_step=0, input_context=Non
     from tfllm.data.pipeline import _per_replica, _replica_slices
 
     first, local, per_replica = _replica_slices(batch_size, input_context)
-    length = packed.tokens.shape[1] - 1
 
     def arrays(step):
         rows = _epoch_rows(len(packed), batch_size, seed, int(step))
-        rows = rows[first * per_replica:(first + local) * per_replica]
-        x = packed.inputs(rows)
-        return (x["token_ids"], x["segment_ids"], x["positions"], packed.targets(rows),
-                packed.weights(rows))
+        x, y, w = packed.batch(rows[first * per_replica:(first + local) * per_replica])
+        return x["token_ids"], x["segment_ids"], x["positions"], y, w
 
     def load(step):
         out = tf.numpy_function(arrays, [step], [tf.int32] * 4 + [tf.float32], stateful=False)
-        return tuple(tf.ensure_shape(t, [local * per_replica, length]) for t in out)
+        return tuple(tf.ensure_shape(t, [local * per_replica, packed.length]) for t in out)
 
     dataset = tf.data.Dataset.counter(start=start_step).map(load)
     if input_context is not None:
@@ -197,27 +198,44 @@ def chat_train_dataset(packed, batch_size, seed, start_step=0, input_context=Non
     return dataset.map(_structure).prefetch(tf.data.AUTOTUNE)
 
 
-def chat_eval_dataset(packed, batch_size, input_context=None):
-    """Finite dataset of every validation window once, padded to whole batches with
-    windows that weigh 0."""
+def chat_eval_windows(packed, max_tokens=None):
+    """How many validation windows an evaluation scores: all of them, or the first
+    max_tokens // window (at least one) when that is fewer."""
+    if not max_tokens:
+        return len(packed)
+    return min(len(packed), max(1, max_tokens // packed.length))
+
+
+def chat_eval_dataset(packed, batch_size, input_context=None, max_tokens=None):
+    """Finite dataset of the first chat_eval_windows(packed, max_tokens) validation windows
+    once, padded to whole batches with windows that weigh 0; read from the examples batch
+    by batch."""
     import tensorflow as tf
 
     from tfllm.data.pipeline import _per_replica, _replica_slices
 
-    count = -(-len(packed) // batch_size) * batch_size
-    rows = np.arange(count) % max(len(packed), 1)
-    x = packed.inputs(rows)
-    weights = packed.weights(rows) * (np.arange(count) < len(packed))[:, None]
-    tensors = (x["token_ids"], x["segment_ids"], x["positions"], packed.targets(rows), weights)
+    count = chat_eval_windows(packed, max_tokens)
     first, local, per_replica = _replica_slices(batch_size, input_context)
-    dataset = tf.data.Dataset.from_tensor_slices(tensors).batch(batch_size, drop_remainder=True)
+    part = slice(first * per_replica, (first + local) * per_replica)
+
+    def arrays(index):
+        rows = int(index) * batch_size + np.arange(batch_size)
+        tokens, segments, mask = packed.arrays(rows % max(count, 1))
+        mask = mask * (rows < count)[:, None].astype(np.int8)  # padding windows weigh 0
+        x, y, w = window_batch(tokens[part], segments[part], mask[part])
+        return x["token_ids"], x["segment_ids"], x["positions"], y, w
+
+    def load(index):
+        out = tf.numpy_function(arrays, [index], [tf.int32] * 4 + [tf.float32], stateful=False)
+        return tuple(tf.ensure_shape(t, [local * per_replica, packed.length]) for t in out)
+
+    dataset = tf.data.Dataset.range(chat_eval_batches(packed, batch_size, max_tokens)).map(load)
     if input_context is not None:
-        part = slice(first * per_replica, (first + local) * per_replica)
-        dataset = dataset.flat_map(lambda *b: _per_replica(local, *(t[part] for t in b)))
+        dataset = dataset.flat_map(lambda *b: _per_replica(local, *b))
     options = tf.data.Options()
     options.autotune.enabled = False  # as tfllm.data.pipeline.eval_dataset
     return dataset.map(_structure).prefetch(2).with_options(options)
 
 
-def chat_eval_batches(packed, batch_size):
-    return -(-len(packed) // batch_size)
+def chat_eval_batches(packed, batch_size, max_tokens=None):
+    return -(-chat_eval_windows(packed, max_tokens) // batch_size)

@@ -75,6 +75,16 @@ def prepare(source, output, tokenizer="char", vocab_size=1000, sp_model_type="bp
     workers = _check_request(source, output, tokenizer, workers, val_fraction, flags)
     key = _progress_key(source, data_dir, split, text_key, tokenizer, vocab_size,
                         sp_model_type, val_fraction, skip_non_utf8, shard_chars)
+    return locked_output(output, flags, lambda created: _prepare_locked(
+        source, output, tokenizer, vocab_size, sp_model_type, val_fraction, workers,
+        (data_dir, split, text_key), skip_non_utf8, shard_chars, sample_chars, flags, progress,
+        print_fn, replace, key, created))
+
+
+def locked_output(output, flags, make):
+    """make(created) with the directory `output` made and locked (`created`: whether it is
+    new); a full disk is one line (the half-written shard removed, those written kept),
+    and a finished output keeps no lock file."""
     created = not os.path.exists(output)
     os.makedirs(output, exist_ok=True)
     lock = DirectoryLock(output, "tfllm.prepare", "is being prepared by",
@@ -86,10 +96,7 @@ def prepare(source, output, tokenizer="char", vocab_size=1000, sp_model_type="bp
             shutil.rmtree(output, ignore_errors=True)
         raise
     try:
-        return _prepare_locked(source, output, tokenizer, vocab_size, sp_model_type,
-                               val_fraction, workers, (data_dir, split, text_key),
-                               skip_non_utf8, shard_chars, sample_chars, flags, progress,
-                               print_fn, replace, key, created)
+        return make(created)
     except OSError as e:
         if not is_disk_full(e):
             raise
@@ -211,9 +218,11 @@ def _progress_key(source, data_dir, split, text_key, tokenizer, vocab_size, sp_m
             "skip_non_utf8": bool(skip_non_utf8), "shard_chars": shard_chars}
 
 
-def _finished(output, key, flags, replace):
-    """The finished dataset in `output` if it was made as `key` asks and every shard is
-    whole; None to (re)make it; UserError if `output` holds something else."""
+def _finished(output, key, flags, replace, opener=PreparedDataset,
+              done_entry=lambda shard: [shard["tokens"], shard["sha256"]]):
+    """The finished dataset in `output` (opened by `opener`) if it was made as `key` asks
+    and every shard is whole; None to (re)make it, the shards that are whole recorded as
+    done (`done_entry` of each manifest entry); UserError if `output` holds something else."""
     if not os.path.isdir(output) or not _listing(output):
         return None
     if os.path.isfile(os.path.join(output, MANIFEST_FILE)):
@@ -222,15 +231,17 @@ def _finished(output, key, flags, replace):
             shutil.rmtree(output)
             return None
         if manifest.get("request") != key:
+            what = ("; chat data: or with another template, train_on, fields, "
+                    "val_fraction or seed") if key.get("kind") == "chat" else ""
             raise UserError(f"{flags['output']}={output} holds a dataset prepared from another "
-                            "corpus or with another tokenizer; pass a new --output, or remove "
-                            "that one first.")
+                            f"corpus or with another tokenizer{what}; pass a new --output, or "
+                            "remove that one first.")
         try:
-            return PreparedDataset(output, flags["output"])
+            return opener(output, flags["output"])
         except DatasetError:  # a shard lost or damaged since: remake it, keep the others
             write_json(os.path.join(output, PROGRESS_FILE), {
-                "request": key, "done": {str(i): [s["tokens"], s["sha256"]]
-                                         for i, s in enumerate(manifest["shards"])}})
+                "request": key, "done": {str(i): done_entry(shard)
+                                         for i, shard in enumerate(manifest["shards"])}})
             os.remove(os.path.join(output, MANIFEST_FILE))
             return None
     if not os.path.isfile(os.path.join(output, PROGRESS_FILE)):
@@ -256,9 +267,10 @@ def _start(output, key, flags):
 
 
 def _done_shards(output):
-    """{index: (tokens, sha256)} of the shards the progress file records as written whole."""
+    """{index: what was recorded} of the shards the progress file records as written whole
+    (a text shard's [tokens, sha256], a chat shard's manifest entry)."""
     with open(os.path.join(output, PROGRESS_FILE)) as f:
-        return {int(i): tuple(done) for i, done in json.load(f).get("done", {}).items()}
+        return {int(i): done for i, done in json.load(f).get("done", {}).items()}
 
 
 class _Recorder:
@@ -266,8 +278,9 @@ class _Recorder:
     second: a rerun after a kill writes again at most the last second's shards. Does
     nothing without a request `key` (a measurement into a scratch directory)."""
 
-    def __init__(self, output, key, results):
+    def __init__(self, output, key, results, entry=lambda result: [result[1], result[2]]):
         self.output, self.key, self.results, self.last = output, key, results, 0.0
+        self.entry = entry  # what a result records
 
     def __call__(self, force=False):
         now = time.time()
@@ -276,7 +289,7 @@ class _Recorder:
         self.last = now
         write_json(os.path.join(self.output, PROGRESS_FILE), {
             "request": self.key,
-            "done": {str(i): [r[1], r[2]] for i, r in sorted(self.results.items())}})
+            "done": {str(i): self.entry(r) for i, r in sorted(self.results.items())}})
 
 
 def _remove_partial_shards(output):
@@ -450,53 +463,59 @@ def _encode(read, output, tokenizer, workers, shard_chars, total_bytes, progress
     stopped run recorded is kept if its bytes still match (any other is written again)."""
     dtype = shard_dtype(tokenizer.vocab_size)
     meter = Progress(total_bytes, enabled=progress)
-    results, documents, start = {}, 0, time.time()
-    pool = None
+    results, documents, start = {}, [0], time.time()
     if total_bytes is not None and total_bytes <= shard_chars:
         workers = 1  # one task: no processes to start
-    if workers > 1:
-        pool = concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=_process_context(),
-            initializer=_init_worker, initargs=(output, dtype.str))
-    else:
-        _init_worker(output, dtype.str)
-    pending = collections.deque()
     recorded = _done_shards(output) if key is not None else {}
     record = _Recorder(output, key, results)
-    try:
+
+    def tasks():
         for index, unit in enumerate(_units(read, shard_chars)):
-            documents += sum(starts for _, starts, _ in unit)
+            documents[0] += sum(starts for _, starts, _ in unit)
             done = _written(output, index, dtype, unit, recorded.get(index))
-            if done is not None:
-                results[index] = done
-                meter.add(done[3], 0)
+            if done is None:
+                yield index, unit
                 continue
-            if pool is None:
-                results[index] = _encode_unit(index, unit)
-                meter.add(results[index][3], results[index][1])
-                record()
-                continue
-            pending.append(pool.submit(_encode_unit, index, unit))
-            while len(pending) >= 2 * workers:  # bounded: at most 2 shards per worker in flight
-                _collect(pending.popleft(), results, meter)
-                record()
-        while pending:
-            _collect(pending.popleft(), results, meter)
-            record()
+            results[index] = done
+            meter.add(done[3], 0)
+
+    def finished(result):
+        results[result[0]] = result
+        meter.add(result[3], result[1])
+        record()
+
+    try:
+        run_tasks(tasks(), _encode_unit, workers, _init_worker, (output, dtype.str), finished)
+    finally:  # Ctrl-C or a bad row too: what is written whole is kept for the rerun
         record(force=True)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
         meter.close()
     shards = [results[i] for i in sorted(results)]
-    return {"shards": shards, "documents": documents, "seconds": max(time.time() - start, 1e-9),
-            "bytes": meter.encoded_bytes, "dtype": dtype.str, "workers": workers}
+    return {"shards": shards, "documents": documents[0],
+            "seconds": max(time.time() - start, 1e-9), "bytes": meter.encoded_bytes,
+            "dtype": dtype.str, "workers": workers}
 
 
-def _collect(future, results, meter):
-    result = future.result()
-    results[result[0]] = result
-    meter.add(result[3], result[1])
+def run_tasks(tasks, work, workers, init, initargs, done):
+    """Calls done(work(*task)) for each task in order: in `workers` processes started with
+    init(*initargs) (at most two tasks per worker in flight, so the tasks are read as a
+    stream), or in this process after init(*initargs) when `workers` is 1."""
+    if workers <= 1:
+        init(*initargs)
+        for task in tasks:
+            done(work(*task))
+        return
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=_process_context(),
+                                                  initializer=init, initargs=initargs)
+    pending = collections.deque()
+    try:
+        for task in tasks:
+            pending.append(pool.submit(work, *task))
+            while len(pending) >= 2 * workers:
+                done(pending.popleft().result())
+        while pending:
+            done(pending.popleft().result())
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _written(output, index, dtype, unit, recorded):

@@ -143,31 +143,11 @@ class ShardMaps:
         return array
 
 
-class PreparedDataset:
-    """The token shards, split and tokenizer of a `tfllm.prepare` output directory.
+class Prepared:
+    """What every prepared dataset (text or chat) offers from its manifest: `directory`,
+    `manifest`, `fingerprint`, `val_fraction` and its tokenizer, loaded on first use."""
 
-    `train`, `val` and `tokens` (all of them) are `TokenView`s over memory maps: opening
-    a dataset reads only its manifest, whatever its size. The last `val_fraction` of the
-    tokens is validation, as for a corpus tokenized in one piece.
-
-    Example:
-        >>> data = PreparedDataset("data/shakespeare")
-        >>> data.tokenizer.decode(data.val[:20])
-    """
-
-    def __init__(self, directory, flag="--config.data.source"):
-        self.directory = os.path.expanduser(directory)
-        self.manifest = read_manifest(self.directory, flag)
-        dtype = np.dtype(self.manifest["dtype"])
-        listed = self.manifest["shards"]
-        paths = [os.path.join(self.directory, shard["file"]) for shard in listed]
-        verify_shards(self.directory, self.manifest)
-        shards = ShardMaps(paths, [shard["tokens"] for shard in listed], dtype)
-        total, split = self.manifest["tokens"], self.manifest["train_tokens"]
-        self.tokens = TokenView(shards, 0, total)
-        self.train = TokenView(shards, 0, split)
-        self.val = TokenView(shards, split, total)
-        self._tokenizer = None
+    directory = manifest = _tokenizer = None
 
     @property
     def fingerprint(self):
@@ -184,6 +164,37 @@ class PreparedDataset:
 
             self._tokenizer = load_tokenizer(self.directory)
         return self._tokenizer
+
+
+class PreparedDataset(Prepared):
+    """The token shards, split and tokenizer of a `tfllm.prepare` output directory.
+
+    `train`, `val` and `tokens` (all of them) are `TokenView`s over memory maps: opening
+    a dataset reads only its manifest, whatever its size. The last `val_fraction` of the
+    tokens is validation, as for a corpus tokenized in one piece.
+
+    Example:
+        >>> data = PreparedDataset("data/shakespeare")
+        >>> data.tokenizer.decode(data.val[:20])
+    """
+
+    def __init__(self, directory, flag="--config.data.source"):
+        self.directory = os.path.expanduser(directory)
+        self.manifest = read_manifest(self.directory, flag)
+        if self.manifest.get("kind", "text") != "text":
+            raise DatasetError(f"{flag}={directory} is a prepared chat dataset (conversations and "
+                               "their loss masks), not text; train on it with --init_from "
+                               "a pretrained model (docs/chat.md).")
+        dtype = np.dtype(self.manifest["dtype"])
+        listed = self.manifest["shards"]
+        paths = [os.path.join(self.directory, shard["file"]) for shard in listed]
+        verify_shards(self.directory, self.manifest)
+        shards = ShardMaps(paths, [shard["tokens"] for shard in listed], dtype)
+        total, split = self.manifest["tokens"], self.manifest["train_tokens"]
+        self.tokens = TokenView(shards, 0, total)
+        self.train = TokenView(shards, 0, split)
+        self.val = TokenView(shards, split, total)
+
 
     def describe(self):
         m = self.manifest
@@ -273,6 +284,27 @@ def verify_shards(directory, manifest):
         if largest >= vocab:
             raise _damaged(path, f"damaged (it holds token id {largest:,}, the tokenizer has "
                            f"{vocab:,})")
+    if checked:
+        record_verified(directory, checked)
+
+
+def verify_files(directory, files):
+    """DatasetError naming the first of `files` ((name, bytes, sha256) each, e.g. a chat
+    dataset's masks) that is missing, of another size or whose bytes do not match; read
+    only when changed since last checked, as verify_shards reads shards."""
+    known, checked = _read_verified(directory), {}
+    for name, size, sha in files:
+        path = os.path.join(directory, name)
+        actual = os.path.getsize(path) if os.path.isfile(path) else None
+        if actual != size:
+            raise _damaged(path, "missing" if actual is None else
+                           f"truncated ({actual:,} of {size:,} bytes)")
+        record = known.get(name) or {}
+        if record.get("stamp") == _stamp(path) and record.get("sha256") == sha:
+            continue
+        if shard_check(path, np.uint8)[0] != sha:
+            raise _damaged(path, "damaged (its bytes do not match the manifest's sha256)")
+        checked[name] = (sha, 0)
     if checked:
         record_verified(directory, checked)
 

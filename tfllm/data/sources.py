@@ -62,13 +62,25 @@ def _size(source, flags):
     return sum(os.path.getsize(p) for p in corpus_files(source, flags["source"]))
 
 
+def open_prepared(source, flag="--config.data.source"):
+    """The PreparedDataset, or PreparedChatDataset, in the directory `source`."""
+    from tfllm.data.prepared_chat import PreparedChatDataset, is_prepared_chat
+
+    return (PreparedChatDataset if is_prepared_chat(source) else PreparedDataset)(source, flag)
+
+
 def adopt_prepared(config, dataset):
-    """`config` with its data section's tokenizer, vocab_size and val_fraction set to those
-    the prepared `dataset` was made with (the run then records what it trains on); returns
-    (config, the keys that changed)."""
+    """`config` with its data section's settings set to those the prepared `dataset` was
+    made with (the run then records what it trains on): a text dataset's tokenizer,
+    vocab_size and val_fraction, a chat dataset's val_fraction, train_on and chat_fields.
+    Returns (config, the keys that changed)."""
     m = dataset.manifest
-    values = {"tokenizer": m["tokenizer"]["name"], "val_fraction": m["val_fraction"]}
-    if m["tokenizer"]["name"] == "sentencepiece":
+    if m.get("kind") == "chat":
+        values = {"val_fraction": m["val_fraction"], "train_on": m["chat"]["train_on"],
+                  "chat_fields": m["chat"]["chat_fields"]}
+    else:
+        values = {"tokenizer": m["tokenizer"]["name"], "val_fraction": m["val_fraction"]}
+    if m["tokenizer"]["name"] == "sentencepiece" and m.get("kind") != "chat":
         values["vocab_size"] = m["tokenizer"]["vocab_size"]
         values["sp_model_type"] = m["request"]["tokenizer"].get("model_type",
                                                                config.data.sp_model_type)
@@ -109,6 +121,6 @@ def check_source(data, flags=None):
     flags = {**CONFIG_FLAGS, **(flags or {})}
     source = os.path.expanduser(data.source or DEFAULT_CORPUS)
     if _names_dataset(source):
-        PreparedDataset(source, flags["source"])
+        open_prepared(source, flags["source"])
     elif not source.startswith(TFDS_PREFIX):
         check_not_empty(iter_pieces(source, flags=flags), source, flags["source"])

@@ -285,7 +285,7 @@ class TfllmLM(TemplateLM):
     def _template(self):
         """The chat template, compiled once (lm-eval asks for it once per request)."""
         from tfllm.chat.template import ChatTemplate
-        from tfllm.data.chat_data import special_token_strings
+        from tfllm.data.chat_examples import special_token_strings
 
         if self._chat is None:
             text = self._template_text or self._find_template()

@@ -5,8 +5,8 @@ and the run directory it would resume. Each answers bad input in about a second.
 from tfllm import config as config_lib
 from tfllm.adapt.chat_tuning import is_chat_source, run_template
 from tfllm.errors import UserError
-from tfllm.data.prepared_dataset import PreparedDataset, is_prepared
-from tfllm.data.sources import adopt_prepared
+from tfllm.data.prepared_dataset import is_prepared, read_manifest
+from tfllm.data.sources import adopt_prepared, open_prepared
 from tfllm.distribute.placement import check_placement
 from tfllm.pretrained.checkpoint import adopt_pretrained, check_checkpoint, pretrained_path
 from tfllm.runs.resume_check import adopt_resumed_import, check_resume
@@ -28,7 +28,7 @@ def check_before_training(config, run_dir, init_from, strategy="auto", mesh=None
     else:
         config = adopt_resumed_import(config, run_dir, init_from)
     if is_prepared(config.data.source):
-        config, _ = adopt_prepared(config, PreparedDataset(config.data.source))
+        config, _ = adopt_prepared(config, open_prepared(config.data.source))
     check_teacher(config)
     if config.eval.tasks:
         from tfllm.harness.tasks import check_tasks
@@ -38,6 +38,11 @@ def check_before_training(config, run_dir, init_from, strategy="auto", mesh=None
     if is_chat_source(config.data.source):
         check_chat(config, strategy, path is not None or bool(init_from))
         run_template(run_dir, config.data, checkpoint and checkpoint.chat_template, True)
+        if checkpoint is not None and is_prepared(config.data.source):
+            from tfllm.data.chat_data import check_prepared_tokenizer
+
+            check_prepared_tokenizer(read_manifest(config.data.source), config.data.source,
+                                     checkpoint.tokenizer())
 
 
 def check_chat(config, strategy, pretrained):

@@ -11,12 +11,13 @@ import tensorflow as tf
 
 from tfllm import config as config_lib
 from tfllm.adapt import chat_tuning
-from tfllm.data.chat_data import chat_eval_batches, chat_eval_dataset, chat_train_dataset
+from tfllm.data.chat_data import (chat_eval_batches, chat_eval_dataset, chat_train_dataset,
+                                  chat_eval_windows)
 from tfllm.bench import mfu
 from tfllm.data.pipeline import (ShapeWarmup, eval_batches, eval_dataset, eval_targets,
                                  train_dataset)
-from tfllm.data.prepared_dataset import PreparedDataset, is_prepared
-from tfllm.data.sources import adopt_prepared, configured_dataset
+from tfllm.data.prepared_dataset import is_prepared
+from tfllm.data.sources import adopt_prepared, configured_dataset, open_prepared
 from tfllm.distribute import distribution
 from tfllm.distribute.placement import check_config_on_mesh
 from tfllm.errors import Interrupted, UserError
@@ -191,10 +192,10 @@ class Trainer:
             if tokenizer.name != d.tokenizer and not is_prepared(d.source):
                 raise UserError(f"--init_from run uses a {tokenizer.name} tokenizer, the config "
                                 f"asks for {d.tokenizer}; set --config.data.tokenizer={tokenizer.name}.")
-        if chat_tuning.is_chat_source(d.source):
-            return tokenizer, self._chat_dataset(tokenizer, resuming)
         data_dir = os.path.join(self.run_dir if self.chief else self._scratch_dir(),
                                 run_directory.DATA_DIR)
+        if chat_tuning.is_chat_source(d.source):
+            return tokenizer, self._chat_dataset(tokenizer, resuming, data_dir)
         try:
             dataset = configured_dataset(d, data_dir, tokenizer, print_fn=self.print_fn,
                                          progress=self.chief)
@@ -206,12 +207,16 @@ class Trainer:
             self._check_dataset(dataset, resuming)
         return dataset.tokenizer if tokenizer is None else tokenizer, dataset
 
-    def _chat_dataset(self, tokenizer, resuming):
-        """The ChatDataset of a chat run (a .jsonl data.source), with its template."""
+    def _chat_dataset(self, tokenizer, resuming, data_dir):
+        """The ChatDataset of a chat run (.jsonl files prepared into `data_dir`, or a
+        prepared chat dataset), with its template."""
         checkpoint_template = self.pretrained.chat_template if self.pretrained else None
         text, origin = chat_tuning.run_template(self.run_dir, self.config.data,
                                                 checkpoint_template, resuming)
-        dataset = chat_tuning.chat_dataset(self.config, tokenizer, text)
+        dataset = chat_tuning.chat_dataset(self.config, tokenizer, text, data_dir,
+                                           progress=self.chief)
+        if is_prepared(self.config.data.source):
+            self._check_dataset(dataset, resuming)
         self._pending_lines.append(f"chat: {origin} template, the loss on "
                       f"{'the answers' if self.config.data.train_on == 'assistant' else 'every token'}"
                       f", {'packed' if self.config.data.packing else 'one example per'} window"
@@ -223,7 +228,7 @@ class Trainer:
         source = self.config.data.source
         if not is_prepared(source):
             return
-        self.config, changed = adopt_prepared(self.config, PreparedDataset(source))
+        self.config, changed = adopt_prepared(self.config, open_prepared(source))
         if changed:
             values = ", ".join(f"{key}={self.config.data[key[5:]]!r}" for key in changed)
             self.print_fn(f"data: {values}, as the prepared dataset {source} was made")
@@ -326,8 +331,10 @@ class Trainer:
         cfg, t = self.config, self.config.train
         self.print_fn(f"data: {dataset.describe()}")
         window = eval_length(cfg)
-        scored = (dataset.val.trained_tokens if getattr(dataset, "kind", None) == "chat"
-                  else eval_targets(len(dataset.val), window, cfg.eval.max_tokens))
+        if getattr(dataset, "kind", None) == "chat":
+            scored = dataset.val.trained_in(chat_eval_windows(dataset.val, cfg.eval.max_tokens))
+        else:
+            scored = eval_targets(len(dataset.val), window, cfg.eval.max_tokens)
         if self.mesh is not None:
             place = f"DTensor mesh {dict(zip(self.mesh.dim_names, self.mesh.shape()))}"
         else:
@@ -453,9 +460,9 @@ class Trainer:
         budget = cfg.eval.max_tokens
         if getattr(dataset, "kind", None) == "chat":
             val_ds = distribution.distribute_dataset(
-                lambda context: chat_eval_dataset(dataset.val, batch, context), batch,
+                lambda context: chat_eval_dataset(dataset.val, batch, context, budget), batch,
                 self.strategy, self.mesh)
-            batches = chat_eval_batches(dataset.val, batch)
+            batches = chat_eval_batches(dataset.val, batch, budget)
         else:
             val_ds = distribution.distribute_dataset(
                 lambda context: eval_dataset(dataset.val, window, batch, context, budget), batch,
