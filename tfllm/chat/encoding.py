@@ -67,9 +67,12 @@ class ChatEncoder:
             return [self._escape(v) for v in value]
         return value
 
-    def render(self, messages, tools=None, add_generation_prompt=False):
-        """The template's rendering of the escaped conversation (offsets as in the text)."""
-        return self.template.render(self._escape(messages), tools=self._escape(tools),
+    def render(self, messages, tools=None, add_generation_prompt=False, escaped=False):
+        """The template's rendering of the escaped conversation (offsets as in the text);
+        `escaped`: the messages and tools are escaped already."""
+        if not escaped:
+            messages, tools = self._escape(messages), self._escape(tools)
+        return self.template.render(messages, tools=tools,
                                     add_generation_prompt=add_generation_prompt, **self.kwargs)
 
     def tokens(self, text):
@@ -91,7 +94,8 @@ class ChatEncoder:
         """(ids, mask) of a whole conversation; mask 1 on the tokens the loss is taken on.
         `trained`: indices of the messages to train on (default: every assistant message;
         a prompt/completion row trains on its completion's)."""
-        rendered = self.render(messages, tools)
+        messages, tools = self._escape(messages), self._escape(tools)  # once, for every render
+        rendered = self.render(messages, tools, escaped=True)
         ids, offsets = self.tokens(rendered.text)
         if self.train_on == "all":
             return np.asarray(ids, np.int32), np.ones(len(ids), np.int8)
@@ -104,9 +108,11 @@ class ChatEncoder:
         return np.asarray(ids, np.int32), _mask(offsets, spans)
 
     def _turn_span(self, messages, tools, full, i):
-        """The characters message i adds to the rendering of the messages before it."""
-        before = self.render(messages[:i], tools, add_generation_prompt=True).text
-        through = self.render(messages[:i + 1], tools).text
+        """The characters message i adds to the rendering of the messages before it
+        (`messages` and `tools` escaped; `full`: the rendering of them all)."""
+        before = self.render(messages[:i], tools, add_generation_prompt=True, escaped=True).text
+        through = (full if i == len(messages) - 1 else
+                   self.render(messages[:i + 1], tools, escaped=True).text)
         if not (full.startswith(through) and through.startswith(before)):
             raise ChatTemplateError(
                 f"the {self.template.name} renders a conversation's first {i} messages as "
