@@ -113,8 +113,9 @@ print(json.dumps({"seconds": ready - loaded, "tokenizer_s": loaded - started,
 def start(source, model, window, code):
     """A fresh process's seconds and peak RSS to get the ChatDataset of `source`."""
     env = {**os.environ, "PYTHONPATH": code}
+    # In `code`'s directory: `python -c` puts the working directory ahead of PYTHONPATH.
     proc = subprocess.run([sys.executable, "-c", START, source, model, str(window)],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=env, cwd=code)
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tfllm._keras import keras
 from tfllm.adapt.lora import apply_lora
-from tfllm.losses.chunked_cross_entropy import chunk_rows_for, cross_entropy_sum
+from tfllm.losses.chunked_cross_entropy import balanced_rows, chunk_rows_for, cross_entropy_sum
 from tfllm.models.gpt import GPT
 from tfllm.training.training_model import TrainingModel, token_cross_entropy
 
@@ -70,6 +70,21 @@ def test_chunk_rows_follow_the_vocabulary():
     assert chunk_rows_for(50_257) == 2048
     assert chunk_rows_for(151_936) == 512
     assert chunk_rows_for(100_000_000) == 16
+
+
+def test_chunks_never_hold_more_rows_than_the_batch_has_positions():
+    # A batch of 1 x 256 at GPT-2's vocabulary: one chunk of 256 rows, not 2,048 (8x the
+    # head's work and logits, measured in the compiled LoRA step before this).
+    assert balanced_rows(2048, 256) == 256
+    assert balanced_rows(2048, 4 * 256) == 1024
+    assert balanced_rows(512, 4 * 512) == 512
+    assert balanced_rows(2048, 3000) == 1500  # two even chunks, not 2,048 + 952 padding
+    assert balanced_rows(2048, None) == 2048  # unknown until run time: by the vocabulary
+    for rows in (1, 7, 64, 2048):
+        for n in (1, 5, 63, 64, 65, 1000, 4097):
+            got = balanced_rows(rows, n)
+            chunks = -(-n // got)
+            assert got <= rows and chunks == -(-n // rows) and chunks * got - n < chunks
 
 
 def _gpt(tie, lora=False):

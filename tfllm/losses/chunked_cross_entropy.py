@@ -37,6 +37,17 @@ def chunk_rows_for(vocab_size):
     return rows
 
 
+def balanced_rows(rows, positions):
+    """Positions per chunk for `positions` (N, or None where unknown until run time): at
+    most `rows`, and the chunks made even, so padding never exceeds one row per chunk.
+    E.g. 2,048 rows for N = 256 (a batch of 1 x 256) -> 256, not 8x the head's work and
+    logits; N = 3,000 -> 1,500 (two chunks) rather than 2,048 + 952 rows of padding."""
+    if not positions:
+        return rows
+    chunks = -(-positions // rows)
+    return -(-positions // chunks)
+
+
 def cross_entropy_sum(hidden, head, targets, weights=None, chunk_rows=0, vocab_first=True,
                       head_gradient=True, gradients=True):
     """sum(weights * cross-entropy(softmax(hidden @ head), targets)), a float32 scalar,
@@ -49,7 +60,8 @@ def cross_entropy_sum(hidden, head, targets, weights=None, chunk_rows=0, vocab_f
         targets: (B, T) token ids.
         weights: (B, T) per-position weights, or None for 1 everywhere. Positions of
             weight 0 are skipped.
-        chunk_rows: C; 0 = `chunk_rows_for(V)`.
+        chunk_rows: at most C positions per chunk; 0 = `chunk_rows_for(V)`; made even over
+            the batch's positions where their number is known (`balanced_rows`).
         head_gradient: False when the head is frozen (LoRA): its gradient is not computed.
         gradients: False for evaluation: the forward loop alone (no gradients).
 
@@ -58,8 +70,8 @@ def cross_entropy_sum(hidden, head, targets, weights=None, chunk_rows=0, vocab_f
     """
     dim = hidden.shape[-1]
     vocab = head.shape[0] if vocab_first else head.shape[-1]
-    rows = chunk_rows or chunk_rows_for(vocab)
     flat = tf.reshape(hidden, [-1, dim])  # (N, D)
+    rows = balanced_rows(chunk_rows or chunk_rows_for(vocab), flat.shape[0])
     labels = tf.reshape(tf.cast(targets, tf.int32), [-1])  # (N,)
     if weights is None:
         w = tf.ones_like(labels, tf.float32)
