@@ -95,9 +95,10 @@ def _evaluate_chat(run_dir, checkpoint, config, tokenizer, data, split, batch_si
     template, _ = chat_template_of(run_dir)
     dataset = load_chat_dataset(data, tokenizer, template, config.model.max_length, config.seed,
                                 config.data.packing, reuse=os.path.join(run_dir, DATA_DIR))
-    packed = {"val": dataset.val, "train": dataset.train}.get(split)
     if split == "all":  # the loss is a mean over trained tokens: packing does not change it
         packed = pack(dataset.store, config.model.max_length, config.data.packing)
+    else:
+        packed = dataset.val if split == "val" else dataset.train
     if not len(packed):
         raise UserError(f"the chat data has no {split} examples; pass --split=train or more "
                         "examples.")

@@ -83,13 +83,13 @@ class ChatDataset:
     kind = "chat"
 
     def __init__(self, prepared, length, packing=True, source=None):
-        self.prepared, self.directory = prepared, source or prepared.directory
+        self.directory = source or prepared.directory
         self.fingerprint, self.template_text = prepared.fingerprint, prepared.template_text
         self.tokenizer, self.store = prepared.tokenizer, prepared.store
         self.rows = len(self.store)
-        self.train_examples, self.val_examples = prepared.split()
-        self.train = pack(self.store, length, packing, self.train_examples)
-        self.val = pack(self.store, length, packing, self.val_examples)
+        train, val = prepared.split()
+        self.train = pack(self.store, length, packing, train)
+        self.val = pack(self.store, length, packing, val)
         if self.train.examples == 0:
             t = self.train
             raise UserError(

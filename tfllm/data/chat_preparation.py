@@ -34,10 +34,10 @@ from tfllm.data.chat_examples import (INDEX_DTYPE, chat_encoder, encode_example,
 from tfllm.data.corpus import corpus_files, describe_source
 from tfllm.data.prepared_chat import (KIND, TEMPLATE_FILE, PreparedChatDataset,
                                       chat_fingerprint)
-from tfllm.data.prepared_dataset import (FORMAT, MANIFEST_FILE, PROGRESS_FILE,
-                                         record_verified, shard_dtype)
+from tfllm.data.prepared_dataset import (FORMAT, MANIFEST_FILE, PROGRESS_FILE, record_verified,
+                                         shard_check, shard_dtype)
 from tfllm.errors import UserError
-from tfllm.files import check_writable, write_json, write_text
+from tfllm.files import write_json, write_text
 
 CHAT_SUFFIX = ".jsonl"
 # The validation examples' shuffle by default: tfllm.train's default seed (configs/base.py),
@@ -74,11 +74,13 @@ def prepare_chat(source, output, tokenizer, template_text, train_on="assistant",
         >>> len(data.store), data.describe()
     """
     flags = {**prep.PREPARE_FLAGS, **(flags or {})}
-    files, workers = _check_request(source, output, tokenizer, template_text, train_on,
-                                    chat_fields, val_fraction, workers, flags)
+    files, total, workers = _check_request(source, output, tokenizer, template_text, train_on,
+                                           chat_fields, val_fraction, workers, shard_chars,
+                                           flags)
     key = request_key(source, tokenizer, template_text, train_on, chat_fields, val_fraction,
                       split_seed, shard_chars)
-    settings = (files, tokenizer, template_text, workers, shard_chars, progress, print_fn)
+    settings = (files, total, tokenizer, template_text, workers, shard_chars, progress,
+                print_fn)
     return prep.locked_output(output, flags, lambda created: _prepare_locked(
         output, key, settings, flags, replace, created))
 
@@ -96,12 +98,9 @@ def request_key(source, tokenizer, template_text, train_on="assistant", chat_fie
 
 
 def _check_request(source, output, tokenizer, template_text, train_on, chat_fields,
-                   val_fraction, workers, flags):
-    """(the .jsonl files, the number of workers); UserError for a request that cannot be
-    prepared (checked before anything is written)."""
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers={workers} is not allowed: pass 1 or more (by default, one "
-                        "per core).")
+                   val_fraction, workers, shard_chars, flags):
+    """(the .jsonl files, the number of workers: one for a single shard); UserError for a
+    request that cannot be prepared (checked before anything is written)."""
     if not 0 <= val_fraction < 1:
         raise UserError(f"{flags.get('val_fraction', '--val_fraction')}={val_fraction} is not "
                         "allowed: chat data holds out a fraction from 0 (none) up to 1.")
@@ -112,19 +111,14 @@ def _check_request(source, output, tokenizer, template_text, train_on, chat_fiel
                         f"({others[0]}); pass .jsonl files only, or text only.")
     parse_fields(chat_fields)
     chat_encoder(train_on, tokenizer, template_text)  # a template that cannot serve: now
-    prep._check_outside(source, output, flags)
-    check_writable(output, flags["output"], "output directory")
-    if os.path.isdir(output) and prep._listing(output) and not any(
-            os.path.isfile(os.path.join(output, name)) for name in (MANIFEST_FILE, PROGRESS_FILE)):
-        raise UserError(f"{flags['output']}={output} is a directory that tfllm.prepare did not "
-                        "make; pass a new or empty directory.")
+    workers = prep.check_output(source, output, workers, flags)
     total = sum(os.path.getsize(f) for f in files)
-    return files, 1 if total <= prep.SHARD_CHARS else (workers or os.cpu_count() or 1)
+    return files, total, 1 if total <= shard_chars else workers  # one task: no processes
 
 
 def _prepare_locked(output, key, settings, flags, replace, created):
     """prepare_chat(), with `output` locked."""
-    files, tokenizer, template_text, workers, shard_chars, progress, print_fn = settings
+    files, total, tokenizer, template_text, workers, shard_chars, progress, print_fn = settings
     finished = prep._finished(output, key, flags, replace, PreparedChatDataset, dict)
     if finished is not None:
         return finished
@@ -132,7 +126,6 @@ def _prepare_locked(output, key, settings, flags, replace, created):
         prep._start(output, key, flags)
         tokenizer.save(output)
         write_text(os.path.join(output, TEMPLATE_FILE), template_text)
-        total = sum(os.path.getsize(f) for f in files)
         if print_fn:
             print_fn(f"preparing {key['source']} ({total / 1e6:,.1f} MB of chat data) into "
                      f"{output}")
@@ -270,9 +263,8 @@ def _written(output, recorded, dtype, index):
         path = os.path.join(output, name)
         if not os.path.isfile(path) or os.path.getsize(path) != size:
             return None
-        with open(path, "rb") as f:
-            if hashlib.sha256(f.read()).hexdigest() != sha:
-                return None
+        if shard_check(path, np.uint8)[0] != sha:
+            return None
     return {**recorded, "shard": index}
 
 

@@ -162,9 +162,6 @@ def _summary(output, manifest, stats, skipped):
 
 def _check_request(source, output, tokenizer, workers, val_fraction, flags):
     """The number of workers; UserError for a request that cannot be prepared."""
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers={workers} is not allowed: pass 1 or more (by default, one "
-                        "per core).")
     if not 0 < val_fraction < 1:
         raise UserError(f"--val_fraction={val_fraction} is not allowed: it must be between 0 "
                         "and 1.")
@@ -173,6 +170,17 @@ def _check_request(source, output, tokenizer, workers, val_fraction, flags):
                         "sentencepiece.")
     if not source.startswith(corpus_lib.TFDS_PREFIX):
         corpus_lib.corpus_files(source, flags["source"])  # a source naming no file fails here
+    return check_output(source, output, workers, flags)
+
+
+def check_output(source, output, workers, flags):
+    """The number of workers (None: one per core); UserError for fewer than one, or an
+    `output` that is inside the files `source` reads, not writable, or a directory holding
+    what tfllm.prepare did not write. For text and chat preparation alike."""
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers={workers} is not allowed: pass 1 or more (by default, one "
+                        "per core).")
+    if not source.startswith(corpus_lib.TFDS_PREFIX):
         _check_outside(source, output, flags)
     check_writable(output, flags["output"], "output directory")
     if os.path.isdir(output) and _listing(output) and not any(

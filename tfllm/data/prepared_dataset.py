@@ -263,35 +263,16 @@ def verify_shards(directory, manifest):
     not match the manifest's sha256, or that holds a token id beyond the tokenizer's. The
     checksum and ids are read only for shards changed since they were last checked."""
     dtype = np.dtype(manifest["dtype"])
-    vocab = manifest["tokenizer"]["vocab_size"]
-    known = _read_verified(directory)
-    checked = {}
-    for shard in manifest["shards"]:
-        path = os.path.join(directory, shard["file"])
-        expected = shard["tokens"] * dtype.itemsize
-        size = os.path.getsize(path) if os.path.isfile(path) else None
-        if size != expected:
-            raise _damaged(path, "missing" if size is None else
-                           f"truncated ({size:,} of {expected:,} bytes)")
-        record = known.get(shard["file"]) or {}
-        if record.get("stamp") == _stamp(path) and record.get("sha256") == shard["sha256"]:
-            largest = record["max_id"]
-        else:
-            sha, largest = shard_check(path, dtype)
-            if sha != shard["sha256"]:
-                raise _damaged(path, "damaged (its bytes do not match the manifest's sha256)")
-            checked[shard["file"]] = (sha, largest)
-        if largest >= vocab:
-            raise _damaged(path, f"damaged (it holds token id {largest:,}, the tokenizer has "
-                           f"{vocab:,})")
-    if checked:
-        record_verified(directory, checked)
+    verify_files(directory, [(s["file"], s["tokens"] * dtype.itemsize, s["sha256"])
+                             for s in manifest["shards"]], dtype,
+                 manifest["tokenizer"]["vocab_size"])
 
 
-def verify_files(directory, files):
-    """DatasetError naming the first of `files` ((name, bytes, sha256) each, e.g. a chat
-    dataset's masks) that is missing, of another size or whose bytes do not match; read
-    only when changed since last checked, as verify_shards reads shards."""
+def verify_files(directory, files, dtype=np.uint8, vocab=None):
+    """DatasetError naming the first of `files` ((name, bytes, sha256) each: token shards,
+    or a chat dataset's masks and index) that is missing, of another size, whose bytes do
+    not match, or (with `vocab`) that holds a `dtype` value of `vocab` or more. A file is
+    read only when changed since it was last checked (recorded outside the dataset)."""
     known, checked = _read_verified(directory), {}
     for name, size, sha in files:
         path = os.path.join(directory, name)
@@ -301,10 +282,15 @@ def verify_files(directory, files):
                            f"truncated ({actual:,} of {size:,} bytes)")
         record = known.get(name) or {}
         if record.get("stamp") == _stamp(path) and record.get("sha256") == sha:
-            continue
-        if shard_check(path, np.uint8)[0] != sha:
-            raise _damaged(path, "damaged (its bytes do not match the manifest's sha256)")
-        checked[name] = (sha, 0)
+            largest = record["max_id"]
+        else:
+            found, largest = shard_check(path, dtype)
+            if found != sha:
+                raise _damaged(path, "damaged (its bytes do not match the manifest's sha256)")
+            checked[name] = (found, largest)
+        if vocab is not None and largest >= vocab:
+            raise _damaged(path, f"damaged (it holds token id {largest:,}, the tokenizer has "
+                           f"{vocab:,})")
     if checked:
         record_verified(directory, checked)
 
