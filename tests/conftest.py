@@ -56,6 +56,16 @@ LONGEST_FIRST = ("tests/test_train_cli.py", "tests/distribute/test_distribution.
                  "tests/adapt/test_lora.py", "tests/test_export_cli.py")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pytest.ini): one worker more than the usable cores. A worker whose test
+    waits on a command's process (or on a checkpoint to appear) leaves its core to the
+    others: on the 2-core VM, 3 workers ran the suite in 11:24 against 11:57 with 2
+    (2026-12-07, one run each)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) + 1
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     root = str(config.rootpath)

@@ -301,35 +301,48 @@ def uninterrupted(tmp_path_factory):
     return train_run(tmp_path_factory, *RESUME_ARGS, name="uninterrupted")[0]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
-def test_a_killed_or_interrupted_run_resumes_with_identical_losses(uninterrupted, tmp_path, sig):
-    killed = tmp_path / "killed"
+def _stop_when_logged(run_dir, step, sig, tmp_path):
+    """Starts (or resumes) RESUME_ARGS's run in `run_dir`, sends `sig` once its metrics
+    log a step >= `step`; returns (exit code, stderr lines, last step logged, last
+    checkpoint's step)."""
     # Forked from a process that has imported TensorFlow (tests/warm_start.py); Python's own
     # SIGINT handler, as in a fresh interpreter, even where the test runs in the background.
-    child = start("tfllm.train", *RESUME_ARGS, f"--run_dir={killed}", stdout=os.devnull,
-                  stderr=tmp_path / "stderr")
-    log = killed / "metrics.jsonl"
+    stderr = tmp_path / f"stderr-{sig}"
+    child = start("tfllm.train", *RESUME_ARGS, f"--run_dir={run_dir}", stdout=os.devnull,
+                  stderr=stderr)
+    log = run_dir / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline:
-        if log.exists() and any(json.loads(l)["step"] >= 50 for l in log.read_text().splitlines()):
+        if log.exists() and any(json.loads(l)["step"] >= step for l in log.read_text().splitlines()):
             break
         time.sleep(0.02)
     child.send_signal(sig)
     child.wait(timeout=120)  # a command that hangs on its way out fails the test
     lines = error_lines(subprocess.CompletedProcess(child.args, child.returncode, "",
-                                                    (tmp_path / "stderr").read_text()))
-    steps_before = [json.loads(l)["step"] for l in log.read_text().splitlines()]
-    assert 50 <= steps_before[-1] < 120, "the kill must land mid-run"
-    checkpoint = int(tf.train.latest_checkpoint(str(killed / "checkpoints")).rsplit("-", 1)[1])
-    if sig == signal.SIGINT:  # one line saying where a rerun resumes; 128 + SIGINT
-        assert child.returncode == 130 and lines == [
-            f"tfllm.train: interrupted; rerun the same command to resume from step {checkpoint}, "
-            "the last checkpoint."]
+                                                    stderr.read_text()))
+    last = [json.loads(l)["step"] for l in log.read_text().splitlines()][-1]
+    checkpoint = int(tf.train.latest_checkpoint(str(run_dir / "checkpoints")).rsplit("-", 1)[1])
+    return child.returncode, lines, last, checkpoint
 
-    proc = run("tfllm.train", *RESUME_ARGS, f"--run_dir={killed}")
+
+def test_a_killed_or_interrupted_run_resumes_with_identical_losses(uninterrupted, tmp_path):
+    """One run stopped twice: by Ctrl-C, then (resumed) by SIGKILL; each rerun resumes from
+    the last checkpoint, and the losses are the uninterrupted run's."""
+    run_dir = tmp_path / "stopped"
+    code, lines, last, first = _stop_when_logged(run_dir, 50, signal.SIGINT, tmp_path)
+    assert 50 <= last < 120, "the interruption must land mid-run"
+    # one line saying where a rerun resumes; 128 + SIGINT
+    assert code == 130 and lines == [
+        f"tfllm.train: interrupted; rerun the same command to resume from step {first}, "
+        "the last checkpoint."]
+    # Killed once the resumed process has written a checkpoint of its own (every 20 steps).
+    code, _, last, second = _stop_when_logged(run_dir, first + 25, signal.SIGKILL, tmp_path)
+    assert code == -signal.SIGKILL and first < second and last < 120, "the kill must land mid-run"
+
+    proc = run("tfllm.train", *RESUME_ARGS, f"--run_dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"resuming {killed} from step {checkpoint}" in proc.stdout
-    assert_same_losses(metrics(uninterrupted), metrics(killed))
+    assert f"resuming {run_dir} from step {second}" in proc.stdout
+    assert_same_losses(metrics(uninterrupted), metrics(run_dir))
 
 
 def test_resume_after_the_corpus_changed_prepares_it_again(tmp_path):
