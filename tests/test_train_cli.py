@@ -50,6 +50,10 @@ def test_run_directory_holds_everything_a_run_needs(trained):
     assert records[-1]["val_loss"] < records[1]["val_loss"] < np.log(65) + 0.2
     assert "sample:" in proc.stdout and "done: step 20" in proc.stdout
     assert "MFU " in proc.stdout
+    # train.precision=auto (the default) says what it chose; the run records the choice.
+    assert "precision: float32, XLA on (train.precision=auto: " in proc.stdout
+    with open(os.path.join(run_dir, "config.json")) as f:
+        assert json.load(f)["train"]["precision"] == "float32"
     # Time left on every progress line but the last.
     lines = [l for l in proc.stdout.splitlines() if l.startswith("step ")]
     assert all(" left" in l for l in lines[:-1])

@@ -8,9 +8,9 @@ a package of its own. Each name stands on exactly one tier.
 
 TIERS = (
     # what every tier may use: the Keras import, lazy names, errors, atomic files, log
-    # filtering, the bundled config files
+    # filtering, the bundled config files, the CPU's flags
     ("errors", ("errors", "_lazy", "_tiers")),
-    ("base", ("_keras", "files", "native_logs", "configs")),
+    ("base", ("_keras", "files", "native_logs", "configs", "hardware")),
     ("parts", ("layers", "tokenizers", "chat", "losses")),    # Keras layers; tokenizers;
                                                                # chat templates; chunked loss
     ("models", ("models",)),                                   # GPT, RecurrentLM, their registry

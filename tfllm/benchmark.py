@@ -43,7 +43,7 @@ import sys
 
 from absl import flags
 
-from tfllm import cli
+from tfllm import cli, hardware
 
 cli.define_config_flag(
     "bench_tiny", "Config to time (a packaged name such as bench_tiny, bench_small, bench_lstm, "
@@ -173,7 +173,7 @@ def _step(config, sizes):
     result = step_benchmark.benchmark_training(config, FLAGS.steps, FLAGS.warmup, peaks,
                                                FLAGS.generate_tokens if single else 0, strategy,
                                                mesh, FLAGS.vocab_size or None)
-    result.update(machine=mfu.machine_id(), peaks=peaks)
+    result.update(machine=mfu.machine_id(), cpu=hardware.cpu_line(), peaks=peaks)
     return result if mesh is not None or distribution.is_chief(strategy) else None
 
 

@@ -6,6 +6,7 @@ import math
 import ml_collections
 
 from tfllm.adapt import BASE_QUANTIZATIONS, LORA_TARGETS
+from tfllm import hardware
 from tfllm.errors import UserError
 from tfllm.models import MODEL_CLASSES
 from tfllm.optim import OPTIMIZERS, SCHEDULES
@@ -23,7 +24,7 @@ CHOICES = {
     "model.cell": ("lstm", "gru"),
     "train.optimizer": OPTIMIZERS,
     "train.schedule": SCHEDULES,
-    "train.precision": ("float32", "mixed_bfloat16", "mixed_float16"),
+    "train.precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     "train.lora_targets": tuple(LORA_TARGETS),
     "train.base_quantization": BASE_QUANTIZATIONS,
     "model.remat": ("none", "block"),
@@ -101,6 +102,7 @@ def validate(config):
     flags: every key must be one of configs/base.py's, of its type (an int may stand for a
     float), and every number finite."""
     _check_schema(config, _schema(config))
+    config = resolve_precision(config)
     _validate_values(config)
     _validate_ranges(config)
     if config.model.name == "gpt":
@@ -113,6 +115,30 @@ def validate(config):
     _validate_lora(config)
     _validate_remat_and_distillation(config)
     return ml_collections.FrozenConfigDict(config)
+
+
+def precision_choice(config):
+    """(precision, xla, why) that train.precision=auto stands for in `config` on this CPU
+    (tfllm.hardware); float32 where the run needs it (quantization-aware training,
+    pruning), and float32 keeps train.xla (bfloat16 runs without: XLA:CPU does not use the
+    bfloat16 units)."""
+    t = config.train
+    width = config.model.get("hidden_dim") or config.model.get("units") or 0
+    precision, xla, why = hardware.automatic_precision(config.model.name, width)
+    if precision != "float32" and (t.qat_start_step >= 0 or t.prune_sparsity):
+        precision, why = "float32", "quantization-aware training and pruning run in float32"
+    return precision, (xla if precision != "float32" else t.xla), why
+
+
+def resolve_precision(config):
+    """`config` with train.precision=auto replaced by `precision_choice`'s precision and
+    XLA setting; other configs as they are."""
+    if config.train.get("precision") != "auto":
+        return config
+    precision, xla, _ = precision_choice(config)
+    config = config.copy_and_resolve_references()
+    config.train.update(precision=precision, xla=xla)
+    return config
 
 
 def _validate_values(config):

@@ -69,7 +69,9 @@ def main(argv):
         mesh = distribution.parse_mesh(FLAGS.mesh, FLAGS.cpu_devices)  # fits: preflight
     else:
         strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_devices, FLAGS.mesh)
-    summary = Trainer(config, run_dir, init_from=FLAGS.init_from, strategy=strategy,
+    # The flags' config (validated again, to the same values): the Trainer's start-up line
+    # says why train.precision=auto chose what it did.
+    summary = Trainer(FLAGS.config, run_dir, init_from=FLAGS.init_from, strategy=strategy,
                       mesh=mesh).train()
     if summary["final_val_loss"] is not None:
         print(f"done: step {summary['step']}, val_loss {summary['final_val_loss']:.4f}, "

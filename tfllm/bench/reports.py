@@ -8,6 +8,7 @@ def report(result):
     c, s = result["config"], result["step_ms"]
     lines = [
         f"machine      {result['machine']}",
+        *([f"cpu          {result['cpu']}"] if "cpu" in result else []),
         f"date         {result['date']}",
     ]
     for dtype, peak in result["peaks"].items():

@@ -84,7 +84,10 @@ class Trainer:
     """
 
     def __init__(self, config, run_dir, init_from=None, print_fn=print, strategy=None, mesh=None):
+        auto = config.train.get("precision") == "auto"
         self.config = config_lib.validate(config)
+        # Why train.precision=auto chose what it did, for the start-up line.
+        self.auto_precision = config_lib.precision_choice(config)[2] if auto else None
         self.run_dir = run_dir
         self.init_from = init_from
         self.pretrained = None  # the Hugging Face Checkpoint of --init_from=hf:PATH
@@ -348,6 +351,8 @@ class Trainer:
         self.print_fn(f"model: {cfg.model.name}, {setup.model.count_params() / 1e6:,.2f} M "
                       f"parameters; {t.batch_size * cfg.model.max_length:,} tokens per step "
                       f"({t.batch_size} x {cfg.model.max_length}); {place}")
+        auto = f" (train.precision=auto: {self.auto_precision})" if self.auto_precision else ""
+        self.print_fn(f"precision: {t.precision}, XLA {'on' if t.xla else 'off'}{auto}")
         if t.lora_rank:
             trained = sum(int(tf.size(v)) for v in setup.model.trainable_variables)
             base = ("" if self._imported() else "; the base is randomly initialized (no "
