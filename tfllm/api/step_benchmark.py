@@ -17,6 +17,7 @@ from tfllm.data.pipeline import train_dataset
 from tfllm.bench import scaling
 from tfllm.distribute import distribution
 from tfllm.bench.mfu import POLICY_DTYPES, flops_per_token
+from tfllm.config import resolve_precision
 from tfllm.training.training_setup import apply_runtime_settings, build_training_setup
 
 
@@ -144,7 +145,7 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     """Times `steps` training steps of `cfg` after `warmup` steps.
 
     Args:
-        cfg: a validated config.
+        cfg: a validated config (train.precision=auto is resolved here).
         steps, warmup: measured and discarded steps.
         peaks: {dtype: peak dict of `measure_matmul_peak`}; MFU is reported against the
             peak of the dtype the precision policy computes in, when given.
@@ -167,6 +168,7 @@ def benchmark_training(cfg, steps=30, warmup=5, peaks=None, generate_tokens=0, s
     exchanged_bytes (what each device sends per step: tfllm.bench.scaling) and the
     settings timed.
     """
+    cfg = resolve_precision(cfg)  # train.precision=auto: what tfllm.train would choose
     t = cfg.train
     # `data` is kept for the whole run: a raw corpus is prepared into a scratch directory
     # that goes when the dataset does, and the input pipeline reads its shards.

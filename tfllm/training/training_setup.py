@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfllm._keras import keras
 from tfllm.config import checked_window, eval_length  # noqa: F401  (re-exported)
+from tfllm.config import resolve_precision
 from tfllm.errors import UserError
 from tfllm.adapt.lora import apply_configured_lora
 from tfllm.models import build_model
@@ -66,7 +67,7 @@ def apply_runtime_settings(cfg):
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(cfg.train.precision)
+    keras.mixed_precision.set_global_policy(resolve_precision(cfg).train.precision)
 
 
 def xla_works(strategy):
@@ -85,7 +86,7 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
     """Builds and compiles the training objects of `cfg` for a `vocab_size` vocabulary.
 
     Args:
-        cfg: a validated config (see configs/base.py).
+        cfg: a validated config (see configs/base.py; train.precision=auto is resolved here).
         vocab_size: V of the run's tokenizer.
         strategy: the tf.distribute strategy; the default strategy when None.
         mesh: a DTensor mesh (instead of a strategy): the model is built as on one
@@ -100,6 +101,7 @@ def build_training_setup(cfg, vocab_size, strategy=None, mesh=None, init_weights
         >>> setup = build_training_setup(config, tokenizer.vocab_size)
         >>> setup.task.fit(train_dataset(...), steps_per_epoch=100)
     """
+    cfg = resolve_precision(cfg)
     t = cfg.train
     if mesh is not None:
         return _build_on_mesh(cfg, vocab_size, mesh, init_weights, schedule)
