@@ -61,7 +61,7 @@ def pytest_xdist_auto_num_workers(config):
     """`-n auto` (pytest.ini): one worker more than the usable cores. A worker whose test
     waits on a command's process (or on a checkpoint to appear) leaves its core to the
     others: on the 2-core VM, 3 workers ran the suite in 11:24 against 11:57 with 2
-    (2026-12-07, one run each)."""
+    (2026-12-07, one run each), while its cores were busy 85-99% of the time."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (cores or 1) + 1
 
