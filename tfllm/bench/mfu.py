@@ -22,6 +22,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tfllm import hardware
 from tfllm.models import GPT, RecurrentLM
 
 PEAK_SIZES = (1024, 2048)
@@ -90,12 +91,7 @@ def measure_matmul_peak(dtype="float32", sizes=PEAK_SIZES, repeats=10):
 
 def machine_id():
     """What the peak depends on: processor, cores, TensorFlow version."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = hardware.cpu_info()["name"] or platform.processor() or platform.machine()
     return f"{cpu} | {os.cpu_count()} cores | TensorFlow {tf.__version__}"
 
 
