@@ -120,8 +120,10 @@ def get_config():
             ema_decay=0.0,        # weight averaging: evaluations, best/ and the final weights
                                   # use this exponential moving average of the weights; 0 = off
             precision="auto",     # "auto", "float32", "mixed_bfloat16" or "mixed_float16"; auto:
-                                  # bfloat16 without XLA on CPUs with AMX (GPT width >= 256),
-                                  # else float32 (tfllm/hardware.py; the start-up line says which)
+                                  # bfloat16 without XLA for a GPT of width >= 256 where this
+                                  # CPU's bfloat16 matmuls measure >= 1.3x float32's (measured
+                                  # once, cached), else float32 (tfllm/hardware.py; the
+                                  # start-up line says which and why)
             xla=True,             # compile the train step with XLA (2x faster here in float32)
             loss_chunk_rows=0,    # the cross-entropy a chunk of this many positions at a time, the
                                   # (batch, time, vocabulary) logits never held whole, positions of

@@ -95,8 +95,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
-    from tfllm.config import validate
+    from tfllm.config import settle_precision_for_strategy, validate
 
+    settle_precision_for_strategy(FLAGS.config, FLAGS.strategy)
     config = validate(FLAGS.config)
     try:
         sizes = tuple(int(size) for size in FLAGS.peak_sizes)
@@ -129,7 +130,7 @@ def measure(config, sizes):
 
         result = overhead.measure_overhead(config, config_args, FLAGS.overhead,
                                            FLAGS.overhead_devices, FLAGS.steps, FLAGS.warmup)
-        return {**result, "machine": mfu.machine_id()}, reports.overhead_report
+        return {**result, "machine": hardware.machine_id()}, reports.overhead_report
     return _step(config, sizes), reports.report
 
 
@@ -173,7 +174,7 @@ def _step(config, sizes):
     result = step_benchmark.benchmark_training(config, FLAGS.steps, FLAGS.warmup, peaks,
                                                FLAGS.generate_tokens if single else 0, strategy,
                                                mesh, FLAGS.vocab_size or None)
-    result.update(machine=mfu.machine_id(), cpu=hardware.cpu_line(), peaks=peaks)
+    result.update(machine=hardware.machine_id(), cpu=hardware.cpu_line(), peaks=peaks)
     return result if mesh is not None or distribution.is_chief(strategy) else None
 
 
@@ -188,9 +189,9 @@ def _peaks(config, sizes):
         dtypes.append(policy_dtype)
     peaks = {}
     for dtype in dtypes if sizes else []:
-        peaks[dtype] = mfu.measure_matmul_peak(dtype, sizes)
-        if set(mfu.PEAK_SIZES) <= set(sizes):  # never cache a peak of smaller sizes than train's
-            mfu.remember_peak(peaks[dtype])
+        peaks[dtype] = hardware.measure_matmul_peak(dtype, sizes)
+        if set(hardware.PEAK_SIZES) <= set(sizes):  # never cache a peak of smaller sizes than train's
+            hardware.remember_peak(peaks[dtype])
     return peaks
 
 

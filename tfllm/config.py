@@ -102,7 +102,6 @@ def validate(config):
     flags: every key must be one of configs/base.py's, of its type (an int may stand for a
     float), and every number finite."""
     _check_schema(config, _schema(config))
-    config = resolve_precision(config)
     _validate_values(config)
     _validate_ranges(config)
     if config.model.name == "gpt":
@@ -114,7 +113,9 @@ def validate(config):
     _validate_pruning(config.train)
     _validate_lora(config)
     _validate_remat_and_distillation(config)
-    return ml_collections.FrozenConfigDict(config)
+    # Last: on a CPU with bfloat16 units the automatic choice may measure the matmul rates
+    # once (seconds), which a bad key should not wait for.
+    return ml_collections.FrozenConfigDict(resolve_precision(config))
 
 
 def precision_choice(config):
@@ -123,11 +124,18 @@ def precision_choice(config):
     pruning), and float32 keeps train.xla (bfloat16 runs without: XLA:CPU does not use the
     bfloat16 units)."""
     t = config.train
+    if t.qat_start_step >= 0 or t.prune_sparsity:
+        return "float32", t.xla, "quantization-aware training and pruning run in float32"
     width = config.model.get("hidden_dim") or config.model.get("units") or 0
     precision, xla, why = hardware.automatic_precision(config.model.name, width)
-    if precision != "float32" and (t.qat_start_step >= 0 or t.prune_sparsity):
-        precision, why = "float32", "quantization-aware training and pruning run in float32"
     return precision, (xla if precision != "float32" else t.xla), why
+
+
+def settle_precision_for_strategy(config, strategy):
+    """Sets train.precision=auto to float32 for `--strategy=dtensor`: a mesh trains in
+    float32 (distribute.placement.check_config_on_mesh), whatever the CPU would choose."""
+    if strategy == "dtensor" and config.train.get("precision") == "auto":
+        config.train.precision = "float32"
 
 
 def resolve_precision(config):
@@ -225,7 +233,7 @@ def _validate_qat(t):
     if qat >= t.steps:
         _fail("train.qat_start_step", qat, f"it must be below train.steps={t.steps} (or -1 for no "
               "quantization-aware training)")
-    if qat >= 0 and t.precision != "float32":
+    if qat >= 0 and t.precision not in ("float32", "auto"):  # auto: float32 (precision_choice)
         _fail("train.qat_start_step", qat, "quantization-aware training runs in float32; set "
               "train.precision=float32 or qat_start_step=-1")
     if qat >= 0 and qat % t.steps_per_execution:
@@ -368,7 +376,7 @@ def _validate_pruning(t):
         _fail("train.prune_sparsity", sparsity, "pruning and quantization-aware training do not "
               "combine (a QAT phase would not keep the zeros); set one of prune_sparsity=0 "
               "or qat_start_step=-1")
-    if t.precision != "float32":
+    if t.precision not in ("float32", "auto"):  # auto: float32 (precision_choice)
         _fail("train.prune_sparsity", sparsity, "pruning runs in float32; set "
               "train.precision=float32")
     start, end = pruning_steps(t)

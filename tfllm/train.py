@@ -36,8 +36,9 @@ def main(argv):
         raise cli.UserError(f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     import os
 
-    from tfllm.config import validate
+    from tfllm.config import settle_precision_for_strategy, validate
 
+    settle_precision_for_strategy(FLAGS.config, FLAGS.strategy)
     if FLAGS.qat_start_step is not None:
         FLAGS.config.train.qat_start_step = FLAGS.qat_start_step
     if FLAGS.prune_sparsity is not None:

@@ -1,7 +1,3 @@
-import json
-
-import pytest
-
 from tfllm.models import GPT, RecurrentLM
 from tfllm.bench import mfu
 
@@ -28,24 +24,3 @@ def test_recurrent_flops_are_6n_without_the_embedding():
     e, u, v = 128, 384, 65
     lstm = lambda inputs: 4 * u * (inputs + u) + 4 * u
     assert mfu.flops_per_token(model) == 6 * (lstm(e) + lstm(u) + u * v + v)
-
-
-def test_matmul_peak_is_measured_once_then_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    first = mfu.matmul_peak("float32")
-    assert first["flops_per_s"] > 1e8 and first["dtype"] == "float32"
-    monkeypatch.setattr(mfu, "measure_matmul_peak",
-                        lambda *a, **k: pytest.fail("a cached peak must not be measured again"))
-    assert mfu.matmul_peak("float32") == first
-    cache = json.loads((tmp_path / "tfllm" / "matmul_peak.json").read_text())
-    assert list(cache.values()) == [first]
-
-
-def test_the_cached_peak_is_the_highest_measured(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    peak = lambda gflops: {"flops_per_s": gflops * 1e9, "dtype": "float32", "size": 3072}
-    mfu.remember_peak(peak(160))
-    mfu.remember_peak(peak(130))  # a reading in a slow stretch
-    assert mfu.matmul_peak("float32") == peak(160)
-    mfu.remember_peak(peak(170))
-    assert mfu.matmul_peak("float32") == peak(170)

@@ -61,7 +61,7 @@ def test_streaming_in_chunks_gives_the_same_tokens_and_seeds_matter():
     streamed = generate(model, [1, 2], 23, temperature=1.0, seed=5, stream=chunks.append,
                         chunk_size=4)[0]
     np.testing.assert_array_equal(whole, streamed)
-    assert [c.shape[1] for c in chunks] == [4, 4, 4, 4, 4, 3]
+    assert [c.shape[1] for c in chunks] == [1, 4, 4, 4, 4, 4, 2]  # the first token alone
     np.testing.assert_array_equal(np.concatenate(chunks, axis=1)[0], whole)
     other = generate(model, [1, 2], 23, temperature=1.0, seed=6)[0]
     assert not np.array_equal(whole, other)
@@ -98,3 +98,25 @@ def test_decode_compiles_once_for_any_prompt_and_sampler():
                        tf.constant(6), tf.constant(temperature), tf.constant(0),
                        tf.constant(1.0), tf.constant(-1), tf.zeros([1], tf.bool))
     assert decoder.decode.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("xla", [True, False])
+def test_generate_and_the_saved_model_decode_alike_with_or_without_xla(monkeypatch, xla):
+    # generate() decodes a model of XLA_DECODE_MAX_PARAMS or more without XLA, and the
+    # exported module decides alike: a sample's random numbers differ between the two
+    # modes, so the same seed gives the same tokens only in the same one.
+    from tfllm.inference import decoding
+    from tfllm.inference.exporting import ServingModule
+    from tfllm.tokenizers.char_tokenizer import CharTokenizer
+
+    monkeypatch.setattr(decoding, "XLA_DECODE_MAX_PARAMS", 10**12 if xla else 0)
+    model = tiny_gpt()
+    samples = generate(model, [1, 2, 3], 6, temperature=1.0, top_k=5, top_p=0.9, seed=3,
+                       num_samples=2)
+    assert [d.decode._jit_compile for d in model._tfllm_decoders.values()] == [xla]
+    served = ServingModule(model, CharTokenizer("abcdefghijk"))
+    assert served.decoder.decode._jit_compile == xla
+    tokens, _ = served.generate_ids(tf.constant([[1, 2, 3]] * 2), tf.constant(6),
+                                    tf.constant(1.0), tf.constant(5), tf.constant(0.9),
+                                    tf.constant(3, tf.int64), tf.constant(-1))
+    np.testing.assert_array_equal(tokens.numpy(), np.stack(samples))

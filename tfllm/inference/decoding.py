@@ -16,8 +16,8 @@ NO_END_TOKEN = -1
 class Decoder(tf.Module):
     """Prefill once, then one position per step, the whole loop (sampling included) one
     XLA-compiled while loop. Every setting is a tensor, so nothing retraces for a new
-    prompt or sampler; XLA compiles once per distinct number of new tokens (the size of
-    the output buffer), and once per model for everything else.
+    prompt or sampler; XLA compiles once per size of the output buffer (`generate` rounds
+    it up to a power of two) and of the cache.
 
     The GPT's cache always holds S = max_length positions, so the step compiles once.
     A RoPE model decodes past S with the cache as a ring (sliding-window attention: each
@@ -55,9 +55,9 @@ class Decoder(tf.Module):
             return None
         return min(self._cache_length or self.model.max_length, self.model.max_length)
 
-    # reduce_retracing: after a second prompt length the trace takes any length, so a chat
-    # (a longer prompt each turn) traces the prefill twice, not once per turn.
-    @tf.function(reduce_retracing=True)
+    # Traced once for any batch and prompt length (a chat's prompt grows each turn): a trace
+    # of SmolLM2-135M's prefill took about 4 s, which a retrace for the second length paid again.
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
     def prefill(self, prompt):
         """Prompt (B, P) -> (next-token logits (B, V), state, position of the next token).
 
@@ -74,14 +74,20 @@ class Decoder(tf.Module):
         return logits[:, -1], cache, tf.shape(prompt)[1]
 
     def _decode(self, logits, state, position, seed, step0, num_new, temperature, top_k, top_p,
-                end_token, done):
+                end_token, done, capacity=None):
         """Up to `num_new` tokens (B, n) continuing from a prefill (or an earlier decode).
 
         Token i is drawn with seed fold_in(seed, step0 + i), so decoding in chunks (for
         streaming) gives the same tokens as one call. A sample that draws `end_token`
         (-1: none) pads with it from then on; the loop stops once every sample is done.
 
-        Returns (tokens (B, n), logits, state, position, done) to continue from.
+        `capacity` (a Python int >= num_new) sizes the output buffer: XLA compiles the loop
+        once per buffer size (a shape), so `generate` rounds it up to a power of two and any
+        `num_new` up to it reuses the compiled loop; None sizes it to `num_new` (the
+        exported SavedModel, whose callers pass any number).
+
+        Returns (tokens (B, n), logits, state, position, done) to continue from; with
+        `capacity`, tokens is (B, capacity), end_token past the last one decoded.
         """
         position = tf.convert_to_tensor(position, tf.int32)
         num_new = tf.convert_to_tensor(num_new, tf.int32)
@@ -92,7 +98,7 @@ class Decoder(tf.Module):
                 message="prompt + new tokens exceed the model's learned positions")
         batch = tf.shape(logits)[0]
         # (N, B), padded with end_token if every sample ends early.
-        tokens = tf.fill([num_new, batch], end_token)
+        tokens = tf.fill([num_new if capacity is None else capacity, batch], end_token)
         i = tf.constant(0)
         while i < num_new and not tf.reduce_all(done):
             seed_i = tf.random.experimental.stateless_fold_in(seed, tf.cast(step0 + i, tf.int64))
@@ -167,12 +173,40 @@ def cache_bucket(model, tokens):
     return min(size, model.max_length)
 
 
+def output_bucket(num_new):
+    """The output buffer generate() decodes `num_new` tokens into: the next power of two
+    from 16, so that a new `max_new_tokens` seldom means a new compilation (12 s for
+    SmolLM2-135M's loop)."""
+    size = 16
+    while size < num_new:
+        size *= 2
+    return size
+
+
+# The size from which generate() decodes without XLA. Decoding one token reads every weight
+# once: a large model is bound by memory, where XLA's loop decoded no faster and compiled 4 s
+# longer (SmolLM2-135M: 24-25 tokens/s either way, its first answer after 10.8-11.6 s with
+# XLA against 5.8-6.8 s without); a small one is bound by the ops' overhead, which XLA
+# removes (10.8 M parameters: 340-356 against 216-228 tokens/s; 0.8 M: 2,761-3,033 against
+# 650). AMD EPYC (Zen 5), 2 cores, 2026-12-08.
+XLA_DECODE_MAX_PARAMS = 50_000_000
+
+
+def decodes_with_xla(model):
+    """Whether generate() and the exported SavedModel compile `model`'s decode loop with
+    XLA: below XLA_DECODE_MAX_PARAMS parameters. Both decide alike because a sample's
+    random numbers differ with and without XLA: the same seed gives the same tokens only
+    in the same mode."""
+    return model.count_params() < XLA_DECODE_MAX_PARAMS
+
+
 def decoder_for(model, cache_length=None):
     """The model's Decoder for a cache of `cache_length` (default max_length), made once
     and kept on the model (so its compilations are too)."""
     decoders = model.__dict__.setdefault("_tfllm_decoders", {})
     if cache_length not in decoders:
-        decoders[cache_length] = Decoder(model, cache_length=cache_length)
+        decoders[cache_length] = Decoder(model, jit_compile=decodes_with_xla(model),
+                                         cache_length=cache_length)
     return decoders[cache_length]
 
 
@@ -181,8 +215,8 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, top_p=
     """New token ids, one array per sample, continuing `prompt_ids` (a 1-D sequence).
 
     A sample ends after `max_new_tokens` or at `end_token` (included). With `stream`,
-    decoding runs in chunks of `chunk_size` tokens and `stream(ids (num_samples, n))` is
-    called after each; the tokens are the same as without it, except that decoding stops
+    decoding runs in chunks (the first token alone, then `chunk_size` tokens at a time) and
+    `stream(ids (num_samples, n))` is called after each; the tokens are the same as without it, except that decoding stops
     after a chunk for which `stream` returns True (a stop string seen in the text).
 
     Example:
@@ -202,11 +236,12 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, top_p=
     pieces = []
     step = 0
     while step < max_new_tokens and not bool(tf.reduce_all(done)):
-        n = min(chunk, max_new_tokens - step)
+        # A stream's first chunk is one token: it shows as soon as the prompt is read.
+        n = min(1 if stream is not None and step == 0 else chunk, max_new_tokens - step)
         before = int(position)
         new, logits, state, position, done = decoder.decode(
             logits, state, position, step0=tf.constant(step), num_new=tf.constant(n),
-            done=done, **settings)
+            done=done, capacity=output_bucket(n), **settings)
         new = new.numpy()[:, :int(position) - before]  # the loop ends early once all are done
         pieces.append(new)
         step += n

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfllm._keras import weight_name
 from tfllm.errors import UserError
-from tfllm.inference.decoding import Decoder
+from tfllm.inference.decoding import Decoder, decodes_with_xla
 from tfllm.models import RecurrentLM
 
 TFLITE_VARIANTS = ("float32", "dynamic_int8")  # what --format=tflite writes
@@ -35,7 +35,7 @@ class ServingModule(tf.Module):
     def __init__(self, model, tokenizer):
         super().__init__(name="tfllm_serving")
         self.model = model
-        self.decoder = Decoder(model)
+        self.decoder = Decoder(model, jit_compile=decodes_with_xla(model))  # as generate()
         self.vocab_size = model.vocab_size
         pieces = _graph_pieces(tokenizer)
         self.text_split = None

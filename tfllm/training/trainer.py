@@ -10,6 +10,7 @@ import types
 import tensorflow as tf
 
 from tfllm import config as config_lib
+from tfllm import hardware
 from tfllm.adapt import chat_tuning
 from tfllm.data.chat_data import (chat_eval_batches, chat_eval_dataset, chat_train_dataset,
                                   chat_eval_windows)
@@ -505,7 +506,7 @@ class Trainer:
         if t.reduce_on_plateau:
             callbacks.append(cb.ReduceLROnPlateau(setup.lr_scale, t.plateau_factor,
                                                   t.plateau_patience, t.steps))
-        peak = mfu.matmul_peak(mfu.POLICY_DTYPES[t.precision])  # cached after a machine's first run
+        peak = hardware.matmul_peak(mfu.POLICY_DTYPES[t.precision])  # cached after a machine's first run
         # FLOPs per token count attention over the full context (12 L T D): during a
         # sequence-length warm-up the logged MFU is high by that term's shortfall.
         clock = cb.PauseClock()  # saving time, which the logged tokens/s leaves out
