@@ -36,9 +36,19 @@ def sample_next(logits, seed, temperature, top_k, top_p):
     Draws by the Gumbel-max trick (argmax of logits + Gumbel noise, an exact sample of
     softmax(logits)) rather than tf.random.stateless_categorical, which XLA cannot compile.
     """
-    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    filtered = filter_logits(logits, temperature, top_k, top_p)
-    uniform = tf.random.stateless_uniform(tf.shape(filtered), seed, minval=1e-20, maxval=1.0)
-    gumbel = -tf.math.log(-tf.math.log(uniform))
-    sampled = tf.argmax(filtered + gumbel, axis=-1, output_type=tf.int32)
-    return tf.where(tf.cast(temperature, tf.float32) > 0, sampled, greedy)
+    def greedy():
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    def sampled():
+        filtered = filter_logits(logits, temperature, top_k, top_p)
+        uniform = tf.random.stateless_uniform(tf.shape(filtered), seed, minval=1e-20, maxval=1.0)
+        gumbel = -tf.math.log(-tf.math.log(uniform))
+        return tf.argmax(filtered + gumbel, axis=-1, output_type=tf.int32)
+
+    temperature = tf.cast(temperature, tf.float32)
+    if temperature.shape.rank == 0:
+        # Greedy skips the filter's sort of the vocabulary (49,152 tokens for SmolLM2-135M:
+        # its greedy decoding 26.5 (25.4-27.8) against 24.0 (23.4-26.5) tokens/s, 3 rounds
+        # alternating, AMD EPYC Zen 5).
+        return tf.cond(temperature > 0, sampled, greedy)
+    return tf.where(temperature > 0, sampled(), greedy())  # a temperature per sample
