@@ -69,3 +69,22 @@ def test_an_export_keeps_the_imported_checkpoints_own_settings(tmp_path):
     assert json.loads((out / "generation_config.json").read_text())["top_p"] == 0.9
     assert json.loads((out / "tokenizer_config.json").read_text()) == json.loads(
         open(os.path.join(os.path.dirname(BASE), "llama", "tokenizer_config.json")).read())
+
+
+def test_auto_precision_is_decided_on_the_imported_architecture(tmp_path, monkeypatch):
+    # The flags' config has the default width until the checkpoint's replaces it: the
+    # automatic choice must see the checkpoint's (here 64), not the config's (32).
+    from tfllm import hardware
+
+    widths = []
+    monkeypatch.setattr(hardware, "automatic_precision", lambda name, width, *a: (
+        widths.append(width) or ("float32", True, f"width {width}")))
+    config = tiny_test.get_config()
+    config.sample.length = 0
+    config.model.max_length = 32
+    config.train.update(steps=1, warmup_steps=1, precision="auto")
+    config.eval.every = config.checkpoint.every = 1
+    lines = []
+    Trainer(config, str(tmp_path / "run"), init_from=f"hf:{BASE}", print_fn=lines.append).train()
+    assert widths[-1] == 64 and 32 in widths
+    assert any("(train.precision=auto: width 64)" in line for line in lines), lines

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfllm import config as config_lib
 from tfllm import hardware
+from tfllm.configs import editable
 from tfllm.adapt import chat_tuning
 from tfllm.data.chat_data import (chat_eval_batches, chat_eval_dataset, chat_train_dataset,
                                   chat_eval_windows)
@@ -87,8 +88,10 @@ class Trainer:
     def __init__(self, config, run_dir, init_from=None, print_fn=print, strategy=None, mesh=None):
         auto = config.train.get("precision") == "auto"
         self.config = config_lib.validate(config)
-        # Why train.precision=auto chose what it did, for the start-up line.
+        # Why train.precision=auto chose what it did, for the start-up line; and what to
+        # decide again once an imported architecture replaces the config's model section.
         self.auto_precision = config_lib.precision_choice(config)[2] if auto else None
+        self._requested_precision = dict(precision="auto", xla=config.train.xla) if auto else None
         self.run_dir = run_dir
         self.init_from = init_from
         self.pretrained = None  # the Hugging Face Checkpoint of --init_from=hf:PATH
@@ -140,12 +143,12 @@ class Trainer:
         if path is None:
             if self.init_from:
                 self.init_checkpoint = run_directory.resolve_init_from(self.init_from)
-            self.config = resume_check.adopt_resumed_import(self.config, self.run_dir,
-                                                            self.init_from)
+            self.config = self._decide_precision_again(resume_check.adopt_resumed_import(
+                self.config, self.run_dir, self.init_from))
             return
         self.pretrained = check_checkpoint(path, self.config.model.max_length)
         self.config, changed = adopt_pretrained(self.config, self.pretrained)
-        self.config = config_lib.validate(self.config)
+        self.config = self._decide_precision_again(self.config)
         m = self.config.model
         # Said once the data is ready too: an error before then is the only line printed.
         self._pending_lines.append(f"model: {self.pretrained.architecture} from {path}: {m.num_layers} x "
@@ -153,6 +156,16 @@ class Trainer:
                       f"tokenizer ({self.pretrained.vocab_size} tokens); "
                       f"{len(changed)} model keys set from its config.json"
                       + (f" ({', '.join(changed)})" if changed else ""))
+
+    def _decide_precision_again(self, config):
+        """`config` validated, train.precision=auto decided on its model section: an
+        imported architecture (SmolLM2's width 576) replaces the flags' (the default 128)
+        after the first decision."""
+        if self._requested_precision is not None:
+            config = editable(config)
+            config.train.update(self._requested_precision)
+            self.auto_precision = config_lib.precision_choice(config)[2]
+        return config_lib.validate(config)
 
     def _explain(self, error, latest):
         """The one-line error for a run stopped by `error` (Ctrl-C, a full disk, a worker
