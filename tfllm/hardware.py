@@ -90,12 +90,11 @@ def bfloat16_speedup():
     from the cache; where it holds none for this machine, measured once in a child process
     (about 10 s) so that validating a config keeps TensorFlow unloaded."""
     peaks = {dtype: cached_peak(dtype) for dtype in ("float32", "bfloat16")}
-    if not all(peaks.values()) and _measured:
-        peaks = _measured  # where the cache is not writable: measured once per process
-    elif not all(peaks.values()):
-        print("train.precision=auto: measuring this CPU's float32 and bfloat16 matmul rates "
-              f"(once; cached in {_cache_path()})", file=sys.stderr, flush=True)
-        _measured.update(_measure_in_child())
+    if not all(peaks.values()):
+        if not _measured:  # kept for this process, where the cache is not writable
+            print("train.precision=auto: measuring this CPU's float32 and bfloat16 matmul "
+                  f"rates (once; cached in {_cache_path()})", file=sys.stderr, flush=True)
+            _measured.update(_measure_in_child())
         peaks = _measured
     if peaks["bfloat16"].get("xla"):
         return 0.0  # bfloat16 was fastest under XLA, which does not use its units: no gain

@@ -216,8 +216,9 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, top_p=
 
     A sample ends after `max_new_tokens` or at `end_token` (included). With `stream`,
     decoding runs in chunks (the first token alone, then `chunk_size` tokens at a time) and
-    `stream(ids (num_samples, n))` is called after each; the tokens are the same as without it, except that decoding stops
-    after a chunk for which `stream` returns True (a stop string seen in the text).
+    `stream(ids (num_samples, n))` is called after each; the tokens are the same as without
+    it, except that decoding stops after a chunk for which `stream` returns True (a stop
+    string seen in the text).
 
     Example:
         >>> samples = generate(model, tokenizer.encode("ROMEO:"), 100, temperature=0.8, top_k=20)

@@ -45,10 +45,7 @@ def sample_next(logits, seed, temperature, top_k, top_p):
         gumbel = -tf.math.log(-tf.math.log(uniform))
         return tf.argmax(filtered + gumbel, axis=-1, output_type=tf.int32)
 
-    temperature = tf.cast(temperature, tf.float32)
-    if temperature.shape.rank == 0:
-        # Greedy skips the filter's sort of the vocabulary (49,152 tokens for SmolLM2-135M:
-        # its greedy decoding 26.5 (25.4-27.8) against 24.0 (23.4-26.5) tokens/s, 3 rounds
-        # alternating, AMD EPYC Zen 5).
-        return tf.cond(temperature > 0, sampled, greedy)
-    return tf.where(temperature > 0, sampled(), greedy())  # a temperature per sample
+    # Greedy skips the filter's sort of the vocabulary (49,152 tokens for SmolLM2-135M: its
+    # greedy decoding 26.5 (25.4-27.8) against 24.0 (23.4-26.5) tokens/s, 3 rounds
+    # alternating, AMD EPYC Zen 5). The temperature is a scalar, as everywhere it is passed.
+    return tf.cond(tf.cast(temperature, tf.float32) > 0, sampled, greedy)

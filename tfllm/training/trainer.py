@@ -86,12 +86,11 @@ class Trainer:
     """
 
     def __init__(self, config, run_dir, init_from=None, print_fn=print, strategy=None, mesh=None):
-        auto = config.train.get("precision") == "auto"
+        # train.precision=auto is decided again once an imported architecture replaces the
+        # config's model section, and the start-up line says why it chose what it did.
+        self._requested_precision = (dict(precision="auto", xla=config.train.xla)
+                                     if config.train.get("precision") == "auto" else None)
         self.config = config_lib.validate(config)
-        # Why train.precision=auto chose what it did, for the start-up line; and what to
-        # decide again once an imported architecture replaces the config's model section.
-        self.auto_precision = config_lib.precision_choice(config)[2] if auto else None
-        self._requested_precision = dict(precision="auto", xla=config.train.xla) if auto else None
         self.run_dir = run_dir
         self.init_from = init_from
         self.pretrained = None  # the Hugging Face Checkpoint of --init_from=hf:PATH
@@ -143,8 +142,10 @@ class Trainer:
         if path is None:
             if self.init_from:
                 self.init_checkpoint = run_directory.resolve_init_from(self.init_from)
-            self.config = self._decide_precision_again(resume_check.adopt_resumed_import(
-                self.config, self.run_dir, self.init_from))
+            adopted = resume_check.adopt_resumed_import(self.config, self.run_dir, self.init_from)
+            if adopted is not self.config:  # the architecture of the run's import
+                adopted = self._decide_precision_again(adopted)
+            self.config = adopted
             return
         self.pretrained = check_checkpoint(path, self.config.model.max_length)
         self.config, changed = adopt_pretrained(self.config, self.pretrained)
@@ -164,7 +165,6 @@ class Trainer:
         if self._requested_precision is not None:
             config = editable(config)
             config.train.update(self._requested_precision)
-            self.auto_precision = config_lib.precision_choice(config)[2]
         return config_lib.validate(config)
 
     def _explain(self, error, latest):
@@ -365,7 +365,10 @@ class Trainer:
         self.print_fn(f"model: {cfg.model.name}, {setup.model.count_params() / 1e6:,.2f} M "
                       f"parameters; {t.batch_size * cfg.model.max_length:,} tokens per step "
                       f"({t.batch_size} x {cfg.model.max_length}); {place}")
-        auto = f" (train.precision=auto: {self.auto_precision})" if self.auto_precision else ""
+        # precision_choice reads the model and the CPU, not train.precision: the resolved
+        # config gives the reason the choice was made for.
+        auto = (f" (train.precision=auto: {config_lib.precision_choice(cfg)[2]})"
+                if self._requested_precision else "")
         self.print_fn(f"precision: {t.precision}, XLA {'on' if t.xla else 'off'}{auto}")
         if t.lora_rank:
             trained = sum(int(tf.size(v)) for v in setup.model.trainable_variables)
